@@ -1,0 +1,80 @@
+/*
+ * suite.h - the files of one run and what became of them.
+ *
+ * A suite is filled in three stages by three owners: collect.c adds the
+ * files (path, test count, markers), history.c fills the estimates, run.c
+ * records attempts and the final result. report.c only reads it.
+ *
+ * Ownership: the suite owns every string and array below; sr_suite_free
+ * releases all of it. Not thread safe: one run, one thread.
+ */
+#ifndef SR_SUITE_H
+#define SR_SUITE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A file's final result. Exactly one per file once the run is over. */
+enum sr_final {
+	SR_FINAL_PENDING = 0,
+	SR_FINAL_PASSED,
+	SR_FINAL_FAILED,
+	SR_FINAL_FLAKY,   /* failed, then passed on a rerun */
+	SR_FINAL_CRASHED, /* killed by a signal we did not send, restarts used */
+	SR_FINAL_TIMEOUT,
+	SR_FINAL_ERROR,   /* missing file, usage error, refused, spawn failed */
+	SR_FINAL_COUNT
+};
+
+/* One attempt of one file, as the agent reported it. */
+struct sr_attempt {
+	int outcome;        /* Shardrun__Outcome */
+	uint32_t tries;     /* executions incl. the agent's transient retries */
+	double start_s;     /* since the run started */
+	double duration_s;
+	int exit_code;      /* -1 when killed */
+	int signal;
+	char *agent;        /* agent name */
+	int slot;
+	char *tail;         /* output tail (may be NULL) */
+	char *junit;        /* the attempt's JUnit XML (may be NULL) */
+	size_t junit_len;
+	char *message;      /* agent's explanation (may be NULL) */
+};
+
+struct sr_file {
+	char *path;         /* relative to the workspace, as collected */
+	uint32_t ntests;    /* tests found by collection, 0 if unknown */
+	bool serial;        /* in the serial group */
+	bool exclusive;     /* must run alone on its machine */
+	double est_s;       /* estimated duration */
+	bool est_known;     /* estimate came from history */
+
+	int final;          /* enum sr_final */
+	struct sr_attempt *att; /* every attempt, in order */
+	size_t natt;
+	uint32_t restarts;  /* crash requeues used */
+	uint32_t reruns;    /* failure reruns used */
+};
+
+struct sr_suite {
+	struct sr_file *files;
+	size_t n;
+	size_t cap;
+};
+
+void sr_suite_init(struct sr_suite *s);
+void sr_suite_free(struct sr_suite *s);
+/* Add a file (path copied). Returns its index via *idx. */
+int sr_suite_add(struct sr_suite *s, const char *path, size_t *idx);
+/* Sort files by path (collection order is then deterministic). */
+void sr_suite_sort(struct sr_suite *s);
+/* Append an attempt to a file; the strings in a are copied. */
+int sr_file_add_attempt(struct sr_file *f, const struct sr_attempt *a);
+/* The last attempt, or NULL. */
+const struct sr_attempt *sr_file_last(const struct sr_file *f);
+
+const char *sr_final_name(int final); /* "passed", "failed", "flaky", ... */
+
+#endif /* SR_SUITE_H */

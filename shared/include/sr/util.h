@@ -1,0 +1,67 @@
+/*
+ * util.h - small helpers every module uses: a monotonic clock, a growable
+ * string vector, a growable byte buffer, file reading and atomic writing.
+ *
+ * Ownership: an sr_strv owns its strings (sr_strv_push copies); an sr_buf
+ * owns its bytes. Neither is thread safe; each belongs to one thread.
+ */
+#ifndef SR_UTIL_H
+#define SR_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Seconds on the monotonic clock. */
+double sr_now(void);
+/* Seconds since the Unix epoch (wall clock), for reports. */
+double sr_wall(void);
+
+struct sr_strv {
+	char **v;   /* NULL-terminated when n > 0 */
+	size_t n;
+	size_t cap;
+};
+
+void sr_strv_init(struct sr_strv *sv);
+int  sr_strv_push(struct sr_strv *sv, const char *s);   /* copies s */
+int  sr_strv_pushn(struct sr_strv *sv, const char *s, size_t len);
+void sr_strv_free(struct sr_strv *sv);
+bool sr_strv_contains(const struct sr_strv *sv, const char *s);
+
+struct sr_buf {
+	uint8_t *p;
+	size_t len;
+	size_t cap;
+};
+
+void sr_buf_init(struct sr_buf *b);
+int  sr_buf_append(struct sr_buf *b, const void *p, size_t n);
+int  sr_buf_printf(struct sr_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void sr_buf_free(struct sr_buf *b);
+
+/* Read a whole file (at most max bytes, else SR_ETOOBIG). *out is NUL
+ * terminated and owned by the caller. */
+int sr_read_file(const char *path, size_t max, char **out, size_t *len);
+/* Read at most the last max bytes of a file. */
+int sr_read_tail(const char *path, size_t max, char **out, size_t *len);
+/* Write a file atomically: temp file in the same directory, fsync,
+ * rename. mode is applied to the new file. */
+int sr_write_atomic(const char *path, const void *p, size_t n, int mode);
+/* mkdir -p */
+int sr_mkdirs(const char *path, int mode);
+/* rm -rf, refusing "" and "/". */
+int sr_rmtree(const char *path);
+
+/* Hex encoding: out must have room for 2n+1 bytes. */
+void sr_hex(const uint8_t *in, size_t n, char *out);
+/* Random bytes from libsodium (sodium_init() is called by sr_init()). */
+void sr_random(void *p, size_t n);
+/* Call once at program start: libsodium, logging defaults. */
+int sr_init(const char *progname);
+
+/* Wait-status helpers. Signal name without "SIG" prefix (e.g. "SEGV"). */
+const char *sr_signame(int sig);
+
+#endif /* SR_UTIL_H */
