@@ -1,6 +1,8 @@
 /*
  * err.c - names for the error codes in sr/err.h.
  */
+#include <stddef.h>
+
 #include "sr/err.h"
 
 static const char *const names[] = {

@@ -1,0 +1,423 @@
+/*
+ * slot.c - running one unit's files on one slot: spawn, timeout, classify,
+ * transient retries, result.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "slot.h"
+#include "sr/err.h"
+#include "sr/log.h"
+#include "sr/path.h"
+#include "sr/util.h"
+
+#define TAIL_BYTES     4096
+#define JUNIT_MAX      (4u * 1024u * 1024u)
+#define CHECKS         3    /* failed stats before a file counts as missing */
+#define CHECK_SPACE_S  0.1
+#define BACKOFF_MAX_S  8.0
+
+static void start_file(struct sr_slot *s, const struct sr_slot_env *e);
+static void try_file(struct sr_slot *s, const struct sr_slot_env *e);
+
+static const char *
+cur_file(const struct sr_slot *s)
+{
+	return (s->files.v[s->idx]);
+}
+
+int
+sr_slot_assign(struct sr_slot *s, const struct sr_slot_env *e,
+    const Shardrun__Assignment *a, const char *run_id)
+{
+	int rv = 0;
+
+	sr_strv_init(&s->files);
+	sr_strv_init(&s->selectors);
+	for (size_t i = 0; i < a->n_files && rv == 0; i++)
+		rv = sr_strv_push(&s->files, a->files[i]);
+	for (size_t i = 0; i < a->n_selectors && rv == 0; i++)
+		rv = sr_strv_push(&s->selectors, a->selectors[i]);
+	if (rv != 0 || s->files.n == 0) {
+		sr_strv_free(&s->files);
+		sr_strv_free(&s->selectors);
+		return (rv ? rv : SR_EPROTO);
+	}
+	snprintf(s->run_id, sizeof(s->run_id), "%s", run_id);
+	s->busy = true;
+	s->unit = a->unit;
+	s->attempt = a->attempt;
+	s->exclusive = a->exclusive;
+	s->timeout_s = a->timeout_ms / 1000.0;
+	s->idx = 0;
+	s->unit_t0 = sr_now();
+	s->cancelled = false;
+	start_file(s, e);
+	return (0);
+}
+
+void
+sr_slot_release(struct sr_slot *s)
+{
+	sr_strv_free(&s->files);
+	sr_strv_free(&s->selectors);
+	s->busy = false;
+	s->owner = NULL;
+	s->phase = PHASE_IDLE;
+}
+
+static void
+read_outputs(const struct sr_slot *s, Shardrun__Result *r, char **tail,
+    char **junit)
+{
+	char path[PATH_MAX + 32];
+	size_t len;
+
+	*tail = NULL;
+	*junit = NULL;
+	snprintf(path, sizeof(path), "%s/output.log", s->dir);
+	if (sr_read_tail(path, TAIL_BYTES, tail, &len) == 0) {
+		r->output_tail.data = (uint8_t *) *tail;
+		r->output_tail.len = len;
+	}
+	snprintf(path, sizeof(path), "%s/junit.xml", s->dir);
+	if (sr_read_file(path, JUNIT_MAX, junit, &len) == 0) {
+		r->junit_xml.data = (uint8_t *) *junit;
+		r->junit_xml.len = len;
+	}
+}
+
+/* The current file is over: report it and move on. */
+static void
+finish(struct sr_slot *s, const struct sr_slot_env *e, int outcome,
+    int exit_code, int sig, const char *msg, long rss)
+{
+	Shardrun__Result r = SHARDRUN__RESULT__INIT;
+	double now = sr_now();
+	char *tail;
+	char *junit;
+
+	r.unit = s->unit;
+	r.attempt = s->attempt;
+	r.index = (uint32_t) s->idx;
+	r.file = (char *) cur_file(s);
+	r.outcome = outcome;
+	r.exit_code = exit_code;
+	r.signal = (uint32_t) sig;
+	r.tries = s->tries;
+	r.start_us = (uint64_t) ((s->started - s->unit_t0) * 1e6);
+	r.duration_us = (uint64_t) ((now - s->started) * 1e6);
+	r.message = (char *) (msg ? msg : "");
+	r.slot = s->index;
+	r.peak_rss_kb = (uint64_t) (rss > 0 ? rss : 0);
+	read_outputs(s, &r, &tail, &junit);
+	if (s->tries == 0)
+		r.start_us = r.duration_us = 0;
+	e->done(e->arg, s, &r);
+	free(tail);
+	free(junit);
+	if (s->dir[0] != '\0')
+		(void) sr_rmtree(s->dir);
+	s->dir[0] = '\0';
+	s->phase = PHASE_IDLE;
+	s->idx++;
+	start_file(s, e);
+}
+
+static void
+start_file(struct sr_slot *s, const struct sr_slot_env *e)
+{
+	if (s->idx >= s->files.n) {
+		e->done(e->arg, s, NULL); /* the unit is over */
+		return;
+	}
+	s->tries = 0;
+	s->transient = 0;
+	s->first_start = s->started = sr_now();
+	try_file(s, e);
+}
+
+static int
+add_env(struct sr_strv *env, const char *key, const char *val)
+{
+	struct sr_buf b;
+	int rv;
+
+	sr_buf_init(&b);
+	if ((rv = sr_buf_printf(&b, "%s=%s", key, val)) == 0)
+		rv = sr_strv_push(env, (char *) b.p);
+	sr_buf_free(&b);
+	return (rv);
+}
+
+static int
+build_env(const struct sr_slot *s, const struct sr_slot_env *e,
+    const char *tmp, struct sr_strv *env)
+{
+	char num[32];
+	int rv = 0;
+
+	for (size_t i = 0; i < e->base_env->n && rv == 0; i++)
+		if (strncmp(e->base_env->v[i], "TMPDIR=", 7) != 0)
+			rv = sr_strv_push(env, e->base_env->v[i]);
+	if (rv == 0)
+		rv = add_env(env, "TMPDIR", tmp);
+	if (rv == 0)
+		rv = add_env(env, "SHARDRUN_RUN_ID", s->run_id);
+	if (rv == 0)
+		rv = add_env(env, "SHARDRUN_FILE", cur_file(s));
+	snprintf(num, sizeof(num), "%u", s->attempt);
+	if (rv == 0)
+		rv = add_env(env, "SHARDRUN_ATTEMPT", num);
+	snprintf(num, sizeof(num), "%u", s->index);
+	if (rv == 0)
+		rv = add_env(env, "SHARDRUN_SLOT", num);
+	if (rv == 0)
+		rv = add_env(env, "SHARDRUN_TMP", tmp);
+	return (rv);
+}
+
+static int
+make_dirs(struct sr_slot *s, const struct sr_slot_env *e, char *tmp,
+    size_t tmpsz)
+{
+	if (snprintf(s->dir, sizeof(s->dir), "%s/%llu", e->tmp_root,
+	        (unsigned long long) s->spawn_id) >= (int) sizeof(s->dir))
+		return (SR_ETOOBIG);
+	if (snprintf(tmp, tmpsz, "%s/tmp", s->dir) >= (int) tmpsz)
+		return (SR_ETOOBIG);
+	return (sr_mkdirs(tmp, 0700));
+}
+
+static int
+build_argv(const struct sr_slot *s, const struct sr_slot_env *e,
+    const char *tmp, struct sr_strv *argv)
+{
+	struct sr_strv one;
+	char junit[PATH_MAX + 16];
+	int rv;
+
+	snprintf(junit, sizeof(junit), "%s/junit.xml", s->dir);
+	sr_strv_init(&one);
+	if (s->selectors.n > 0)
+		return (sr_profile_argv(e->cfg->profile, &s->selectors, junit,
+		    tmp, argv));
+	if ((rv = sr_strv_push(&one, cur_file(s))) == 0)
+		rv = sr_profile_argv(e->cfg->profile, &one, junit, tmp, argv);
+	sr_strv_free(&one);
+	return (rv);
+}
+
+static int
+spawn(struct sr_slot *s, const struct sr_slot_env *e)
+{
+	struct sr_spawn_req req;
+	struct sr_strv argv;
+	struct sr_strv env;
+	char tmp[PATH_MAX];
+	char log[PATH_MAX + 16];
+	int rv;
+
+	s->spawn_id = (*e->next_spawn_id)++;
+	sr_strv_init(&argv);
+	sr_strv_init(&env);
+	if ((rv = make_dirs(s, e, tmp, sizeof(tmp))) == 0 &&
+	    (rv = build_argv(s, e, tmp, &argv)) == 0 &&
+	    (rv = build_env(s, e, tmp, &env)) == 0) {
+		snprintf(log, sizeof(log), "%s/output.log", s->dir);
+		req.id = s->spawn_id;
+		req.argv = (const char *const *) argv.v;
+		req.envp = (const char *const *) env.v;
+		req.cwd = e->cfg->workspace;
+		req.log = log;
+		rv = sr_spawner_spawn(e->cfg->spawner, &req);
+	}
+	sr_strv_free(&argv);
+	sr_strv_free(&env);
+	return (rv);
+}
+
+static void
+try_file(struct sr_slot *s, const struct sr_slot_env *e)
+{
+	char abs[PATH_MAX];
+	int rv = sr_path_resolve(e->cfg->workspace, cur_file(s), abs,
+	    sizeof(abs));
+
+	if (rv == SR_ENOENT) {
+		s->phase = PHASE_CHECKING;
+		s->checks = 1;
+		s->last_exit = -1;
+		s->next_at = sr_now() + CHECK_SPACE_S;
+		return;
+	}
+	if (rv != 0) {
+		finish(s, e, SHARDRUN__OUTCOME__REFUSED, -1, 0,
+		    "path refused: not a normalised relative path inside "
+		    "the workspace",
+		    0);
+		return;
+	}
+	s->tries++;
+	s->started = sr_now();
+	s->signalled = false;
+	s->deadline = s->timeout_s > 0 ? s->started + s->timeout_s : 0;
+	s->kill_at = 0;
+	if ((rv = spawn(s, e)) != 0) {
+		finish(s, e, SHARDRUN__OUTCOME__ERROR, -1, 0,
+		    "could not hand the attempt to the spawner", 0);
+		return;
+	}
+	s->phase = PHASE_RUNNING;
+}
+
+/* A transient exit (pytest's 4): judge presence over spaced checks. */
+static void
+on_transient(struct sr_slot *s, int code)
+{
+	s->phase = PHASE_CHECKING;
+	s->checks = 0;
+	s->last_exit = code;
+	s->next_at = sr_now();
+}
+
+static void
+on_present(struct sr_slot *s, const struct sr_slot_env *e)
+{
+	char msg[160];
+	double wait;
+
+	if (s->last_exit < 0) {
+		try_file(s, e);
+		return;
+	}
+	if (s->transient >= e->cfg->transient_retries) {
+		snprintf(msg, sizeof(msg),
+		    "exit %d (usage error) persisted over %u tries although "
+		    "the file is present",
+		    s->last_exit, s->tries);
+		finish(s, e, SHARDRUN__OUTCOME__ERROR, s->last_exit, 0, msg,
+		    0);
+		return;
+	}
+	wait = e->cfg->backoff_s * (double) (1u << s->transient);
+	s->transient++;
+	s->phase = PHASE_BACKOFF;
+	s->next_at = sr_now() + (wait < BACKOFF_MAX_S ? wait : BACKOFF_MAX_S);
+	sr_info("%s: exit %d with the file present; retry %u in %.1fs",
+	    cur_file(s), s->last_exit, s->transient, s->next_at - sr_now());
+}
+
+static void
+check_presence(struct sr_slot *s, const struct sr_slot_env *e)
+{
+	char abs[PATH_MAX];
+	char msg[PATH_MAX + 64];
+
+	if (sr_path_resolve(e->cfg->workspace, cur_file(s), abs,
+	        sizeof(abs)) == 0) {
+		on_present(s, e);
+		return;
+	}
+	if (++s->checks < CHECKS) {
+		s->next_at = sr_now() + CHECK_SPACE_S;
+		return;
+	}
+	snprintf(msg, sizeof(msg), "file not found: %s", cur_file(s));
+	finish(s, e, SHARDRUN__OUTCOME__MISSING, s->last_exit, 0, msg, 0);
+}
+
+void
+sr_slot_on_exit(struct sr_slot *s, const struct sr_slot_env *e,
+    const struct sr_spawn_ev *ev)
+{
+	char msg[256];
+	int st = ev->status;
+
+	if (s->cancelled) {
+		if (s->dir[0] != '\0')
+			(void) sr_rmtree(s->dir);
+		s->dir[0] = '\0';
+		sr_slot_release(s);
+		return;
+	}
+	if (ev->err != 0) {
+		snprintf(msg, sizeof(msg), "cannot start %s: %s",
+		    e->cfg->profile->argv.v[0], strerror(ev->err));
+		finish(s, e, SHARDRUN__OUTCOME__ERROR, -1, 0, msg, 0);
+	} else if (s->signalled) {
+		snprintf(msg, sizeof(msg), "timeout after %.0fs",
+		    s->timeout_s);
+		finish(s, e, SHARDRUN__OUTCOME__TIMEOUT,
+		    WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+		    WIFSIGNALED(st) ? WTERMSIG(st) : 0, msg,
+		    ev->peak_rss_kb);
+	} else if (WIFSIGNALED(st)) {
+		snprintf(msg, sizeof(msg), "killed by SIG%s",
+		    sr_signame(WTERMSIG(st)));
+		finish(s, e, SHARDRUN__OUTCOME__CRASHED, -1, WTERMSIG(st),
+		    msg, ev->peak_rss_kb);
+	} else {
+		int code = WEXITSTATUS(st);
+		int out = sr_profile_classify(e->cfg->profile, code);
+
+		if (out == SR_EXIT_TRANSIENT)
+			on_transient(s, code);
+		else
+			finish(s, e, out, code, 0, NULL, ev->peak_rss_kb);
+	}
+}
+
+void
+sr_slot_tick(struct sr_slot *s, const struct sr_slot_env *e, double now)
+{
+	if (!s->busy)
+		return;
+	switch (s->phase) {
+	case PHASE_RUNNING:
+		if (s->deadline > 0 && now >= s->deadline && !s->signalled) {
+			sr_info("%s: timeout after %.0fs, terminating",
+			    cur_file(s), s->timeout_s);
+			s->signalled = true;
+			s->kill_at = now + e->cfg->kill_grace_s;
+			sr_spawner_kill(e->cfg->spawner, s->spawn_id,
+			    SIGTERM);
+		} else if (s->kill_at > 0 && now >= s->kill_at) {
+			s->kill_at = 0;
+			sr_spawner_kill(e->cfg->spawner, s->spawn_id,
+			    SIGKILL);
+		}
+		break;
+	case PHASE_CHECKING:
+		if (now >= s->next_at)
+			check_presence(s, e);
+		break;
+	case PHASE_BACKOFF:
+		if (now >= s->next_at)
+			try_file(s, e);
+		break;
+	default:
+		break;
+	}
+}
+
+void
+sr_slot_abort(struct sr_slot *s, const struct sr_slot_env *e)
+{
+	if (!s->busy)
+		return;
+	if (s->phase == PHASE_RUNNING) {
+		s->cancelled = true;
+		sr_spawner_kill(e->cfg->spawner, s->spawn_id, SIGKILL);
+		return; /* released when the exit arrives */
+	}
+	if (s->dir[0] != '\0')
+		(void) sr_rmtree(s->dir);
+	s->dir[0] = '\0';
+	sr_slot_release(s);
+}

@@ -1,0 +1,66 @@
+/*
+ * spawner.h - the small process that starts and ends every attempt.
+ *
+ * sr_spawner_start() forks a helper while the caller is still
+ * single-threaded (call it first thing in main). The helper is the child
+ * subreaper of everything it starts, spawns attempts on request over a
+ * socketpair with posix_spawn (new session, no shell, stdin from /dev/null,
+ * stdout and stderr to the attempt's log), reports their exits, and - the
+ * moment the socketpair reaches EOF, i.e. when its parent dies even by
+ * SIGKILL - kills every process below it and exits.
+ *
+ * Where the kernel allows it (root, or CAP_SYS_ADMIN), each attempt runs
+ * under a tiny init of ours as PID 1 of a new PID namespace: when the
+ * attempt's main process exits, the init exits and the kernel kills
+ * everything left in the namespace, double-forked daemons included; the init
+ * also dies with the spawner (PR_SET_PDEATHSIG). Elsewhere an attempt is its
+ * process group: killed after every attempt, and escaped orphans (reparented
+ * to the spawner) are killed by sr_spawner_sweep() and at exit.
+ *
+ * Ownership: the handle belongs to one thread (the agent's); requests are
+ * asynchronous, and their results arrive as events on sr_spawner_fd().
+ */
+#ifndef SR_SPAWNER_H
+#define SR_SPAWNER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum sr_spawn_ev_type {
+	SR_SPAWN_EXITED = 1,
+};
+
+struct sr_spawn_ev {
+	int type;
+	uint64_t id;
+	int status;       /* wait status of the attempt's main process */
+	int err;          /* errno when it could not be started, else 0 */
+	long peak_rss_kb;
+};
+
+struct sr_spawn_req {
+	uint64_t id;               /* caller's key, unique while running */
+	const char *const *argv;   /* argv[0] is searched in PATH of envp */
+	const char *const *envp;
+	const char *cwd;
+	const char *log;           /* stdout+stderr, created/truncated */
+};
+
+struct sr_spawner;
+
+/* Fork the helper. Must be called before any thread exists. */
+int sr_spawner_start(struct sr_spawner **sp);
+/* Close the channel and wait for the helper, which kills everything. */
+void sr_spawner_stop(struct sr_spawner *s);
+int sr_spawner_fd(const struct sr_spawner *s);
+bool sr_spawner_pidns(const struct sr_spawner *s);
+int sr_spawner_spawn(struct sr_spawner *s, const struct sr_spawn_req *r);
+/* Signal an attempt: its namespace or its process group. */
+int sr_spawner_kill(struct sr_spawner *s, uint64_t id, int sig);
+/* Kill every process below the helper that is not a running attempt. */
+int sr_spawner_sweep(struct sr_spawner *s);
+/* Next event, SR_EAGAIN when none is buffered, SR_ECLOSED when the helper
+ * is gone. Never blocks. */
+int sr_spawner_read(struct sr_spawner *s, struct sr_spawn_ev *ev);
+
+#endif /* SR_SPAWNER_H */

@@ -1,0 +1,775 @@
+/*
+ * collect.c - finding a suite's test files: by reading them (fast
+ * collection, the default) or by asking pytest (exact collection).
+ *
+ * Fast collection reads the part of pytest's configuration that decides
+ * which files exist (testpaths, python_files, norecursedirs), walks the
+ * directories the way pytest does, and scans each file's text for test
+ * functions and markers. It never imports user code, so what conftest
+ * hooks and plugins do stays invisible to it; exact collection is there
+ * for suites that depend on that, at the price of one pytest start.
+ *
+ * Everything found goes into a private suite first and reaches the
+ * caller's suite only when the whole collection succeeded.
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <glob.h>
+#include <limits.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sr/err.h"
+#include "sr/log.h"
+#include "sr/path.h"
+#include "sr/util.h"
+
+#include "collect.h"
+#include "collect_cfg.h"
+
+#define MAX_SOURCE (16u << 20) /* larger files are listed, not scanned */
+#define MAX_ITEMS  (1u << 30)  /* exact collection's item list */
+
+extern char **environ;
+
+static const char *const serial_default[] = {"serial", "parallel_unsafe",
+                                             "no_parallel", NULL};
+static int
+push_all(struct sr_strv *sv, const char *const *list)
+{
+	int rv = 0;
+
+	for (size_t i = 0; rv == 0 && list[i] != NULL; i++)
+		rv = sr_strv_push(sv, list[i]);
+	return (rv);
+}
+
+int
+sr_collect_opts_init(struct sr_collect_opts *o, const char *root)
+{
+	struct sr_collect_opts n = {.root = root, .python = "python3"};
+	int rv;
+
+	sr_strv_init(&n.serial_markers);
+	sr_strv_init(&n.exclusive_markers);
+	if ((rv = push_all(&n.serial_markers, serial_default)) != 0 ||
+	    (rv = sr_strv_push(&n.exclusive_markers, "exclusive")) != 0) {
+		sr_collect_opts_free(&n);
+		return (rv);
+	}
+	*o = n;
+	return (0);
+}
+
+void
+sr_collect_opts_free(struct sr_collect_opts *o)
+{
+	sr_strv_free(&o->serial_markers);
+	sr_strv_free(&o->exclusive_markers);
+}
+
+/*
+ * Paths. A user-given path is normalised ("./", "." parts and "//"
+ * dropped); ".." is refused, as it is on the agents. A path made of "."
+ * parts only is the root itself, ".".
+ */
+static int
+normalize(const char *in, char *out, size_t outsz)
+{
+	if (in[strspn(in, "./")] == '\0' && strstr(in, "..") == NULL) {
+		snprintf(out, outsz, ".");
+		return (0);
+	}
+	return (sr_path_normalize(in, out, outsz));
+}
+
+/* The walk: the workspace's real path, and a path buffer that grows and
+ * shrinks with the recursion ("real/rel"). */
+struct walk {
+	const struct sr_pycfg *cfg; /* NULL: every file (generic profile) */
+	struct sr_strv *out;        /* relative paths found */
+	char real[PATH_MAX];
+	size_t rootlen;
+	char path[PATH_MAX];
+};
+
+/* A directory on the way down, to notice symbolic-link loops. */
+struct anc {
+	dev_t dev;
+	ino_t ino;
+	const struct anc *up;
+};
+
+static int
+walk_init(struct walk *w, const char *root)
+{
+	struct stat st;
+
+	memset(w, 0, sizeof(*w));
+	if (root == NULL)
+		root = ".";
+	if (realpath(root, w->real) == NULL || stat(w->real, &st) != 0 ||
+	    !S_ISDIR(st.st_mode)) {
+		sr_error("workspace %s: %s", root,
+		         errno ? strerror(errno) : "not a directory");
+		return (errno == ENOENT ? SR_ENOENT : SR_EIO);
+	}
+	w->rootlen = strlen(w->real);
+	return (0);
+}
+
+/* w->path = real/rel; its length, 0 if too long. */
+static size_t
+set_path(struct walk *w, const char *rel)
+{
+	int n;
+
+	if (strcmp(rel, ".") == 0)
+		n = snprintf(w->path, sizeof(w->path), "%s", w->real);
+	else
+		n = snprintf(w->path, sizeof(w->path), "%s/%s", w->real, rel);
+	return (n > 0 && (size_t) n < sizeof(w->path) ? (size_t) n : 0);
+}
+
+/* Does w->path, links resolved, stay inside the workspace? */
+static bool
+inside(const struct walk *w)
+{
+	char res[PATH_MAX];
+
+	return (sr_path_resolve(w->real, w->path + w->rootlen + 1, res,
+	                        sizeof(res)) == 0);
+}
+
+/* A path named by the user (or testpaths): relative to the root or
+ * absolute below it, present, not escaping. rel gets its normal form. */
+static int
+resolve_arg(struct walk *w, const char *arg, char *rel, size_t relsz)
+{
+	char norm[PATH_MAX], res[PATH_MAX];
+	const char *a = arg;
+	int rv;
+
+	if (strstr(arg, "::") != NULL) {
+		sr_error("%s: test ids are not supported, name files", arg);
+		return (SR_EINVAL);
+	}
+	if (arg[0] == '/') {
+		if (strncmp(arg, w->real, w->rootlen) != 0 ||
+		    (arg[w->rootlen] != '/' && arg[w->rootlen] != '\0')) {
+			sr_error("%s: outside the workspace %s", arg, w->real);
+			return (SR_EPATH);
+		}
+		for (a = arg + w->rootlen; *a == '/'; a++)
+			;
+	}
+	if ((rv = normalize(a, norm, sizeof(norm))) == 0 &&
+	    strcmp(norm, ".") != 0)
+		rv = sr_path_resolve(w->real, norm, res, sizeof(res));
+	if (rv == 0 && strlen(norm) >= relsz)
+		rv = SR_ETOOBIG;
+	if (rv == 0) {
+		memcpy(rel, norm, strlen(norm) + 1);
+		return (0);
+	}
+	if (rv == SR_ENOENT)
+		sr_error("%s: no such file or directory", arg);
+	else if (rv == SR_EPATH)
+		sr_error("%s: refused: leaves the workspace (\"..\" or a "
+		         "link) or is not a plain path",
+		         arg);
+	else
+		sr_error("%s: %s", arg, sr_strerror(rv));
+	return (rv);
+}
+
+static int
+user_args(struct walk *w, const struct sr_strv *paths, struct sr_strv *args)
+{
+	char rel[PATH_MAX];
+	int rv = 0;
+
+	for (size_t i = 0; paths != NULL && rv == 0 && i < paths->n; i++)
+		if ((rv = resolve_arg(w, paths->v[i], rel, sizeof(rel))) == 0)
+			rv = sr_strv_push(args, rel);
+	return (rv);
+}
+
+/* testpaths are globs relative to the root; none matching means ".". */
+static int
+testpath_args(struct walk *w, const struct sr_pycfg *c, struct sr_strv *args)
+{
+	char pat[PATH_MAX * 2], rel[PATH_MAX];
+	int rv = 0;
+
+	for (size_t i = 0; rv == 0 && i < c->testpaths.n; i++) {
+		size_t n = 0;
+		glob_t g;
+
+		for (const char *r = w->real; *r != '\0' && n < PATH_MAX; r++) {
+			if (strchr("*?[\\", *r) != NULL)
+				pat[n++] = '\\';
+			pat[n++] = *r;
+		}
+		snprintf(pat + n, sizeof(pat) - n, "/%s", c->testpaths.v[i]);
+		if (glob(pat, 0, NULL, &g) != 0)
+			continue;
+		for (size_t j = 0; rv == 0 && j < g.gl_pathc; j++)
+			if ((rv = resolve_arg(w, g.gl_pathv[j], rel,
+			                      sizeof(rel))) == 0)
+				rv = sr_strv_push(args, rel);
+		globfree(&g);
+	}
+	if (rv == 0 && args->n == 0 && c->testpaths.n > 0)
+		sr_warn("%s: no files found in testpaths; collecting from "
+		        "the workspace root instead",
+		        c->file);
+	return (rv);
+}
+
+/*
+ * The walk. pytest's rules: hidden names, __pycache__, norecursedirs and
+ * virtualenvs are not entered; files match python_files (pytest's
+ * fnmatch_ex: a pattern without '/' matches the base name, one with '/'
+ * the end of the path).
+ */
+static bool
+match_any(const struct sr_strv *pats, const char *name, const char *path)
+{
+	char buf[PATH_MAX];
+
+	for (size_t i = 0; i < pats->n; i++) {
+		const char *pat = pats->v[i];
+
+		if (strchr(pat, '/') == NULL) {
+			if (fnmatch(pat, name, FNM_NOESCAPE) == 0)
+				return (true);
+			continue;
+		}
+		if (pat[0] != '/' &&
+		    snprintf(buf, sizeof(buf), "*/%s", pat) < (int) sizeof(buf))
+			pat = buf;
+		if (fnmatch(pat, path, FNM_NOESCAPE) == 0)
+			return (true);
+	}
+	return (false);
+}
+
+static bool
+skip_dir(const struct walk *w, const char *name)
+{
+	char venv[PATH_MAX];
+
+	if (strcmp(name, "__pycache__") == 0 ||
+	    match_any(&w->cfg->norecurse, name, w->path))
+		return (true);
+	if (snprintf(venv, sizeof(venv), "%s/pyvenv.cfg", w->path) <
+	        (int) sizeof(venv) &&
+	    access(venv, F_OK) == 0) {
+		sr_debug("collect: %s is a virtualenv, skipped", w->path);
+		return (true);
+	}
+	return (false);
+}
+
+static int walk_dir(struct walk *w, size_t len, const struct anc *up);
+
+static int
+walk_entry(struct walk *w, size_t len, const char *name, const struct anc *me)
+{
+	const char *rel = w->path + w->rootlen + 1;
+	size_t nlen = strlen(name);
+	struct stat st;
+
+	if (len + 1 + nlen >= sizeof(w->path)) {
+		sr_warn("collect: %s/%s: path too long, skipped", w->path,
+		        name);
+		return (0);
+	}
+	w->path[len] = '/';
+	memcpy(w->path + len + 1, name, nlen + 1);
+	if (lstat(w->path, &st) != 0)
+		return (0);
+	if (S_ISLNK(st.st_mode) && (stat(w->path, &st) != 0 || !inside(w))) {
+		sr_debug("collect: %s: dangling or outside, skipped", rel);
+		return (0);
+	}
+	if (S_ISDIR(st.st_mode)) {
+		if (w->cfg != NULL && skip_dir(w, name))
+			return (0);
+		return (walk_dir(w, len + 1 + nlen, me));
+	}
+	if (!S_ISREG(st.st_mode) ||
+	    (w->cfg != NULL &&
+	     !match_any(&w->cfg->python_files, name, w->path)))
+		return (0);
+	return (sr_strv_push(w->out, rel));
+}
+
+static int
+walk_dir(struct walk *w, size_t len, const struct anc *up)
+{
+	struct sr_strv names;
+	struct dirent *de;
+	struct stat st;
+	struct anc me;
+	DIR *d;
+	int rv = 0;
+
+	w->path[len] = '\0';
+	if (stat(w->path, &st) != 0)
+		return (0);
+	for (const struct anc *a = up; a != NULL; a = a->up)
+		if (a->dev == st.st_dev && a->ino == st.st_ino)
+			return (0); /* a symbolic link back up: a loop */
+	me = (struct anc){st.st_dev, st.st_ino, up};
+	if ((d = opendir(w->path)) == NULL) {
+		sr_warn("collect: %s: %s, skipped", w->path, strerror(errno));
+		return (0);
+	}
+	sr_strv_init(&names);
+	while (rv == 0 && (de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			rv = sr_strv_push(&names, de->d_name);
+	closedir(d);
+	for (size_t i = 0; rv == 0 && i < names.n; i++)
+		rv = walk_entry(w, len, names.v[i], &me);
+	w->path[len] = '\0';
+	sr_strv_free(&names);
+	return (rv);
+}
+
+/* Directories are walked; a file named by the user is taken as it is. */
+static int
+walk_args(struct walk *w, const struct sr_strv *args)
+{
+	int rv = 0;
+
+	for (size_t i = 0; rv == 0 && i < args->n; i++) {
+		size_t len = set_path(w, args->v[i]);
+		struct stat st;
+
+		if (len == 0 || stat(w->path, &st) != 0)
+			return (SR_ENOENT);
+		if (S_ISDIR(st.st_mode))
+			rv = walk_dir(w, len, NULL);
+		else
+			rv = sr_strv_push(w->out, args->v[i]);
+	}
+	return (rv);
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return (strcmp(*(char *const *) a, *(char *const *) b));
+}
+
+static void
+sort_unique(struct sr_strv *sv)
+{
+	size_t j = 0;
+
+	if (sv->n == 0)
+		return;
+	qsort(sv->v, sv->n, sizeof(sv->v[0]), cmp_str);
+	for (size_t i = 0; i < sv->n; i++) {
+		if (j > 0 && strcmp(sv->v[j - 1], sv->v[i]) == 0)
+			free(sv->v[i]);
+		else
+			sv->v[j++] = sv->v[i];
+	}
+	sv->n = j;
+	sv->v[j] = NULL;
+}
+
+static int
+scan_file(const struct sr_collect_opts *o, struct walk *w, const char *rel,
+          struct sr_suite *s)
+{
+	bool serial = false, excl = false;
+	unsigned n = 0;
+	char *src;
+	size_t idx;
+	int rv;
+
+	set_path(w, rel);
+	if ((rv = sr_read_file(w->path, MAX_SOURCE, &src, NULL)) == 0) {
+		rv = sr_scan_python(src, o, &serial, &excl, &n);
+		free(src);
+	} else if (rv != SR_ENOMEM) {
+		sr_warn("collect: %s: %s, not scanned", rel, sr_strerror(rv));
+		rv = 0;
+	}
+	if (rv != 0 || (rv = sr_suite_add(s, rel, &idx)) != 0)
+		return (rv);
+	s->files[idx].ntests = n;
+	s->files[idx].serial = serial;
+	s->files[idx].exclusive = excl;
+	return (0);
+}
+
+/*
+ * Exact collection: pytest --collect-only with a plugin of ours that
+ * writes, for every item pytest kept, "SRITEM<TAB>nodeid<TAB>markers" to
+ * a file (a file, not stdout: conftest prints cannot garble it). All
+ * output of pytest goes to a log whose tail is shown when it fails.
+ */
+static const char plugin_src[] =
+    "import os\n"
+    "\n"
+    "\n"
+    "def pytest_collection_finish(session):\n"
+    "    out = os.environ['SHARDRUN_COLLECT_OUT']\n"
+    "    with open(out, 'w', encoding='utf-8', errors='backslashreplace') "
+    "as f:\n"
+    "        for item in session.items:\n"
+    "            names = sorted({m.name for m in item.iter_markers()})\n"
+    "            nodeid = ' '.join(item.nodeid.split('\\n'))\n"
+    "            nodeid = nodeid.replace('\\t', ' ')\n"
+    "            f.write('SRITEM\\t%s\\t%s\\n' % (nodeid, ','.join(names)))\n";
+
+static int
+make_tmpdir(char *dir, size_t dirsz)
+{
+	const char *tmp = getenv("TMPDIR");
+	char path[PATH_MAX];
+	int rv;
+
+	if (tmp == NULL || tmp[0] == '\0')
+		tmp = "/tmp";
+	if (snprintf(dir, dirsz, "%s/shardrun-collect.XXXXXX", tmp) >=
+	        (int) dirsz ||
+	    mkdtemp(dir) == NULL) {
+		sr_error("collect: cannot create a temporary directory in %s",
+		         tmp);
+		return (SR_EIO);
+	}
+	snprintf(path, sizeof(path), "%s/shardrun_collect.py", dir);
+	if ((rv = sr_write_atomic(path, plugin_src, sizeof(plugin_src) - 1,
+	                          0600)) != 0)
+		(void) sr_rmtree(dir);
+	return (rv);
+}
+
+/* The environment of the parent, with the plugin's directory on
+ * PYTHONPATH and no bytecode written into the workspace. */
+static int
+exact_env(const char *dir, struct sr_strv *env)
+{
+	const char *old = getenv("PYTHONPATH");
+	struct sr_buf b;
+	int rv = 0;
+
+	for (char **e = environ; rv == 0 && *e != NULL; e++)
+		if (strncmp(*e, "PYTHONPATH=", 11) != 0 &&
+		    strncmp(*e, "SHARDRUN_COLLECT_OUT=", 21) != 0 &&
+		    strncmp(*e, "PYTHONDONTWRITEBYTECODE=", 24) != 0)
+			rv = sr_strv_push(env, *e);
+	sr_buf_init(&b);
+	if (rv == 0)
+		rv = sr_buf_printf(&b, "PYTHONPATH=%s%s%s", dir,
+		                   old && *old ? ":" : "",
+		                   old && *old ? old : "");
+	if (rv == 0 && (rv = sr_strv_push(env, (char *) b.p)) == 0) {
+		b.len = 0;
+		rv = sr_buf_printf(&b, "SHARDRUN_COLLECT_OUT=%s/items", dir);
+	}
+	if (rv == 0 && (rv = sr_strv_push(env, (char *) b.p)) == 0)
+		rv = sr_strv_push(env, "PYTHONDONTWRITEBYTECODE=1");
+	sr_buf_free(&b);
+	return (rv);
+}
+
+static int
+exact_argv(const struct sr_collect_opts *o, const struct walk *w,
+           const struct sr_strv *args, struct sr_strv *argv)
+{
+	static const char *const fixed[] = {"-m",
+	                                    "pytest",
+	                                    "--collect-only",
+	                                    "-q",
+	                                    "-p",
+	                                    "no:cacheprovider",
+	                                    "-p",
+	                                    "shardrun_collect",
+	                                    "--rootdir",
+	                                    NULL};
+	char arg[PATH_MAX + 2];
+	int rv;
+
+	if ((rv = sr_strv_push(argv, o->python ? o->python : "python3")) != 0 ||
+	    (rv = push_all(argv, fixed)) != 0 ||
+	    (rv = sr_strv_push(argv, w->real)) != 0)
+		return (rv);
+	for (size_t i = 0; rv == 0 && i < args->n; i++) {
+		/* a file named "-x.py" must not read as an option */
+		snprintf(arg, sizeof(arg), "%s%s",
+		         args->v[i][0] == '-' ? "./" : "", args->v[i]);
+		rv = sr_strv_push(argv, arg);
+	}
+	return (rv);
+}
+
+static int
+spawn_wait(char *const argv[], char *const envp[], const char *cwd,
+           const char *log, int *status)
+{
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+	int rv, st;
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, log,
+	                                 O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	posix_spawn_file_actions_addchdir_np(&fa, cwd);
+	rv = posix_spawnp(&pid, argv[0], &fa, NULL, argv, envp);
+	posix_spawn_file_actions_destroy(&fa);
+	if (rv != 0) {
+		sr_error("collect: cannot run %s: %s", argv[0], strerror(rv));
+		return (SR_EIO);
+	}
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return (SR_EIO);
+	*status = st;
+	return (0);
+}
+
+static int
+exact_run(const struct sr_collect_opts *o, const struct walk *w,
+          const struct sr_strv *args, const char *dir)
+{
+	struct sr_strv argv, env;
+	char log[PATH_MAX], *tail = NULL;
+	int rv, st;
+
+	sr_strv_init(&argv);
+	sr_strv_init(&env);
+	snprintf(log, sizeof(log), "%s/log", dir);
+	if ((rv = exact_argv(o, w, args, &argv)) == 0 &&
+	    (rv = exact_env(dir, &env)) == 0)
+		rv = spawn_wait(argv.v, env.v, w->real, log, &st);
+	sr_strv_free(&argv);
+	sr_strv_free(&env);
+	if (rv != 0 ||
+	    (WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 5)))
+		return (rv); /* 5: no tests collected, an empty suite */
+	(void) sr_read_tail(log, 1500, &tail, NULL);
+	sr_error("collect: pytest --collect-only failed (%s %d); its output "
+	         "ends with:\n%s",
+	         WIFEXITED(st) ? "exit" : "signal",
+	         WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
+	         tail ? tail : "");
+	free(tail);
+	return (SR_EIO);
+}
+
+/* One "SRITEM<TAB>nodeid<TAB>markers" line. */
+static int
+exact_item(const struct sr_collect_opts *o, char *line, struct sr_suite *s)
+{
+	char *id = line + 7, *marks, *sep, *save, rel[PATH_MAX];
+	struct sr_file *f;
+	size_t idx;
+	int rv;
+
+	if (strncmp(line, "SRITEM\t", 7) != 0 ||
+	    (marks = strchr(id, '\t')) == NULL)
+		return (0);
+	*marks++ = '\0';
+	if ((sep = strstr(id, "::")) != NULL)
+		*sep = '\0';
+	if (normalize(id, rel, sizeof(rel)) != 0 || strcmp(rel, ".") == 0) {
+		sr_warn("collect: %s is outside the workspace, skipped", id);
+		return (0);
+	}
+	if (s->n == 0 || strcmp(s->files[s->n - 1].path, rel) != 0)
+		if ((rv = sr_suite_add(s, rel, &idx)) != 0)
+			return (rv);
+	f = &s->files[s->n - 1];
+	f->ntests++;
+	for (char *m = strtok_r(marks, ",", &save); m != NULL;
+	     m = strtok_r(NULL, ",", &save)) {
+		f->serial |= sr_strv_contains(&o->serial_markers, m);
+		f->exclusive |= sr_strv_contains(&o->exclusive_markers, m);
+	}
+	return (0);
+}
+
+/* Sorted: fold the entries of one file (items need not come in file
+ * order) into one. */
+static void
+fold_files(struct sr_suite *s)
+{
+	size_t j = 0;
+
+	sr_suite_sort(s);
+	for (size_t i = 0; i < s->n; i++) {
+		struct sr_file *prev = j > 0 ? &s->files[j - 1] : NULL;
+
+		if (prev == NULL || strcmp(prev->path, s->files[i].path) != 0) {
+			s->files[j++] = s->files[i];
+			continue;
+		}
+		prev->ntests += s->files[i].ntests;
+		prev->serial |= s->files[i].serial;
+		prev->exclusive |= s->files[i].exclusive;
+		free(s->files[i].path);
+	}
+	s->n = j;
+}
+
+static int
+exact_parse(const struct sr_collect_opts *o, const char *dir,
+            struct sr_suite *s)
+{
+	char path[PATH_MAX], *text, *save;
+	int rv;
+
+	snprintf(path, sizeof(path), "%s/items", dir);
+	if ((rv = sr_read_file(path, MAX_ITEMS, &text, NULL)) != 0) {
+		sr_error("collect: no item list from pytest (%s)",
+		         sr_strerror(rv));
+		return (rv == SR_ENOENT ? SR_EIO : rv);
+	}
+	for (char *l = strtok_r(text, "\n", &save); rv == 0 && l != NULL;
+	     l = strtok_r(NULL, "\n", &save))
+		rv = exact_item(o, l, s);
+	free(text);
+	if (rv == 0)
+		fold_files(s);
+	return (rv);
+}
+
+static int
+collect_exact(const struct sr_collect_opts *o, struct walk *w,
+              const struct sr_strv *paths, struct sr_suite *out)
+{
+	struct sr_strv args;
+	char dir[PATH_MAX - 64]; /* room for the names below it */
+	int rv;
+
+	sr_strv_init(&args);
+	/* no paths: pytest reads its own testpaths, as it would */
+	if ((rv = user_args(w, paths, &args)) == 0 &&
+	    (rv = make_tmpdir(dir, sizeof(dir))) == 0) {
+		sr_info("collect: asking pytest (%s)", o->python);
+		if ((rv = exact_run(o, w, &args, dir)) == 0)
+			rv = exact_parse(o, dir, out);
+		(void) sr_rmtree(dir);
+	}
+	sr_strv_free(&args);
+	return (rv);
+}
+
+static int
+collect_fast(const struct sr_collect_opts *o, struct walk *w,
+             const struct sr_strv *paths, struct sr_suite *out)
+{
+	struct sr_strv args, files;
+	struct sr_pycfg c;
+	int rv;
+
+	if ((rv = sr_pycfg_load(&c, w->real)) != 0)
+		return (rv);
+	sr_strv_init(&args);
+	sr_strv_init(&files);
+	w->cfg = &c;
+	w->out = &files;
+	if ((rv = user_args(w, paths, &args)) == 0 && args.n == 0)
+		rv = testpath_args(w, &c, &args);
+	if (rv == 0 && args.n == 0)
+		rv = sr_strv_push(&args, ".");
+	if (rv == 0 && (rv = walk_args(w, &args)) == 0)
+		sort_unique(&files);
+	for (size_t i = 0; rv == 0 && i < files.n; i++)
+		rv = scan_file(o, w, files.v[i], out);
+	sr_strv_free(&files);
+	sr_strv_free(&args);
+	sr_pycfg_free(&c);
+	return (rv);
+}
+
+/* Move everything from in to out, which stays sorted. */
+static int
+suite_append(struct sr_suite *out, struct sr_suite *in)
+{
+	if (in->n == 0)
+		return (0);
+	if (out->n + in->n > out->cap) {
+		size_t cap = out->n + in->n;
+		struct sr_file *nf = realloc(out->files, cap * sizeof(*nf));
+
+		if (nf == NULL)
+			return (SR_ENOMEM);
+		out->files = nf;
+		out->cap = cap;
+	}
+	memcpy(out->files + out->n, in->files, in->n * sizeof(*in->files));
+	out->n += in->n;
+	in->n = 0;
+	sr_suite_sort(out);
+	return (0);
+}
+
+int
+sr_collect(const struct sr_collect_opts *o, const struct sr_strv *paths,
+           struct sr_suite *out)
+{
+	struct sr_suite tmp;
+	struct walk w;
+	int rv;
+
+	if ((rv = walk_init(&w, o->root)) != 0)
+		return (rv);
+	sr_suite_init(&tmp);
+	if (o->exact)
+		rv = collect_exact(o, &w, paths, &tmp);
+	else
+		rv = collect_fast(o, &w, paths, &tmp);
+	if (rv == 0)
+		rv = suite_append(out, &tmp);
+	sr_suite_free(&tmp);
+	return (rv);
+}
+
+int
+sr_collect_generic(const char *root, const struct sr_strv *paths,
+                   struct sr_suite *out)
+{
+	struct sr_strv args, files;
+	struct sr_suite tmp;
+	struct walk w;
+	size_t idx;
+	int rv;
+
+	if ((rv = walk_init(&w, root)) != 0)
+		return (rv);
+	sr_strv_init(&args);
+	sr_strv_init(&files);
+	sr_suite_init(&tmp);
+	w.out = &files;
+	if ((rv = user_args(&w, paths, &args)) == 0 && args.n == 0)
+		rv = sr_strv_push(&args, ".");
+	if (rv == 0 && (rv = walk_args(&w, &args)) == 0)
+		sort_unique(&files);
+	for (size_t i = 0; rv == 0 && i < files.n; i++)
+		rv = sr_suite_add(&tmp, files.v[i], &idx);
+	if (rv == 0)
+		rv = suite_append(out, &tmp);
+	sr_suite_free(&tmp);
+	sr_strv_free(&files);
+	sr_strv_free(&args);
+	return (rv);
+}

@@ -1,0 +1,384 @@
+/*
+ * history.c - per-file timing history (JSON on disk) and estimates.
+ *
+ * The table is an array sorted by path: lookups are a binary search, and an
+ * insert moves the tail once. A history holds one entry per test file that
+ * ever passed, so a few thousand entries; the memmove on insert is cheaper
+ * than any tree at that size.
+ *
+ * Loading is strict: a file that is not exactly the documented shape is
+ * refused as a whole (SR_EINVAL with the reason logged), because a half-read
+ * history would silently skew every estimate it feeds. The caller decides
+ * whether to carry on without history.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "sr/err.h"
+#include "sr/log.h"
+#include "sr/util.h"
+
+#include "history.h"
+#include "shardrun.pb-c.h"
+
+#define HISTORY_VERSION 1
+#define HISTORY_MAX     (64u << 20) /* bytes; far above any real suite */
+
+void
+sr_history_init(struct sr_history *h)
+{
+	h->e = NULL;
+	h->n = 0;
+	h->cap = 0;
+}
+
+void
+sr_history_free(struct sr_history *h)
+{
+	for (size_t i = 0; i < h->n; i++)
+		free(h->e[i].path);
+	free(h->e);
+	sr_history_init(h);
+}
+
+/* Index of path, or of where it would be inserted; *found tells which. */
+static size_t
+find(const struct sr_history *h, const char *path, int *found)
+{
+	size_t lo = 0;
+	size_t hi = h->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(h->e[mid].path, path);
+
+		if (c == 0) {
+			*found = 1;
+			return (mid);
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = 0;
+	return (lo);
+}
+
+static int
+insert_at(struct sr_history *h, size_t i, const char *path, double dur,
+          unsigned runs)
+{
+	char *copy;
+
+	if (h->n == h->cap) {
+		size_t cap = h->cap ? h->cap * 2 : 64;
+		struct sr_hist_entry *ne = realloc(h->e, cap * sizeof(*ne));
+
+		if (ne == NULL)
+			return (SR_ENOMEM);
+		h->e = ne;
+		h->cap = cap;
+	}
+	if ((copy = strdup(path)) == NULL)
+		return (SR_ENOMEM);
+	memmove(&h->e[i + 1], &h->e[i], (h->n - i) * sizeof(h->e[0]));
+	h->e[i].path = copy;
+	h->e[i].duration_s = dur;
+	h->e[i].runs = runs;
+	h->n++;
+	return (0);
+}
+
+const struct sr_hist_entry *
+sr_history_get(const struct sr_history *h, const char *path)
+{
+	int found;
+	size_t i = find(h, path, &found);
+
+	return (found ? &h->e[i] : NULL);
+}
+
+static int
+valid_duration(double d)
+{
+	return (isfinite(d) && d >= 0);
+}
+
+int
+sr_history_record(struct sr_history *h, const char *path, double dur)
+{
+	struct sr_hist_entry *e;
+	int found;
+	size_t i;
+
+	if (path == NULL || !valid_duration(dur))
+		return (SR_EINVAL);
+	i = find(h, path, &found);
+	if (!found)
+		return (insert_at(h, i, path, dur, 1));
+	e = &h->e[i];
+	e->duration_s =
+	    SR_EWMA_ALPHA * dur + (1 - SR_EWMA_ALPHA) * e->duration_s;
+	if (e->runs < UINT32_MAX)
+		e->runs++;
+	return (0);
+}
+
+/*
+ * One entry of the "files" object. Checked before anything is kept, so a
+ * rejected file leaves nothing behind.
+ */
+static int
+load_entry(struct sr_history *h, const char *file, const char *key, json_t *v)
+{
+	json_t *d = json_object_get(v, "duration_s");
+	json_t *r = json_object_get(v, "runs");
+	int found;
+	size_t i;
+
+	if (!json_is_object(v) || !json_is_number(d) || !json_is_integer(r)) {
+		sr_error("%s: entry \"%s\" needs a number duration_s and an "
+		         "integer runs",
+		         file, key);
+		return (SR_EINVAL);
+	}
+	if (!valid_duration(json_number_value(d)) ||
+	    json_integer_value(r) < 0 || json_integer_value(r) > UINT32_MAX) {
+		sr_error("%s: entry \"%s\" has a negative or out-of-range "
+		         "duration_s or runs",
+		         file, key);
+		return (SR_EINVAL);
+	}
+	i = find(h, key, &found);
+	if (found) {
+		sr_error("%s: entry \"%s\" appears twice", file, key);
+		return (SR_EINVAL);
+	}
+	return (insert_at(h, i, key, json_number_value(d),
+	                  (unsigned) json_integer_value(r)));
+}
+
+static int
+load_json(struct sr_history *h, const char *file, json_t *root)
+{
+	json_t *ver = json_object_get(root, "version");
+	json_t *files = json_object_get(root, "files");
+	const char *key;
+	json_t *v;
+	int rv;
+
+	if (!json_is_object(root) || !json_is_integer(ver) ||
+	    !json_is_object(files)) {
+		sr_error("%s: expected {\"version\": 1, \"files\": {...}}",
+		         file);
+		return (SR_EINVAL);
+	}
+	if (json_integer_value(ver) != HISTORY_VERSION) {
+		sr_error("%s: history version %lld, expected %d", file,
+		         (long long) json_integer_value(ver), HISTORY_VERSION);
+		return (SR_EINVAL);
+	}
+	json_object_foreach(files, key, v)
+	{
+		if ((rv = load_entry(h, file, key, v)) != 0)
+			return (rv);
+	}
+	return (0);
+}
+
+int
+sr_history_load(struct sr_history *h, const char *path)
+{
+	struct sr_history tmp;
+	json_error_t jerr;
+	json_t *root;
+	char *text;
+	size_t len;
+	int rv;
+
+	if ((rv = sr_read_file(path, HISTORY_MAX, &text, &len)) != 0) {
+		if (rv == SR_ENOENT)
+			return (0);
+		sr_error("%s: cannot read history: %s", path, sr_strerror(rv));
+		return (rv);
+	}
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	free(text);
+	if (root == NULL) {
+		sr_error("%s:%d: not valid JSON: %s", path, jerr.line,
+		         jerr.text);
+		return (SR_EINVAL);
+	}
+	sr_history_init(&tmp);
+	rv = load_json(&tmp, path, root);
+	json_decref(root);
+	if (rv != 0) {
+		sr_history_free(&tmp);
+		return (rv);
+	}
+	sr_history_free(h);
+	*h = tmp;
+	return (0);
+}
+
+static json_t *
+to_json(const struct sr_history *h)
+{
+	json_t *root = json_object();
+	json_t *files = json_object();
+	int bad = (root == NULL || files == NULL);
+
+	for (size_t i = 0; !bad && i < h->n; i++) {
+		json_t *o =
+		    json_pack("{s:f, s:I}", "duration_s", h->e[i].duration_s,
+		              "runs", (json_int_t) h->e[i].runs);
+
+		bad = (json_object_set_new(files, h->e[i].path, o) != 0);
+	}
+	if (bad || json_object_set_new(root, "version",
+	                               json_integer(HISTORY_VERSION)) != 0) {
+		json_decref(root);
+		json_decref(files);
+		return (NULL);
+	}
+	if (json_object_set_new(root, "files", files) != 0) {
+		json_decref(root);
+		return (NULL);
+	}
+	return (root);
+}
+
+/* mkdir -p of path's directory; nothing to do for a bare file name. */
+static int
+mkdirs_parent(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir;
+	int rv;
+
+	if (slash == NULL || slash == path)
+		return (0);
+	if ((dir = strndup(path, (size_t) (slash - path))) == NULL)
+		return (SR_ENOMEM);
+	rv = sr_mkdirs(dir, 0755);
+	free(dir);
+	return (rv);
+}
+
+int
+sr_history_save(const struct sr_history *h, const char *path)
+{
+	struct sr_buf b;
+	json_t *root;
+	char *text;
+	int rv;
+
+	if ((root = to_json(h)) == NULL)
+		return (SR_ENOMEM);
+	/* 12 significant digits: exact enough, and 1.2 stays "1.2". */
+	text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS |
+	                            JSON_REAL_PRECISION(12));
+	json_decref(root);
+	if (text == NULL)
+		return (SR_ENOMEM);
+	sr_buf_init(&b);
+	rv = sr_buf_printf(&b, "%s\n", text);
+	free(text);
+	if (rv == 0 && (rv = mkdirs_parent(path)) == 0)
+		rv = sr_write_atomic(path, b.p, b.len, 0644);
+	sr_buf_free(&b);
+	if (rv != 0)
+		sr_error("%s: cannot write history: %s", path, sr_strerror(rv));
+	return (rv);
+}
+
+/* What an unknown file is estimated from: the suite's known files. */
+struct known {
+	double sum_s; /* all known files */
+	size_t n;
+	double test_s; /* known files with a test count */
+	uint64_t ntests;
+};
+
+static void
+known_stats(const struct sr_history *h, const struct sr_suite *s,
+            struct known *k)
+{
+	memset(k, 0, sizeof(*k));
+	for (size_t i = 0; i < s->n; i++) {
+		const struct sr_hist_entry *e =
+		    sr_history_get(h, s->files[i].path);
+
+		if (e == NULL)
+			continue;
+		k->sum_s += e->duration_s;
+		k->n++;
+		if (s->files[i].ntests > 0) {
+			k->test_s += e->duration_s;
+			k->ntests += s->files[i].ntests;
+		}
+	}
+}
+
+void
+sr_history_estimate(const struct sr_history *h, struct sr_suite *s)
+{
+	struct known k;
+
+	known_stats(h, s, &k);
+	for (size_t i = 0; i < s->n; i++) {
+		struct sr_file *f = &s->files[i];
+		const struct sr_hist_entry *e = sr_history_get(h, f->path);
+
+		f->est_known = (e != NULL);
+		if (e != NULL)
+			f->est_s = e->duration_s;
+		else if (f->ntests > 0 && k.ntests > 0)
+			f->est_s = f->ntests * (k.test_s / (double) k.ntests);
+		else if (k.n > 0)
+			f->est_s = k.sum_s / (double) k.n;
+		else
+			f->est_s = SR_DEFAULT_ESTIMATE_S;
+	}
+}
+
+/*
+ * Only the first attempt counts, and only if it passed (or found no
+ * tests): a rerun that passed after a failure, a crash or a timeout says
+ * nothing about how long a healthy run takes, and recording a hang would
+ * let it raise its own timeout next time.
+ */
+static int
+healthy(const struct sr_file *f)
+{
+	if (f->natt == 0)
+		return (0);
+	return (f->att[0].outcome == SHARDRUN__OUTCOME__PASSED ||
+	        f->att[0].outcome == SHARDRUN__OUTCOME__NO_TESTS);
+}
+
+int
+sr_history_update(struct sr_history *h, const struct sr_suite *s)
+{
+	int rv;
+
+	for (size_t i = 0; i < s->n; i++) {
+		const struct sr_file *f = &s->files[i];
+
+		if (!healthy(f))
+			continue;
+		if (!valid_duration(f->att[0].duration_s)) {
+			sr_warn("%s: duration %g not recorded", f->path,
+			        f->att[0].duration_s);
+			continue;
+		}
+		if ((rv = sr_history_record(h, f->path,
+		                            f->att[0].duration_s)) != 0)
+			return (rv);
+	}
+	return (0);
+}

@@ -1,0 +1,91 @@
+/*
+ * plan.h - units of work, the pull queue, static plans, the lower bound.
+ *
+ * Every file that is not in the serial group is a unit of its own; the
+ * serial group is one unit whose files run in path order on one slot and
+ * whose weight is their sum. The queue hands out the heaviest eligible unit
+ * first (ties: the smaller path), so pull-based dispatch from free slots is
+ * LPT with exact estimates and corrects itself with wrong ones. A requeued
+ * file becomes a new unit (ids are never reused, so a late result for the
+ * old unit is recognised and ignored).
+ *
+ * Ownership: the plan owns its units and their file index arrays; units
+ * point into the caller's suite by index only. Not thread safe.
+ */
+#ifndef SR_PLAN_H
+#define SR_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "suite.h"
+
+enum sr_unit_state {
+	SR_UNIT_QUEUED = 0,
+	SR_UNIT_RUNNING,
+	SR_UNIT_DONE,
+};
+
+struct sr_unit {
+	uint32_t id;         /* 1-based; plan->units[id - 1] */
+	size_t *files;       /* suite indices, in run order */
+	size_t nfiles;
+	double weight;       /* estimated seconds */
+	const char *key;     /* tie-break: the first file's path */
+	bool serial;
+	bool exclusive;
+	int state;
+	uint32_t attempt;    /* dispatch count; the wire's attempt number */
+	void *agent;         /* coordinator's agent record while running */
+	uint32_t slot;
+	double dispatched;   /* monotonic time of the dispatch */
+	bool *got;           /* per file: result received this attempt */
+	size_t ngot;
+	char *avoid;         /* agent name to avoid (crashed there) */
+};
+
+struct sr_plan {
+	struct sr_unit **units;
+	size_t n;
+	size_t cap;
+	uint32_t *heap;      /* ids of queued units */
+	size_t nheap;
+	size_t heapcap;
+};
+
+void sr_plan_init(struct sr_plan *p);
+void sr_plan_free(struct sr_plan *p);
+/* Units for every file of the suite (estimates must be filled), queued. */
+int sr_plan_build(struct sr_plan *p, const struct sr_suite *s);
+/* A new queued unit for these files (copied). */
+int sr_plan_add(struct sr_plan *p, const struct sr_suite *s,
+    const size_t *files, size_t nfiles, bool serial, uint32_t *id);
+struct sr_unit *sr_plan_unit(const struct sr_plan *p, uint32_t id);
+/* Queue a unit again (state QUEUED). */
+int sr_plan_push(struct sr_plan *p, struct sr_unit *u);
+/*
+ * Take the heaviest queued unit that ok() accepts. Units it refuses stay
+ * queued. ok may be NULL. Returns NULL when none is acceptable.
+ */
+struct sr_unit *sr_plan_take(struct sr_plan *p,
+    bool (*ok)(void *arg, const struct sr_unit *u), void *arg);
+/* The heaviest queued unit, without taking it. */
+const struct sr_unit *sr_plan_peek(const struct sr_plan *p);
+
+/* max(sum(w) / slots, max(w)): no schedule finishes earlier. */
+double sr_lower_bound(const double *w, size_t n, unsigned slots);
+
+/* Static LPT split into shards: shard[i] receives the index of every unit
+ * of the plan, in LPT order; loads[] the estimated seconds per shard. */
+struct sr_static_plan {
+	unsigned shards;
+	size_t *shard_of;  /* per unit id - 1 */
+	double *loads;
+	uint32_t *order;   /* unit ids, LPT order */
+};
+int sr_plan_static(const struct sr_plan *p, unsigned shards,
+    struct sr_static_plan *out);
+void sr_static_plan_free(struct sr_static_plan *sp);
+
+#endif /* SR_PLAN_H */

@@ -1,0 +1,801 @@
+/*
+ * report.c - the summary, the results JSON and the merged JUnit XML.
+ *
+ * Everything here reads a finished suite and writes text; nothing is kept.
+ * Strings that came from agents (output tails, messages, agent names) are
+ * not trusted to be valid UTF-8 or valid XML characters: they are cleaned
+ * on the way into JSON and XML, because one stray byte in a test's output
+ * must not make the whole report unreadable to the CI tool that parses it.
+ *
+ * Per-file JUnit reports are parsed with libxml2 with network access and
+ * entity substitution off, and a report that carries a DTD is refused
+ * outright (pytest never writes one): no entity, internal or external, can
+ * reach the merged document.
+ */
+#include <ctype.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include "sr/err.h"
+#include "sr/log.h"
+#include "sr/profile.h"
+#include "sr/util.h"
+
+#include "report.h"
+
+#define TAIL_LINES 20 /* of a failure's output, in the summary */
+#define SLOWEST    5
+#define BRIEF_MAX  20 /* flaky or unfinished files listed by name */
+#define RESET      "\033[0m"
+
+/* The documented count keys, in summary order (indexed by SR_FINAL_*). */
+static const char *const words[SR_FINAL_COUNT] = {
+    "pending", "passed", "failed", "flaky", "crashed", "timeout", "error"};
+static const char *const shout[SR_FINAL_COUNT] = {
+    "PENDING", "PASSED", "FAILED", "FLAKY", "CRASHED", "TIMEOUT", "ERROR"};
+/* Green for passed, yellow for flaky and unfinished, red for the rest. */
+static const char *const colors[SR_FINAL_COUNT] = {
+    "\033[33m", "\033[32m", "\033[31m", "\033[33m",
+    "\033[31m", "\033[31m", "\033[31m"};
+
+static int
+is_bad(int final)
+{
+	return (final == SR_FINAL_FAILED || final == SR_FINAL_CRASHED ||
+	        final == SR_FINAL_TIMEOUT || final == SR_FINAL_ERROR);
+}
+
+void
+sr_report_counts(const struct sr_suite *s, unsigned *counts)
+{
+	memset(counts, 0, SR_FINAL_COUNT * sizeof(*counts));
+	for (size_t i = 0; i < s->n; i++)
+		if ((unsigned) s->files[i].final < SR_FINAL_COUNT)
+			counts[s->files[i].final]++;
+}
+
+/* Length of the valid UTF-8 character at p (its code point in *cp), 0 if
+ * the bytes are not one: overlong, surrogate, beyond U+10FFFF, cut off. */
+static size_t
+utf8_char(const unsigned char *p, size_t n, unsigned long *cp)
+{
+	static const unsigned long least[5] = {0, 0, 0x80, 0x800, 0x10000};
+	size_t len = p[0] < 0x80 ? 1 : p[0] < 0xe0 ? 2 : p[0] < 0xf0 ? 3 : 4;
+	unsigned long c = len == 1 ? p[0] : p[0] & (0x7fu >> len);
+
+	if ((p[0] >= 0x80 && p[0] < 0xc0) || p[0] > 0xf4 || len > n)
+		return (0);
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return (0);
+		c = (c << 6) | (p[i] & 0x3f);
+	}
+	if (c < least[len] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+		return (0);
+	*cp = c;
+	return (len);
+}
+
+/* A copy of n bytes of s in valid UTF-8 (bad bytes become U+FFFD), for
+ * XML also without the characters XML 1.0 forbids (controls other than
+ * tab, LF, CR; U+FFFE, U+FFFF); NULL only when out of memory. */
+static char *
+clean(const char *s, size_t n, int xml)
+{
+	struct sr_buf b;
+	unsigned long c;
+	size_t i = 0, len;
+	int rv;
+
+	sr_buf_init(&b);
+	rv = sr_buf_append(&b, "", 0);
+	while (rv == 0 && i < n) {
+		if ((len = utf8_char((const void *) (s + i), n - i, &c)) == 0)
+			rv = sr_buf_append(&b, "\xef\xbf\xbd", 3);
+		else if (!xml ||
+		         (c < 0x20 ? (0x2600 >> c) & 1 : (c | 1) != 0xffff))
+			rv = sr_buf_append(&b, s + i, len);
+		i += len > 0 ? len : 1;
+	}
+	if (rv != 0)
+		sr_buf_free(&b);
+	return ((char *) b.p);
+}
+
+/* mkdir -p of path's directory, then the atomic write. */
+static int
+write_out(const char *path, const void *p, size_t n)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir;
+	int rv = 0;
+
+	if (slash != NULL && slash != path) {
+		if ((dir = strndup(path, (size_t) (slash - path))) == NULL)
+			return (SR_ENOMEM);
+		rv = sr_mkdirs(dir, 0755);
+		free(dir);
+	}
+	if (rv == 0)
+		rv = sr_write_atomic(path, p, n, 0644);
+	if (rv != 0)
+		sr_error("%s: cannot write report: %s", path, sr_strerror(rv));
+	return (rv);
+}
+
+/* What became of a file, in one line: "crashed (SIGSEGV)", "timeout after
+ * 30s", the agent's message, "tests failed (exit 1)". */
+static void
+describe(const struct sr_file *f, int unreadable, char *buf, size_t sz)
+{
+	const struct sr_attempt *a = sr_file_last(f);
+	int final = f->final;
+	size_t n;
+
+	if (a == NULL)
+		snprintf(buf, sz, "%s",
+		         final == SR_FINAL_PENDING ? "not run (interrupted)"
+		                                   : "no attempt ran");
+	else if (final == SR_FINAL_CRASHED && a->signal > 0)
+		snprintf(buf, sz, "crashed (SIG%s)", sr_signame(a->signal));
+	else if (final == SR_FINAL_TIMEOUT)
+		snprintf(buf, sz, "timeout after %.*fs",
+		         a->duration_s < 10 ? 1 : 0, a->duration_s);
+	else if (a->message != NULL && a->message[0] != '\0')
+		snprintf(buf, sz, "%s", a->message);
+	else if (final == SR_FINAL_FAILED && a->exit_code >= 0)
+		snprintf(buf, sz, "tests failed (exit %d)", a->exit_code);
+	else
+		snprintf(buf, sz, "%s", sr_final_name(final));
+	if (unreadable && (n = strlen(buf)) < sz)
+		snprintf(buf + n, sz - n, "; unreadable JUnit report");
+}
+
+/* A JSON string of s, cleaned; null for NULL; NULL only on ENOMEM. */
+static json_t *
+jstr(const char *s)
+{
+	char *c = s != NULL ? clean(s, strlen(s), 0) : NULL;
+	json_t *j = s == NULL ? json_null() : c ? json_string(c) : NULL;
+
+	free(c);
+	return (j);
+}
+
+static json_t *
+jreal(int present, double v)
+{
+	return (present && isfinite(v) ? json_real(v) : json_null());
+}
+
+static json_t *
+attempt_outcomes(const struct sr_file *f)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr != NULL && i < f->natt; i++) {
+		if (json_array_append_new(arr, json_string(sr_outcome_name(
+		                                   f->att[i].outcome))) != 0) {
+			json_decref(arr);
+			return (NULL);
+		}
+	}
+	return (arr);
+}
+
+static json_t *
+file_json(const struct sr_file *f)
+{
+	const struct sr_attempt *a = sr_file_last(f);
+	int has = (a != NULL);
+	double start = has ? a->start_s : 0, dur = has ? a->duration_s : 0;
+
+	return (json_pack(
+	    "{s:o, s:s, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
+	    " s:o, s:b, s:b, s:o, s:o}",
+	    "file", jstr(f->path), "outcome", sr_final_name(f->final),
+	    "attempts", (json_int_t) f->natt, "duration_s", jreal(has, dur),
+	    "start_s", jreal(has, start), "end_s", jreal(has, start + dur),
+	    "agent", jstr(has ? a->agent : NULL), "slot",
+	    has ? json_integer(a->slot) : json_null(), "exit_code",
+	    has && a->exit_code >= 0 ? json_integer(a->exit_code) : json_null(),
+	    "signal", jstr(has && a->signal > 0 ? sr_signame(a->signal) : NULL),
+	    "estimate_s", jreal(1, f->est_s), "serial", (int) f->serial,
+	    "exclusive", (int) f->exclusive, "attempt_outcomes",
+	    attempt_outcomes(f), "message", jstr(has ? a->message : NULL)));
+}
+
+static json_t *
+counts_json(const struct sr_suite *s, int interrupted)
+{
+	unsigned c[SR_FINAL_COUNT];
+	json_t *o = json_object();
+
+	sr_report_counts(s, c);
+	for (int i = interrupted ? 0 : 1; i < SR_FINAL_COUNT; i++) {
+		if (json_object_set_new(o, words[i], json_integer(c[i])) != 0) {
+			json_decref(o);
+			return (NULL);
+		}
+	}
+	return (o);
+}
+
+static json_t *
+files_json(const struct sr_suite *s)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr != NULL && i < s->n; i++) {
+		if (json_array_append_new(arr, file_json(&s->files[i])) != 0) {
+			json_decref(arr);
+			return (NULL);
+		}
+	}
+	return (arr);
+}
+
+int
+sr_report_json(const struct sr_suite *s, const struct sr_run_info *ri,
+               const char *path)
+{
+	char id[sizeof(ri->run_id)];
+	struct sr_buf b;
+	json_t *root;
+	char *text;
+	int rv;
+
+	snprintf(id, sizeof(id), "%.*s", (int) sizeof(id) - 1, ri->run_id);
+	root = json_pack(
+	    "{s:o, s:o, s:o, s:I, s:b, s:o, s:o}", "run_id", jstr(id),
+	    "makespan_s", jreal(1, ri->makespan_s), "lower_bound_s",
+	    jreal(1, ri->lower_bound_s), "slots", (json_int_t) ri->slots,
+	    "interrupted", ri->interrupted != 0, "counts",
+	    counts_json(s, ri->interrupted), "files", files_json(s));
+	if (root == NULL)
+		return (SR_ENOMEM);
+	text = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(12));
+	json_decref(root);
+	if (text == NULL)
+		return (SR_ENOMEM);
+	sr_buf_init(&b);
+	if ((rv = sr_buf_printf(&b, "%s\n", text)) == 0)
+		rv = write_out(path, b.p, b.len);
+	free(text);
+	sr_buf_free(&b);
+	return (rv);
+}
+
+/* The merged document and its running totals. */
+struct junit {
+	xmlDocPtr doc;
+	xmlNodePtr root;
+	long n[4]; /* tests, failures, errors, skipped */
+	double time;
+};
+
+static const char *const total_keys[4] = {"tests", "failures", "errors",
+                                          "skipped"};
+
+static int
+is_elem(xmlNodePtr n, const char *name)
+{
+	return (n != NULL && n->type == XML_ELEMENT_NODE &&
+	        xmlStrEqual(n->name, BAD_CAST name));
+}
+
+/* An attribute's value, not copied; "" when absent. */
+static const xmlChar *
+attr(xmlNodePtr n, const char *name)
+{
+	xmlAttrPtr a = xmlHasProp(n, BAD_CAST name);
+
+	if (a == NULL || a->children == NULL ||
+	    a->children->type != XML_TEXT_NODE || a->children->content == NULL)
+		return (BAD_CAST "");
+	return (a->children->content);
+}
+
+/* Call fn on every element called name among n, its siblings and their
+ * descendants (not looking inside a match). */
+static int
+visit(xmlNodePtr n, const char *name, int (*fn)(xmlNodePtr, void *), void *arg)
+{
+	int rv = 0;
+
+	for (; rv == 0 && n != NULL; n = n->next) {
+		if (is_elem(n, name))
+			rv = fn(n, arg);
+		else if (n->type == XML_ELEMENT_NODE)
+			rv = visit(n->children, name, fn, arg);
+	}
+	return (rv);
+}
+
+/* An attempt's JUnit report, parsed; NULL when absent, malformed, with a
+ * DTD, or not rooted in <testsuites> or <testsuite>. */
+static xmlDocPtr
+parse_junit(const struct sr_attempt *a)
+{
+	xmlDocPtr doc;
+	xmlNodePtr root;
+
+	if (a == NULL || a->junit == NULL || a->junit_len == 0 ||
+	    a->junit_len > INT_MAX)
+		return (NULL);
+	doc = xmlReadMemory(a->junit, (int) a->junit_len, NULL, NULL,
+	                    XML_PARSE_NONET | XML_PARSE_NOERROR |
+	                        XML_PARSE_NOWARNING);
+	if (doc == NULL)
+		return (NULL);
+	root = xmlDocGetRootElement(doc);
+	if (doc->intSubset != NULL || doc->extSubset != NULL ||
+	    (!is_elem(root, "testsuites") && !is_elem(root, "testsuite"))) {
+		xmlFreeDoc(doc);
+		return (NULL);
+	}
+	return (doc);
+}
+
+/* Set an attribute; value (possibly from an agent) is cleaned for XML. */
+static int
+set_prop(xmlNodePtr n, const char *name, const char *value)
+{
+	char *c = clean(value ? value : "", value ? strlen(value) : 0, 1);
+	xmlAttrPtr a = c ? xmlSetProp(n, BAD_CAST name, BAD_CAST c) : NULL;
+
+	free(c);
+	return (a != NULL ? 0 : SR_ENOMEM);
+}
+
+/* Text content from agent-supplied bytes, cleaned for XML. */
+static int
+set_text(xmlNodePtr n, const char *text)
+{
+	char *c = clean(text, strlen(text), 1);
+	xmlNodePtr t = c != NULL ? xmlNewDocText(n->doc, BAD_CAST c) : NULL;
+
+	free(c);
+	return (t != NULL && xmlAddChild(n, t) != NULL ? 0 : SR_ENOMEM);
+}
+
+/* shardrun.* properties, in the suite's <properties> (made first). */
+static int
+add_properties(xmlNodePtr suite, const struct sr_file *f)
+{
+	const struct sr_attempt *a = sr_file_last(f);
+	xmlNodePtr p, props = suite->children;
+	char natt[24];
+	const char *kv[8] = {"shardrun.file",     f->path,
+	                     "shardrun.outcome",  sr_final_name(f->final),
+	                     "shardrun.attempts", natt,
+	                     "shardrun.agent",    a != NULL ? a->agent : NULL};
+	int rv = 0;
+
+	snprintf(natt, sizeof(natt), "%zu", f->natt);
+	while (props != NULL && !is_elem(props, "properties"))
+		props = props->next;
+	if (props == NULL) {
+		props = xmlNewDocNode(suite->doc, NULL, BAD_CAST "properties",
+		                      NULL);
+		if (props == NULL)
+			return (SR_ENOMEM);
+		if (suite->children != NULL)
+			xmlAddPrevSibling(suite->children, props);
+		else
+			xmlAddChild(suite, props);
+	}
+	for (int i = 0; rv == 0 && i < 8; i += 2) {
+		p = xmlNewChild(props, NULL, BAD_CAST "property", NULL);
+		rv = p != NULL ? set_prop(p, "name", kv[i]) : SR_ENOMEM;
+		rv = rv == 0 ? set_prop(p, "value", kv[i + 1]) : rv;
+	}
+	return (rv);
+}
+
+static void
+add_totals(struct junit *j, xmlNodePtr suite)
+{
+	double t = strtod((const char *) attr(suite, "time"), NULL);
+
+	for (int i = 0; i < 4; i++) {
+		long v =
+		    strtol((const char *) attr(suite, total_keys[i]), NULL, 10);
+
+		j->n[i] += v >= 0 && v <= INT_MAX ? v : 0;
+	}
+	if (isfinite(t) && t > 0)
+		j->time += t;
+}
+
+/* Attributes of the stand-in suite and testcase: counts, time, and the
+ * classname pytest would use ("tests/a.py" -> "tests.a"). */
+static int
+synth_attrs(xmlNodePtr suite, xmlNodePtr tc, const struct sr_file *f,
+            const char *kind)
+{
+	static const char *const kinds[4] = {"", "failure", "error", "skipped"};
+	const struct sr_attempt *a = sr_file_last(f);
+	char t[32], *cls = strdup(f->path);
+	size_t n = cls != NULL ? strlen(cls) : 0;
+	int rv = cls != NULL ? set_prop(suite, "name", f->path) : SR_ENOMEM;
+
+	snprintf(t, sizeof(t), "%.3f",
+	         a != NULL && isfinite(a->duration_s) ? a->duration_s : 0.0);
+	for (int i = 0; rv == 0 && i < 4; i++)
+		rv = set_prop(suite, total_keys[i],
+		              i == 0 || (kind && strcmp(kind, kinds[i]) == 0)
+		                  ? "1"
+		                  : "0");
+	if (n > 3 && strcmp(cls + n - 3, ".py") == 0)
+		cls[n - 3] = '\0';
+	for (size_t i = 0; i < n; i++)
+		cls[i] = cls[i] == '/' ? '.' : cls[i];
+	if (rv == 0 && (rv = set_prop(suite, "time", t)) == 0 &&
+	    (rv = set_prop(tc, "classname", cls)) == 0 &&
+	    (rv = set_prop(tc, "name", "shardrun")) == 0)
+		rv = set_prop(tc, "time", t);
+	free(cls);
+	return (rv);
+}
+
+/* A testsuite standing in for the report a file did not leave: its one
+ * testcase gets <failure> (failed), <skipped> (never ran) or <error> with
+ * a message and the output tail; a passed file gets none, or a
+ * <system-out> note when its report was unreadable. */
+static int
+synth_suite(struct junit *j, const struct sr_file *f, int unreadable)
+{
+	static const char *const kinds[SR_FINAL_COUNT] = {
+	    "skipped", NULL, "failure", NULL, "error", "error", "error"};
+	const char *kind, *text;
+	const struct sr_attempt *a = sr_file_last(f);
+	xmlNodePtr suite, tc, el;
+	char msg[1024];
+	int rv;
+
+	kind = (unsigned) f->final < SR_FINAL_COUNT ? kinds[f->final] : "error";
+	suite = xmlNewChild(j->root, NULL, BAD_CAST "testsuite", NULL);
+	if (suite == NULL ||
+	    (tc = xmlNewChild(suite, NULL, BAD_CAST "testcase", NULL)) == NULL)
+		return (SR_ENOMEM);
+	if ((rv = synth_attrs(suite, tc, f, kind)) != 0 ||
+	    (rv = add_properties(suite, f)) != 0)
+		return (rv);
+	add_totals(j, suite);
+	describe(f, unreadable, msg, sizeof(msg));
+	if (kind == NULL && !unreadable)
+		return (0);
+	text = kind == NULL ? msg : a != NULL && a->tail != NULL ? a->tail : "";
+	el = xmlNewChild(tc, NULL, BAD_CAST(kind ? kind : "system-out"), NULL);
+	if (el == NULL || (rv = set_text(el, text)) != 0)
+		return (el == NULL ? SR_ENOMEM : rv);
+	return (kind != NULL ? set_prop(el, "message", msg) : 0);
+}
+
+/* A final testcase that has the classname and name of an earlier failure
+ * (arg) gets <flakyFailure message type><stackTrace>text</stackTrace>. */
+static int
+final_case(xmlNodePtr tc, void *arg)
+{
+	xmlNodePtr fail = arg, ff;
+	const xmlChar *type = attr(fail, "type");
+	xmlChar *text;
+
+	if (!xmlStrEqual(attr(tc, "classname"),
+	                 attr(fail->parent, "classname")) ||
+	    !xmlStrEqual(attr(tc, "name"), attr(fail->parent, "name")))
+		return (0);
+	if ((ff = xmlNewChild(tc, NULL, BAD_CAST "flakyFailure", NULL)) ==
+	        NULL ||
+	    xmlSetProp(ff, BAD_CAST "message", attr(fail, "message")) == NULL ||
+	    xmlSetProp(ff, BAD_CAST "type", type[0] ? type : fail->name) ==
+	        NULL)
+		return (SR_ENOMEM);
+	text = xmlNodeGetContent(fail);
+	ff = xmlNewTextChild(ff, NULL, BAD_CAST "stackTrace",
+	                     text != NULL ? text : BAD_CAST "");
+	xmlFree(text);
+	return (ff != NULL ? 0 : SR_ENOMEM);
+}
+
+/* A testcase of an earlier attempt: its failures, looked for in the
+ * final suite (arg). */
+static int
+earlier_case(xmlNodePtr tc, void *arg)
+{
+	xmlNodePtr suite = arg;
+	int rv = 0;
+
+	for (xmlNodePtr c = tc->children; rv == 0 && c != NULL; c = c->next)
+		if (is_elem(c, "failure") || is_elem(c, "error"))
+			rv = visit(suite->children, "testcase", final_case, c);
+	return (rv);
+}
+
+/* A flaky file's earlier failures, onto the copied final suite. */
+static int
+mark_flaky(xmlNodePtr suite, const struct sr_file *f)
+{
+	int rv = 0;
+
+	if (f->final != SR_FINAL_FLAKY)
+		return (0);
+	for (size_t i = 0; rv == 0 && i + 1 < f->natt; i++) {
+		xmlDocPtr doc = parse_junit(&f->att[i]);
+
+		if (doc == NULL)
+			continue;
+		rv = visit(xmlDocGetRootElement(doc), "testcase", earlier_case,
+		           suite);
+		xmlFreeDoc(doc);
+	}
+	return (rv);
+}
+
+struct copy_arg {
+	struct junit *j;
+	const struct sr_file *f;
+	size_t copied;
+};
+
+static int
+copy_suite(xmlNodePtr src, void *arg)
+{
+	struct copy_arg *ca = arg;
+	xmlNodePtr copy = xmlDocCopyNode(src, ca->j->doc, 1);
+	int rv;
+
+	if (copy == NULL)
+		return (SR_ENOMEM);
+	xmlAddChild(ca->j->root, copy);
+	ca->copied++;
+	if ((rv = add_properties(copy, ca->f)) != 0 ||
+	    (rv = mark_flaky(copy, ca->f)) != 0)
+		return (rv);
+	add_totals(ca->j, copy);
+	return (0);
+}
+
+/* One file: its final attempt's suites when usable; a synthesized suite
+ * when not, or when the file did not pass but its report shows no failure
+ * (a crash or a timeout must never look green). */
+static int
+add_file(struct junit *j, const struct sr_file *f)
+{
+	const struct sr_attempt *a = sr_file_last(f);
+	struct copy_arg ca = {j, f, 0};
+	int final = f->final;
+	long before = j->n[1] + j->n[2]; /* failures + errors */
+	xmlDocPtr doc = NULL;
+	int rv = 0, unreadable;
+
+	if (final != SR_FINAL_PENDING)
+		doc = parse_junit(a);
+	if (doc != NULL) {
+		rv = visit(xmlDocGetRootElement(doc), "testsuite", copy_suite,
+		           &ca);
+		xmlFreeDoc(doc);
+	}
+	if (rv != 0 ||
+	    (ca.copied > 0 && (!is_bad(final) || j->n[1] + j->n[2] > before)))
+		return (rv);
+	unreadable = ca.copied == 0 && final != SR_FINAL_PENDING && a != NULL &&
+	             a->junit != NULL && a->junit_len > 0;
+	if (unreadable)
+		sr_warn("%s: unreadable JUnit report", f->path);
+	return (synth_suite(j, f, unreadable));
+}
+
+static int
+junit_write(struct junit *j, const char *path)
+{
+	xmlChar *mem = NULL;
+	char v[32];
+	int size = 0;
+	int rv = 0;
+
+	for (int i = 0; rv == 0 && i < 4; i++) {
+		snprintf(v, sizeof(v), "%ld", j->n[i]);
+		rv = set_prop(j->root, total_keys[i], v);
+	}
+	snprintf(v, sizeof(v), "%.3f", j->time);
+	if (rv != 0 || (rv = set_prop(j->root, "time", v)) != 0)
+		return (rv);
+	xmlDocDumpFormatMemoryEnc(j->doc, &mem, &size, "UTF-8", 1);
+	if (mem == NULL || size < 0)
+		return (SR_ENOMEM);
+	rv = write_out(path, mem, (size_t) size);
+	xmlFree(mem);
+	return (rv);
+}
+
+int
+sr_report_junit(const struct sr_suite *s, const struct sr_run_info *ri,
+                const char *path)
+{
+	struct junit j;
+	int rv;
+
+	(void) ri;
+	memset(&j, 0, sizeof(j));
+	if ((j.doc = xmlNewDoc(BAD_CAST "1.0")) == NULL ||
+	    (j.root = xmlNewDocNode(j.doc, NULL, BAD_CAST "testsuites",
+	                            NULL)) == NULL) {
+		xmlFreeDoc(j.doc);
+		return (SR_ENOMEM);
+	}
+	xmlDocSetRootElement(j.doc, j.root);
+	rv = set_prop(j.root, "name", "shardrun");
+	for (size_t i = 0; rv == 0 && i < s->n; i++)
+		rv = add_file(&j, &s->files[i]);
+	if (rv == 0)
+		rv = junit_write(&j, path);
+	xmlFreeDoc(j.doc);
+	return (rv);
+}
+
+/* "N passed, N failed, N flaky, N crashed, N timeout, N error" */
+static void
+print_counts(FILE *out, const unsigned *c, int interrupted, int color)
+{
+	for (int i = SR_FINAL_PASSED; i < SR_FINAL_COUNT; i++) {
+		int on = color && c[i] > 0;
+
+		fprintf(out, "%s%s%u %s%s", i > SR_FINAL_PASSED ? ", " : "",
+		        on ? colors[i] : "", c[i], words[i], on ? RESET : "");
+	}
+	if (interrupted)
+		fprintf(out, ", %s%u not run%s", color ? colors[0] : "",
+		        c[SR_FINAL_PENDING], color ? RESET : "");
+}
+
+/* The last TAIL_LINES lines of tail, indented; control characters
+ * (a test's colour codes too) show as '?', carriage returns vanish. */
+static void
+print_tail(FILE *out, const char *tail)
+{
+	size_t n = tail != NULL ? strlen(tail) : 0, i, lines = 0;
+
+	while (n > 0 && (tail[n - 1] == '\n' || tail[n - 1] == '\r'))
+		n--;
+	for (i = n; i > 0; i--)
+		if (tail[i - 1] == '\n' && ++lines == TAIL_LINES)
+			break;
+	for (fputs(n > 0 ? "    " : "", out); i < n; i++) {
+		if (tail[i] == '\n')
+			fputs("\n    ", out);
+		else if (tail[i] != '\r')
+			fputc(iscntrl((unsigned char) tail[i]) &&
+			              tail[i] != '\t'
+			          ? '?'
+			          : tail[i],
+			      out);
+	}
+	fputs(n > 0 ? "\n" : "", out);
+}
+
+/* "2 attempts (failed, passed), agent ci-3 slot 1" */
+static void
+print_attempts(FILE *out, const struct sr_file *f)
+{
+	const struct sr_attempt *a = sr_file_last(f);
+
+	fprintf(out, "%zu attempt%s (", f->natt, f->natt == 1 ? "" : "s");
+	for (size_t i = 0; i < f->natt; i++)
+		fprintf(out, "%s%s", i ? ", " : "",
+		        sr_outcome_name(f->att[i].outcome));
+	fputs(")", out);
+	if (a != NULL)
+		fprintf(out, ", agent %s slot %d",
+		        a->agent != NULL ? a->agent : "?", a->slot);
+}
+
+static void
+print_failure(FILE *out, const struct sr_file *f, const struct sr_profile *prof,
+              int color)
+{
+	const struct sr_attempt *a = sr_file_last(f);
+	struct sr_buf b;
+	char msg[1024];
+
+	describe(f, 0, msg, sizeof(msg));
+	fprintf(out, "\n%s%s%s %s: %s\n  ", color ? colors[f->final] : "",
+	        shout[f->final], color ? RESET : "", f->path, msg);
+	print_attempts(out, f);
+	fputs("\n", out);
+	print_tail(out, a != NULL ? a->tail : NULL);
+	sr_buf_init(&b);
+	if (prof != NULL && sr_profile_repro(prof, f->path, &b) == 0 &&
+	    b.p != NULL)
+		fprintf(out, "  reproduce: %s\n", (const char *) b.p);
+	sr_buf_free(&b);
+}
+
+/* Flaky or unfinished files, one line each, at most BRIEF_MAX. */
+static void
+print_brief(FILE *out, const struct sr_suite *s, int final, int color)
+{
+	size_t shown = 0, total = 0;
+
+	for (size_t i = 0; i < s->n; i++) {
+		const struct sr_file *f = &s->files[i];
+
+		if (f->final != final || total++ >= BRIEF_MAX)
+			continue;
+		fprintf(out, "%s%s%s%s %s: ", shown++ == 0 ? "\n" : "",
+		        color ? colors[final] : "", shout[final],
+		        color ? RESET : "", f->path);
+		print_attempts(out, f);
+		fputs("\n", out);
+	}
+	if (total > shown)
+		fprintf(out, "... and %zu more %s\n", total - shown,
+		        words[final]);
+}
+
+static double
+last_duration(const struct sr_file *f)
+{
+	const struct sr_attempt *a = sr_file_last(f);
+
+	return (a != NULL && isfinite(a->duration_s) ? a->duration_s : -1);
+}
+
+/* The SLOWEST files by final duration: one pass, insertion into top[]. */
+static void
+print_slowest(FILE *out, const struct sr_suite *s)
+{
+	const struct sr_file *top[SLOWEST];
+	size_t k = 0, j;
+
+	for (size_t i = 0; i < s->n; i++) {
+		const struct sr_file *f = &s->files[i];
+		double d = last_duration(f);
+
+		if (d < 0 || (k == SLOWEST && d <= last_duration(top[k - 1])))
+			continue;
+		k += k < SLOWEST;
+		for (j = k - 1; j > 0 && last_duration(top[j - 1]) < d; j--)
+			top[j] = top[j - 1];
+		top[j] = f;
+	}
+	if (k > 0)
+		fputs("\nslowest files:\n", out);
+	for (j = 0; j < k; j++)
+		fprintf(out, "  %8.1fs  %s (estimate %.1fs)\n",
+		        last_duration(top[j]), top[j]->path, top[j]->est_s);
+}
+
+void
+sr_report_summary(FILE *out, const struct sr_suite *s,
+                  const struct sr_run_info *ri, const struct sr_profile *prof,
+                  int color)
+{
+	unsigned c[SR_FINAL_COUNT];
+
+	sr_report_counts(s, c);
+	print_counts(out, c, ri->interrupted, color);
+	fprintf(out, " in %.1fs\n", ri->makespan_s);
+	for (size_t i = 0; i < s->n; i++)
+		if (is_bad(s->files[i].final))
+			print_failure(out, &s->files[i], prof, color);
+	print_brief(out, s, SR_FINAL_FLAKY, color);
+	if (ri->interrupted)
+		print_brief(out, s, SR_FINAL_PENDING, color);
+	print_slowest(out, s);
+	fprintf(out, "\nmakespan %.1fs", ri->makespan_s);
+	if (ri->lower_bound_s > 0)
+		fprintf(out, ", lower bound %.1fs (%.2fx)", ri->lower_bound_s,
+		        ri->makespan_s / ri->lower_bound_s);
+	/* Last line, never coloured: scripts read it. */
+	fputs("\n", out);
+	print_counts(out, c, ri->interrupted, 0);
+	fputs("\n", out);
+}
