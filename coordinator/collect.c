@@ -42,6 +42,7 @@ extern char **environ;
 
 static const char *const serial_default[] = {"serial", "parallel_unsafe",
                                              "no_parallel", NULL};
+
 static int
 push_all(struct sr_strv *sv, const char *const *list)
 {
@@ -116,11 +117,14 @@ walk_init(struct walk *w, const char *root)
 	memset(w, 0, sizeof(*w));
 	if (root == NULL)
 		root = ".";
+	errno = 0;
 	if (realpath(root, w->real) == NULL || stat(w->real, &st) != 0 ||
 	    !S_ISDIR(st.st_mode)) {
 		sr_error("workspace %s: %s", root,
 		         errno ? strerror(errno) : "not a directory");
-		return (errno == ENOENT ? SR_ENOENT : SR_EIO);
+		return (errno == ENOENT ? SR_ENOENT
+		        : errno         ? SR_EIO
+		                        : SR_EINVAL);
 	}
 	w->rootlen = strlen(w->real);
 	return (0);
@@ -489,6 +493,12 @@ exact_env(const char *dir, struct sr_strv *env)
 	return (rv);
 }
 
+static const char *
+python(const struct sr_collect_opts *o)
+{
+	return (o->python != NULL ? o->python : "python3");
+}
+
 static int
 exact_argv(const struct sr_collect_opts *o, const struct walk *w,
            const struct sr_strv *args, struct sr_strv *argv)
@@ -506,7 +516,7 @@ exact_argv(const struct sr_collect_opts *o, const struct walk *w,
 	char arg[PATH_MAX + 2];
 	int rv;
 
-	if ((rv = sr_strv_push(argv, o->python ? o->python : "python3")) != 0 ||
+	if ((rv = sr_strv_push(argv, python(o))) != 0 ||
 	    (rv = push_all(argv, fixed)) != 0 ||
 	    (rv = sr_strv_push(argv, w->real)) != 0)
 		return (rv);
@@ -664,7 +674,7 @@ collect_exact(const struct sr_collect_opts *o, struct walk *w,
 	/* no paths: pytest reads its own testpaths, as it would */
 	if ((rv = user_args(w, paths, &args)) == 0 &&
 	    (rv = make_tmpdir(dir, sizeof(dir))) == 0) {
-		sr_info("collect: asking pytest (%s)", o->python);
+		sr_info("collect: asking pytest (%s)", python(o));
 		if ((rv = exact_run(o, w, &args, dir)) == 0)
 			rv = exact_parse(o, dir, out);
 		(void) sr_rmtree(dir);
@@ -701,12 +711,19 @@ collect_fast(const struct sr_collect_opts *o, struct walk *w,
 	return (rv);
 }
 
-/* Move everything from in to out, which stays sorted. */
+static int
+cmp_path(const void *a, const void *b)
+{
+	return (strcmp(((const struct sr_file *) a)->path,
+	               ((const struct sr_file *) b)->path));
+}
+
+/* Move the files of in to out, but for those out already has; sorted. */
 static int
 suite_append(struct sr_suite *out, struct sr_suite *in)
 {
-	if (in->n == 0)
-		return (0);
+	size_t had = out->n;
+
 	if (out->n + in->n > out->cap) {
 		size_t cap = out->n + in->n;
 		struct sr_file *nf = realloc(out->files, cap * sizeof(*nf));
@@ -716,8 +733,13 @@ suite_append(struct sr_suite *out, struct sr_suite *in)
 		out->files = nf;
 		out->cap = cap;
 	}
-	memcpy(out->files + out->n, in->files, in->n * sizeof(*in->files));
-	out->n += in->n;
+	sr_suite_sort(out);
+	for (size_t i = 0; i < in->n; i++)
+		if (had > 0 && bsearch(&in->files[i], out->files, had,
+		                       sizeof(*out->files), cmp_path) != NULL)
+			free(in->files[i].path); /* no attempts yet */
+		else
+			out->files[out->n++] = in->files[i];
 	in->n = 0;
 	sr_suite_sort(out);
 	return (0);

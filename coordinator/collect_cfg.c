@@ -224,19 +224,17 @@ static int
 ini_keyval(const char *s, const char *e, char *key, size_t keysz,
            struct sr_buf *val)
 {
-	const char *sep = s, *k = s;
+	const char *sep = s, *kend;
 
 	while (sep < e && *sep != '=' && *sep != ':')
 		sep++;
 	if (sep == e)
 		return (0); /* iniconfig refuses such a line; so do we */
-	while (sep > k && isspace((unsigned char) sep[-1]))
-		sep--;
-	snprintf(key, keysz, "%.*s", (int) (sep - k), k);
-	for (sep++; sep < e && (*sep == '=' || *sep == ':'); sep++)
+	for (kend = sep; kend > s && isspace((unsigned char) kend[-1]); kend--)
 		;
-	while (sep < e && isspace((unsigned char) *sep))
-		sep++;
+	snprintf(key, keysz, "%.*s", (int) (kend - s), s);
+	for (sep++; sep < e && isspace((unsigned char) *sep); sep++)
+		;
 	return (sr_buf_append(val, sep, (size_t) (e - sep)));
 }
 
@@ -345,11 +343,13 @@ toml_value(const char **pp, struct sr_strv *out, int depth)
 		for (toml_ws(&p, true); rv == 0 && *p != close;) {
 			const char *before = p;
 
-			if (close == '}' && (p = strpbrk(p, "=}")) && *p == '=')
-				p++;
+			while (close == '}' && *p != '\0' && *p != '=' &&
+			       *p != '}')
+				p++; /* an inline table's key */
+			p += close == '}' && *p == '=';
 			toml_ws(&p, true);
-			if (p == NULL || (rv = toml_value(&p, out, depth + 1)))
-				return (rv ? rv : SR_EINVAL);
+			if ((rv = toml_value(&p, out, depth + 1)) != 0)
+				return (rv);
 			toml_ws(&p, true);
 			p += *p == ',';
 			toml_ws(&p, true);
@@ -431,7 +431,7 @@ toml_parse(struct sr_pycfg *c, const char *text, bool *found)
 	return (rv);
 }
 
-static const struct sr_pycfgfile {
+static const struct cfgfile {
 	const char *name;
 	const char *section; /* NULL: pyproject's [tool.pytest.ini_options] */
 	bool always;         /* in use even without the section */
@@ -445,7 +445,7 @@ static int
 cfg_load(struct sr_pycfg *c)
 {
 	for (size_t i = 0; i < sizeof(cfgfiles) / sizeof(cfgfiles[0]); i++) {
-		const struct sr_pycfgfile *f = &cfgfiles[i];
+		const struct cfgfile *f = &cfgfiles[i];
 		char path[PATH_MAX], *text;
 		bool found = f->always;
 		int rv;

@@ -420,6 +420,7 @@ record(struct coord *c, struct arec *a, struct sr_unit *u,
 {
 	struct sr_attempt at = {0};
 	size_t file = u->files[r->index];
+	int rv;
 
 	at.outcome = r->outcome;
 	at.tries = r->tries;
@@ -429,11 +430,15 @@ record(struct coord *c, struct arec *a, struct sr_unit *u,
 	at.signal = (int) r->signal;
 	at.agent = a->name;
 	at.slot = (int) u->slot;
-	at.tail = r->output_tail.len ? (char *) r->output_tail.data : NULL;
+	at.tail = r->output_tail.len ?
+	              strndup((char *) r->output_tail.data, r->output_tail.len) :
+	              NULL;
 	at.junit = r->junit_xml.len ? (char *) r->junit_xml.data : NULL;
 	at.junit_len = r->junit_xml.len;
 	at.message = r->message[0] ? r->message : NULL;
-	if (sr_file_add_attempt(&c->suite->files[file], &at) != 0) {
+	rv = sr_file_add_attempt(&c->suite->files[file], &at);
+	free(at.tail);
+	if (rv != 0) {
 		sr_error("out of memory recording a result");
 		return;
 	}

@@ -1,16 +1,13 @@
 /*
  * report.c - the summary, the results JSON and the merged JUnit XML.
  *
- * Everything here reads a finished suite and writes text; nothing is kept.
- * Strings that came from agents (output tails, messages, agent names) are
- * not trusted to be valid UTF-8 or valid XML characters: they are cleaned
- * on the way into JSON and XML, because one stray byte in a test's output
- * must not make the whole report unreadable to the CI tool that parses it.
- *
- * Per-file JUnit reports are parsed with libxml2 with network access and
- * entity substitution off, and a report that carries a DTD is refused
- * outright (pytest never writes one): no entity, internal or external, can
- * reach the merged document.
+ * Reads a finished suite and writes text; nothing is kept. Strings from
+ * agents (tails, messages, names) are cleaned on the way into JSON and XML
+ * (valid UTF-8, no character XML forbids): one stray byte in a test's
+ * output must not make a whole report unreadable to the CI tool reading it.
+ * Per-file JUnit reports are parsed with network access and entity
+ * substitution off, and one carrying a DTD is refused (pytest never writes
+ * one), so no entity, internal or external, reaches the merged document.
  */
 #include <ctype.h>
 #include <limits.h>
@@ -180,8 +177,9 @@ attempt_outcomes(const struct sr_file *f)
 	json_t *arr = json_array();
 
 	for (size_t i = 0; arr != NULL && i < f->natt; i++) {
-		if (json_array_append_new(arr, json_string(sr_outcome_name(
-		                                   f->att[i].outcome))) != 0) {
+		const char *name = sr_outcome_name(f->att[i].outcome);
+
+		if (json_array_append_new(arr, json_string(name)) != 0) {
 			json_decref(arr);
 			return (NULL);
 		}

@@ -629,7 +629,7 @@ replay_check(const struct sr_session *s, uint64_t seq)
 	if (seq > s->rx_max)
 		return (0);
 	age = s->rx_max - seq;
-	if (age >= WINDOW || 0)
+	if (age >= WINDOW || ((s->rx_window >> age) & 1) != 0)
 		return (SR_EREPLAY);
 	return (0);
 }

@@ -405,6 +405,7 @@ static void
 test_appends_sorted(void **state)
 {
 	const char *r = *state;
+	struct sr_attempt a = {.exit_code = 0};
 	struct sr_collect_opts o;
 	struct sr_suite s;
 	size_t idx;
@@ -413,10 +414,14 @@ test_appends_sorted(void **state)
 	put(r, "test_d.py", T);
 	assert_int_equal(sr_collect_opts_init(&o, r), 0);
 	sr_suite_init(&s);
+	assert_int_equal(sr_suite_add(&s, "test_d.py", &idx), 0);
+	assert_int_equal(sr_file_add_attempt(&s.files[idx], &a), 0);
 	assert_int_equal(sr_suite_add(&s, "test_c.py", &idx), 0);
 	assert_int_equal(sr_collect(&o, NULL, &s), 0);
+	/* appended, sorted, and what the suite had is not added twice */
 	expect_files(&s, (const char *const[]){"test_b.py", "test_c.py",
 	                                       "test_d.py", NULL});
+	assert_int_equal(s.files[2].natt, 1);
 	sr_suite_free(&s);
 	sr_collect_opts_free(&o);
 }
