@@ -40,6 +40,11 @@
 
 extern char **environ;
 
+/* Exact collection: pytest's arguments before the root and the paths. */
+static const char *const pytest_args[] = {
+    "-m", "pytest",           "--collect-only", "-q", "-p", "no:cacheprovider",
+    "-p", "shardrun_collect", "--rootdir",      NULL};
+
 static const char *const serial_default[] = {"serial", "parallel_unsafe",
                                              "no_parallel", NULL};
 
@@ -153,6 +158,20 @@ inside(const struct walk *w)
 	                        sizeof(res)) == 0);
 }
 
+static int
+arg_error(const char *arg, int rv)
+{
+	if (rv == SR_ENOENT)
+		sr_error("%s: no such file or directory", arg);
+	else if (rv == SR_EPATH)
+		sr_error("%s: refused: leaves the workspace (\"..\" or a "
+		         "link) or is not a plain path",
+		         arg);
+	else
+		sr_error("%s: %s", arg, sr_strerror(rv));
+	return (rv);
+}
+
 /* A path named by the user (or testpaths): relative to the root or
  * absolute below it, present, not escaping. rel gets its normal form. */
 static int
@@ -180,19 +199,10 @@ resolve_arg(struct walk *w, const char *arg, char *rel, size_t relsz)
 		rv = sr_path_resolve(w->real, norm, res, sizeof(res));
 	if (rv == 0 && strlen(norm) >= relsz)
 		rv = SR_ETOOBIG;
-	if (rv == 0) {
-		memcpy(rel, norm, strlen(norm) + 1);
-		return (0);
-	}
-	if (rv == SR_ENOENT)
-		sr_error("%s: no such file or directory", arg);
-	else if (rv == SR_EPATH)
-		sr_error("%s: refused: leaves the workspace (\"..\" or a "
-		         "link) or is not a plain path",
-		         arg);
-	else
-		sr_error("%s: %s", arg, sr_strerror(rv));
-	return (rv);
+	if (rv != 0)
+		return (arg_error(arg, rv));
+	memcpy(rel, norm, strlen(norm) + 1);
+	return (0);
 }
 
 static int
@@ -503,21 +513,11 @@ static int
 exact_argv(const struct sr_collect_opts *o, const struct walk *w,
            const struct sr_strv *args, struct sr_strv *argv)
 {
-	static const char *const fixed[] = {"-m",
-	                                    "pytest",
-	                                    "--collect-only",
-	                                    "-q",
-	                                    "-p",
-	                                    "no:cacheprovider",
-	                                    "-p",
-	                                    "shardrun_collect",
-	                                    "--rootdir",
-	                                    NULL};
 	char arg[PATH_MAX + 2];
 	int rv;
 
 	if ((rv = sr_strv_push(argv, python(o))) != 0 ||
-	    (rv = push_all(argv, fixed)) != 0 ||
+	    (rv = push_all(argv, pytest_args)) != 0 ||
 	    (rv = sr_strv_push(argv, w->real)) != 0)
 		return (rv);
 	for (size_t i = 0; rv == 0 && i < args->n; i++) {

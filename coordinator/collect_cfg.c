@@ -321,7 +321,37 @@ toml_string(const char **pp, struct sr_buf *out)
 	return (rv);
 }
 
-/* A value: its strings (arrays flattened) are appended to out. */
+static int toml_value(const char **pp, struct sr_strv *out, int depth);
+
+/* An array or an inline table: the strings in it go to out. */
+static int
+toml_list(const char **pp, struct sr_strv *out, int depth)
+{
+	const char *p = *pp;
+	char close = *p++ == '[' ? ']' : '}';
+	int rv;
+
+	for (toml_ws(&p, true); *p != close;) {
+		const char *before = p;
+
+		while (close == '}' && *p != '\0' && *p != '=' && *p != '}')
+			p++; /* an inline table's key */
+		p += close == '}' && *p == '=';
+		toml_ws(&p, true);
+		if ((rv = toml_value(&p, out, depth + 1)) != 0)
+			return (rv);
+		toml_ws(&p, true);
+		p += *p == ',';
+		toml_ws(&p, true);
+		if (p == before || *p == '\0')
+			return (SR_EINVAL);
+	}
+	*pp = p + 1;
+	return (0);
+}
+
+/* A value: its strings (arrays flattened) are appended to out; other
+ * scalars are skipped. */
 static int
 toml_value(const char **pp, struct sr_strv *out, int depth)
 {
@@ -331,37 +361,20 @@ toml_value(const char **pp, struct sr_strv *out, int depth)
 
 	if (depth > 32)
 		return (SR_EINVAL);
+	if (*p == '[' || *p == '{')
+		return (toml_list(pp, out, depth));
 	if (*p == '"' || *p == '\'') {
 		sr_buf_init(&b);
 		if ((rv = toml_string(&p, &b)) == 0)
 			rv = sr_strv_pushn(out, b.len ? (char *) b.p : "",
 			                   b.len);
 		sr_buf_free(&b);
-	} else if (*p == '[' || *p == '{') {
-		char close = *p++ == '[' ? ']' : '}';
-
-		for (toml_ws(&p, true); rv == 0 && *p != close;) {
-			const char *before = p;
-
-			while (close == '}' && *p != '\0' && *p != '=' &&
-			       *p != '}')
-				p++; /* an inline table's key */
-			p += close == '}' && *p == '=';
-			toml_ws(&p, true);
-			if ((rv = toml_value(&p, out, depth + 1)) != 0)
-				return (rv);
-			toml_ws(&p, true);
-			p += *p == ',';
-			toml_ws(&p, true);
-			if (p == before || *p == '\0')
-				return (SR_EINVAL);
-		}
-		p++;
 	} else {
 		while (*p != '\0' && strchr(",]}\n#", *p) == NULL)
 			p++;
 	}
-	*pp = p;
+	if (rv == 0)
+		*pp = p;
 	return (rv);
 }
 

@@ -321,11 +321,36 @@ send_refuse(struct coord *c, struct arec *a, const char *why)
 	(void) send_to(c, a, &e);
 }
 
+/* The workspace fingerprint: the commit and every file's hash, as long
+ * as the list fits comfortably in one frame. */
+#define FINGERPRINT_MAX_FILES 100000
+
+static void
+welcome_fingerprint(struct coord *c, Shardrun__Welcome *w,
+    Shardrun__FileHash *fh, Shardrun__FileHash **fhp)
+{
+	w->commit = (char *) (c->cfg->commit ? c->cfg->commit : "");
+	if (c->cfg->hashes == NULL || c->suite->n > FINGERPRINT_MAX_FILES)
+		return;
+	for (size_t i = 0; i < c->suite->n; i++) {
+		shardrun__file_hash__init(&fh[i]);
+		fh[i].path = c->suite->files[i].path;
+		fh[i].hash.data = c->cfg->hashes[i];
+		fh[i].hash.len = 32;
+		fhp[i] = &fh[i];
+	}
+	w->files = fhp;
+	w->n_files = c->suite->n;
+}
+
 static void
 send_welcome(struct coord *c, struct arec *a)
 {
 	Shardrun__Envelope e = SHARDRUN__ENVELOPE__INIT;
 	Shardrun__Welcome w = SHARDRUN__WELCOME__INIT;
+	size_t n = c->suite->n ? c->suite->n : 1;
+	Shardrun__FileHash *fh = calloc(n, sizeof(*fh));
+	Shardrun__FileHash **fhp = calloc(n, sizeof(*fhp));
 
 	w.run_id.data = c->run_id;
 	w.run_id.len = sizeof(c->run_id);
@@ -333,9 +358,13 @@ send_welcome(struct coord *c, struct arec *a)
 	w.lease_ms = (uint32_t) (c->cfg->lease_s * 1000);
 	w.profile = (char *) c->cfg->profile->name;
 	w.kill_grace_ms = (uint32_t) (c->cfg->kill_grace_s * 1000);
+	if (fh != NULL && fhp != NULL)
+		welcome_fingerprint(c, &w, fh, fhp);
 	e.body_case = SHARDRUN__ENVELOPE__BODY_WELCOME;
 	e.welcome = &w;
 	(void) send_to(c, a, &e);
+	free(fh);
+	free(fhp);
 }
 
 /* Names identify agents in reports: make them unique within the run. */

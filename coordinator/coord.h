@@ -28,6 +28,7 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "report.h"
 #include "sr/crypto.h"
@@ -52,6 +53,8 @@ struct sr_coord_cfg {
 	bool tty;                   /* live progress line */
 	bool color;
 	volatile sig_atomic_t *interrupted;
+	const char *commit;         /* "" when unknown */
+	uint8_t (*hashes)[32];      /* per suite file; NULL: not checked */
 };
 
 void sr_coord_cfg_init(struct sr_coord_cfg *c);

@@ -196,7 +196,7 @@ file_json(const struct sr_file *f)
 
 	return (json_pack(
 	    "{s:o, s:s, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
-	    " s:o, s:b, s:b, s:o, s:o}",
+	    " s:o, s:b, s:b, s:o, s:o, s:I}",
 	    "file", jstr(f->path), "outcome", sr_final_name(f->final),
 	    "attempts", (json_int_t) f->natt, "duration_s", jreal(has, dur),
 	    "start_s", jreal(has, start), "end_s", jreal(has, start + dur),
@@ -206,7 +206,8 @@ file_json(const struct sr_file *f)
 	    "signal", jstr(has && a->signal > 0 ? sr_signame(a->signal) : NULL),
 	    "estimate_s", jreal(1, f->est_s), "serial", (int) f->serial,
 	    "exclusive", (int) f->exclusive, "attempt_outcomes",
-	    attempt_outcomes(f), "message", jstr(has ? a->message : NULL)));
+	    attempt_outcomes(f), "message", jstr(has ? a->message : NULL),
+	    "tries", (json_int_t) (has ? a->tries : 0)));
 }
 
 static json_t *
@@ -685,11 +686,11 @@ print_attempts(FILE *out, const struct sr_file *f)
 {
 	const struct sr_attempt *a = sr_file_last(f);
 
-	fprintf(out, "%zu attempt%s (", f->natt, f->natt == 1 ? "" : "s");
+	fprintf(out, "%zu attempt%s", f->natt, f->natt == 1 ? "" : "s");
 	for (size_t i = 0; i < f->natt; i++)
-		fprintf(out, "%s%s", i ? ", " : "",
+		fprintf(out, "%s%s", i ? ", " : " (",
 		        sr_outcome_name(f->att[i].outcome));
-	fputs(")", out);
+	fputs(f->natt > 0 ? ")" : "", out);
 	if (a != NULL)
 		fprintf(out, ", agent %s slot %d",
 		        a->agent != NULL ? a->agent : "?", a->slot);

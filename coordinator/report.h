@@ -10,7 +10,10 @@
  *               "duration_s": F, "start_s": F, "end_s": F, "agent": NAME,
  *               "slot": N, "exit_code": N|null, "signal": NAME|null,
  *               "estimate_s": F, "serial": B, "exclusive": B,
- *               "attempt_outcomes": [NAME...], "message": S|null}]}
+ *               "attempt_outcomes": [NAME...], "message": S|null,
+ *               "tries": N}]}
+ * tries counts the final attempt's executions, including the agent's
+ * retries of transient errors.
  * start_s/end_s/duration_s describe the final attempt.
  *
  * Merged JUnit: one <testsuites> holding every file's <testsuite> elements

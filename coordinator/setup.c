@@ -98,11 +98,15 @@ estimates(struct sr_setup *st)
 	int rv;
 
 	if (st->opts.history != NULL)
-		snprintf(st->hist_path, sizeof(st->hist_path), "%s",
+		rv = snprintf(st->hist_path, sizeof(st->hist_path), "%s",
 		    st->opts.history);
 	else
-		snprintf(st->hist_path, sizeof(st->hist_path),
+		rv = snprintf(st->hist_path, sizeof(st->hist_path),
 		    "%s/.shardrun/durations.json", st->workspace);
+	if (rv >= (int) sizeof(st->hist_path)) {
+		sr_error("history path too long");
+		return (SR_ETOOBIG);
+	}
 	if ((rv = sr_history_load(&st->hist, st->hist_path)) != 0)
 		return (rv);
 	sr_history_estimate(&st->hist, &st->suite);

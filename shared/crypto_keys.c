@@ -191,7 +191,7 @@ parse_line(const char *p, size_t len, uint8_t pk[SR_KEY_BYTES], bool *blank)
 	size_t k = 0;
 
 	trim(&p, &len);
-	*blank = (len == 0);
+	*blank = (len == 0 || p[0] == '#');
 	if (*blank)
 		return (0);
 	if (len <= lab || memcmp(p, SR_PUBKEY_LABEL, lab) != 0 ||

@@ -334,6 +334,19 @@ test_explicit_file(void **state)
 	               (const char *const[]){"tests/test_a.py", NULL});
 }
 
+/* Collect one path; on failure the suite must be left empty. */
+static int
+collect1(const char *root, const char *path, bool exact)
+{
+	struct sr_suite s;
+	int rv = collect(root, (const char *const[]){path, NULL}, exact, &s);
+
+	if (rv != 0)
+		assert_int_equal(s.n, 0);
+	sr_suite_free(&s);
+	return (rv);
+}
+
 static void
 test_bad_paths(void **state)
 {
@@ -342,27 +355,49 @@ test_bad_paths(void **state)
 	char link[4200];
 
 	put(r, "test_a.py", T);
+	snprintf(link, sizeof(link), "%s/out", r);
+	assert_int_equal(symlink("/etc", link), 0);
 	sr_log_set_level(-1); /* the errors are expected */
 	assert_int_equal(
 	    collect(r, (const char *const[]){"test_a.py", "nope.py", NULL},
 	            false, &s),
 	    SR_ENOENT);
 	assert_int_equal(s.n, 0);
-	assert_int_equal(
-	    collect(r, (const char *const[]){"../x", NULL}, false, &s),
-	    SR_EPATH);
-	assert_int_equal(
-	    collect(r, (const char *const[]){"/etc", NULL}, false, &s),
-	    SR_EPATH);
-	snprintf(link, sizeof(link), "%s/out", r);
-	assert_int_equal(symlink("/etc", link), 0);
-	assert_int_equal(
-	    collect(r, (const char *const[]){"out/hostname", NULL}, false, &s),
-	    SR_EPATH);
-	assert_int_equal(
-	    collect(r, (const char *const[]){"test_a.py::test_x", NULL}, false,
-	            &s),
-	    SR_EINVAL);
+	assert_int_equal(collect1(r, "nope", true), SR_ENOENT);
+	assert_int_equal(collect1(r, "../x", false), SR_EPATH);
+	assert_int_equal(collect1(r, "./test_a.py/..", false), SR_EPATH);
+	assert_int_equal(collect1(r, "/etc", false), SR_EPATH);
+	assert_int_equal(collect1(r, "out/hostname", false), SR_EPATH);
+	assert_int_equal(collect1(r, "test_a.py::test_x", false), SR_EINVAL);
+	sr_log_set_level(SR_LOG_ERROR);
+}
+
+/* A configuration file cut at every byte: never a crash or an error. */
+static void
+test_truncated_config(void **state)
+{
+	static const char *const texts[][2] = {
+	    {"pyproject.toml",
+	     "[x]\na = {b = [1, 'x]'], c = \"\"\"q\"\"\"}\n"
+	     "[tool.pytest.ini_options]\ntestpaths = [\"tests\", # c\n"
+	     "  'more', [\"n\"]]\npython_files = \"test_*.py\\tx_*.py\"\n"},
+	    {"setup.cfg", "[tool:pytest]\ntestpaths = tests\n  more\n"
+	                  "python_files: test_*.py ; x\n[other]\n"},
+	};
+	const char *r = *state;
+	char buf[512];
+
+	put(r, "tests/test_a.py", T);
+	sr_log_set_level(-1);
+	for (size_t t = 0; t < 2; t++) {
+		for (size_t n = 0; n <= strlen(texts[t][1]); n++) {
+			snprintf(buf, sizeof(buf), "%.*s", (int) n,
+			         texts[t][1]);
+			put(r, texts[t][0], buf);
+			assert_int_equal(collect1(r, ".", false), 0);
+		}
+		rm(r, texts[t][0]);
+	}
 	sr_log_set_level(SR_LOG_ERROR);
 }
 
@@ -710,12 +745,7 @@ test_exact(void **state)
 	assert_int_equal(f->ntests, 2);
 	sr_suite_free(&s);
 
-	assert_int_equal(
-	    collect(r, (const char *const[]){"tests/test_plain.py", NULL}, true,
-	            &s),
-	    0);
-	expect_files(&s, (const char *const[]){"tests/test_plain.py", NULL});
-	sr_suite_free(&s);
+	assert_int_equal(collect1(r, "tests/test_plain.py", true), 0);
 }
 
 static void
@@ -815,6 +845,7 @@ main(void)
 	    ROOT_TEST(test_norecursedirs),
 	    ROOT_TEST(test_explicit_file),
 	    ROOT_TEST(test_bad_paths),
+	    ROOT_TEST(test_truncated_config),
 	    ROOT_TEST(test_sort_dedup),
 	    ROOT_TEST(test_symlinks),
 	    ROOT_TEST(test_appends_sorted),
