@@ -18,6 +18,7 @@
 #include "agent.h"
 #include "slot.h"
 #include "sr/err.h"
+#include "sr/fingerprint.h"
 #include "sr/log.h"
 #include "sr/node.h"
 #include "sr/path.h"
@@ -266,10 +267,47 @@ refuse(struct agent *a, struct session *s, const char *why, const char *file)
 		a->done = true;
 }
 
+/* The run's fingerprint against this checkout: the commit when both are
+ * known, then every file's content. Returns the first difference. */
+static const char *
+check_workspace(const struct agent *a, const Shardrun__Welcome *w,
+    const char **file)
+{
+	char commit[41];
+	char path[PATH_MAX * 2];
+	uint8_t h[SR_HASH_BYTES];
+
+	*file = NULL;
+	if (w->commit[0] != '\0' &&
+	    sr_git_commit(a->cfg->workspace, commit) == 0 &&
+	    strcmp(commit, w->commit) != 0) {
+		*file = w->commit;
+		return ("the workspace is at another commit than the run");
+	}
+	for (size_t i = 0; i < w->n_files; i++) {
+		const Shardrun__FileHash *fh = w->files[i];
+
+		*file = fh->path;
+		if (sr_path_check(fh->path) != 0)
+			return ("the run names a path outside any workspace");
+		snprintf(path, sizeof(path), "%s/%s", a->cfg->workspace,
+		    fh->path);
+		if (sr_hash_file(path, h) != 0)
+			return ("a file of the run is missing from the workspace");
+		if (fh->hash.len != SR_HASH_BYTES ||
+		    memcmp(fh->hash.data, h, SR_HASH_BYTES) != 0)
+			return ("a file of the run differs from the workspace");
+	}
+	*file = NULL;
+	return (NULL);
+}
+
 static void
 on_welcome(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 {
 	const Shardrun__Welcome *w = env->welcome;
+	const char *why;
+	const char *file;
 
 	if (s->welcomed)
 		return;
@@ -279,6 +317,10 @@ on_welcome(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 	}
 	if (strcmp(w->profile, a->cfg->profile->name) != 0) {
 		refuse(a, s, "the run uses another profile", w->profile);
+		return;
+	}
+	if ((why = check_workspace(a, w, &file)) != NULL) {
+		refuse(a, s, why, file);
 		return;
 	}
 	sr_hex(w->run_id.data, 16, s->run_id);

@@ -14,6 +14,7 @@
 #include "setup.h"
 #include "shardrun.pb-c.h"
 #include "sr/err.h"
+#include "sr/fingerprint.h"
 #include "sr/log.h"
 #include "sr/util.h"
 
@@ -42,6 +43,7 @@ sr_setup_free(struct sr_setup *st)
 	sr_history_free(&st->hist);
 	sr_profile_free(&st->profile);
 	sr_trust_clear(&st->trust);
+	free(st->hashes);
 }
 
 static int
@@ -206,6 +208,28 @@ authorize_self(struct sr_trust *t)
 	return (0);
 }
 
+/* What remote agents check their checkouts against. */
+static int
+fingerprint(struct sr_setup *st)
+{
+	char path[PATH_MAX * 2];
+
+	if (sr_git_commit(st->workspace, st->commit) != 0)
+		st->commit[0] = '\0';
+	st->hashes = calloc(st->suite.n ? st->suite.n : 1, sizeof(*st->hashes));
+	if (st->hashes == NULL)
+		return (SR_ENOMEM);
+	for (size_t i = 0; i < st->suite.n; i++) {
+		snprintf(path, sizeof(path), "%s/%s", st->workspace,
+		    st->suite.files[i].path);
+		if (sr_hash_file(path, st->hashes[i]) != 0) {
+			sr_error("cannot read %s", st->suite.files[i].path);
+			return (SR_EIO);
+		}
+	}
+	return (0);
+}
+
 static int
 topology(struct sr_setup *st)
 {
@@ -229,7 +253,7 @@ topology(struct sr_setup *st)
 		o->agents_min = (unsigned) o->agents.n;
 	if (st->local_slots > 0)
 		o->agents_min++;
-	if ((rv = remote_trust(st)) != 0)
+	if ((rv = remote_trust(st)) != 0 || (rv = fingerprint(st)) != 0)
 		return (rv);
 	return (authorize_self(&st->trust));
 }
@@ -291,6 +315,8 @@ sr_setup_coord_cfg(struct sr_setup *st, struct sr_coord_cfg *cc,
 	cc->tty = isatty(STDERR_FILENO);
 	cc->color = getenv("NO_COLOR") == NULL || getenv("NO_COLOR")[0] == 0;
 	cc->interrupted = interrupted;
+	cc->commit = st->commit;
+	cc->hashes = st->hashes;
 }
 
 bool

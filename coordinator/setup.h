@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "cli.h"
@@ -32,6 +33,8 @@ struct sr_setup {
 	char hist_path[PATH_MAX];
 	struct sr_trust trust;
 	unsigned local_slots;     /* 0: no local agent */
+	char commit[41];          /* remote runs: the fingerprint */
+	uint8_t (*hashes)[32];
 	struct sr_spawner *spawner;
 };
 

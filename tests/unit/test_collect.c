@@ -1,7 +1,7 @@
 /*
- * test_collect.c - suite.c and collect*.c: fast collection against
- * fixture trees built in temporary directories, the source scanner on
- * strings, and one exact collection through the real pytest.
+ * test_collect.c - collect*.c: fast collection against fixture trees
+ * built in temporary directories, the source scanner on strings, and
+ * exact collection through the real pytest (Debian's /usr/bin/python3).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -767,65 +767,6 @@ test_exact_errors(void **state)
 	assert_int_equal(s.n, 0);
 }
 
-static void
-test_suite_attempts(void **state)
-{
-	struct sr_suite s;
-	struct sr_attempt a = {
-	    .outcome = 2, .tries = 1, .exit_code = 1, .slot = 3};
-	char agent[] = "agent-1", tail[] = "boom", junit[] = "<x/>\0<y/>";
-	const struct sr_attempt *last;
-	size_t idx;
-
-	(void) state;
-	sr_suite_init(&s);
-	assert_int_equal(sr_suite_add(&s, "b.py", &idx), 0);
-	assert_int_equal(sr_suite_add(&s, "a.py", &idx), 0);
-	assert_int_equal(idx, 1);
-	assert_null(sr_file_last(&s.files[1]));
-	assert_int_equal(s.files[1].final, SR_FINAL_PENDING);
-	a.agent = agent;
-	a.tail = tail;
-	a.junit = junit;
-	a.junit_len = sizeof(junit) - 1;
-	assert_int_equal(sr_file_add_attempt(&s.files[1], &a), 0);
-	agent[0] = tail[0] = junit[0] = 'X';
-	a.agent = a.tail = a.junit = NULL;
-	a.message = "second";
-	a.exit_code = 0;
-	assert_int_equal(sr_file_add_attempt(&s.files[1], &a), 0);
-	assert_int_equal(s.files[1].natt, 2);
-	assert_string_equal(s.files[1].att[0].agent, "agent-1");
-	assert_string_equal(s.files[1].att[0].tail, "boom");
-	assert_int_equal(s.files[1].att[0].junit_len, 9);
-	assert_memory_equal(s.files[1].att[0].junit, "<x/>\0<y/>", 9);
-	assert_null(s.files[1].att[0].message);
-	last = sr_file_last(&s.files[1]);
-	assert_string_equal(last->message, "second");
-	assert_null(last->agent);
-	assert_null(last->junit);
-	assert_int_equal(last->slot, 3);
-	sr_suite_sort(&s);
-	assert_string_equal(s.files[0].path, "a.py");
-	assert_int_equal(s.files[0].natt, 2);
-	sr_suite_free(&s);
-	assert_int_equal(s.n, 0);
-}
-
-static void
-test_final_names(void **state)
-{
-	static const char *const want[] = {"pending", "passed",  "failed",
-	                                   "flaky",   "crashed", "timeout",
-	                                   "error"};
-
-	(void) state;
-	for (int i = 0; i < SR_FINAL_COUNT; i++)
-		assert_string_equal(sr_final_name(i), want[i]);
-	assert_string_equal(sr_final_name(SR_FINAL_COUNT), "unknown");
-	assert_string_equal(sr_final_name(-1), "unknown");
-}
-
 #define ROOT_TEST(f)                                                           \
 	cmocka_unit_test_setup_teardown(f, setup_root, teardown_root)
 
@@ -859,8 +800,6 @@ main(void)
 	    ROOT_TEST(test_generic),
 	    ROOT_TEST(test_exact),
 	    ROOT_TEST(test_exact_errors),
-	    cmocka_unit_test(test_suite_attempts),
-	    cmocka_unit_test(test_final_names),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));

@@ -605,6 +605,9 @@ test_malformed_frames(void **state)
 	free(out);
 	free(f);
 	sr_hs_free(c);
+	x.init[0] = 'S'; /* a valid INIT in a frame of another kind */
+	expect_init(&t, x.init, x.ninit, SR_EPROTO, "malformed");
+	x.init[0] = 'H';
 	f = padded(&x, 5000, &n);
 	expect_init(&t, f, n, SR_EPROTO, "malformed");
 	free(f);
