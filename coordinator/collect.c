@@ -412,11 +412,12 @@ scan_file(const struct sr_collect_opts *o, struct walk *w, const char *rel,
 	bool serial = false, excl = false;
 	unsigned n = 0;
 	char *src;
-	size_t idx;
+	size_t idx, len;
 	int rv;
 
 	set_path(w, rel);
-	if ((rv = sr_read_file(w->path, MAX_SOURCE, &src, NULL)) == 0) {
+	if ((rv = sr_read_file(w->path, MAX_SOURCE, &src, &len)) == 0) {
+		src[len] = '\0'; /* util.c leaves an empty file unterminated */
 		rv = sr_scan_python(src, o, &serial, &excl, &n);
 		free(src);
 	} else if (rv != SR_ENOMEM) {
@@ -439,7 +440,6 @@ scan_file(const struct sr_collect_opts *o, struct walk *w, const char *rel,
  */
 static const char plugin_src[] =
     "import os\n"
-    "\n"
     "\n"
     "def pytest_collection_finish(session):\n"
     "    out = os.environ['SHARDRUN_COLLECT_OUT']\n"
@@ -645,14 +645,16 @@ exact_parse(const struct sr_collect_opts *o, const char *dir,
             struct sr_suite *s)
 {
 	char path[PATH_MAX], *text, *save;
+	size_t len;
 	int rv;
 
 	snprintf(path, sizeof(path), "%s/items", dir);
-	if ((rv = sr_read_file(path, MAX_ITEMS, &text, NULL)) != 0) {
+	if ((rv = sr_read_file(path, MAX_ITEMS, &text, &len)) != 0) {
 		sr_error("collect: no item list from pytest (%s)",
 		         sr_strerror(rv));
 		return (rv == SR_ENOENT ? SR_EIO : rv);
 	}
+	text[len] = '\0'; /* empty when pytest found nothing */
 	for (char *l = strtok_r(text, "\n", &save); rv == 0 && l != NULL;
 	     l = strtok_r(NULL, "\n", &save))
 		rv = exact_item(o, l, s);

@@ -464,12 +464,13 @@ cfg_load(struct sr_pycfg *c)
 		int rv;
 
 		snprintf(path, sizeof(path), "%s/%s", c->root, f->name);
-		if ((rv = sr_read_file(path, MAX_CONFIG, &text, NULL)) != 0) {
+		if ((rv = sr_read_file(path, MAX_CONFIG, &text, &len)) != 0) {
 			if (rv != SR_ENOENT)
 				sr_warn("%s: %s, ignored", path,
 				        sr_strerror(rv));
 			continue;
 		}
+		text[len] = '\0'; /* util.c leaves an empty file unterminated */
 		c->file = f->name;
 		rv = f->section ? ini_parse(c, text, f->section, &found)
 		                : toml_parse(c, text, &found);

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "sr/err.h"
@@ -25,6 +24,8 @@
 #include "suite.h"
 
 #define PYTHON "/usr/bin/python3"
+/* A NULL-terminated list of paths. */
+#define LIST(...) ((const char *const[]){__VA_ARGS__, NULL})
 
 /* Write root/rel, creating its directories. */
 static void
@@ -153,9 +154,8 @@ test_default_rules(void **state)
 	put(r, "sub/data.txt", "test");
 	put(r, "sub/deep/test_d.py", T);
 	collect_expect(r, NULL,
-	               (const char *const[]){"b_test.py", "sub/deep/test_d.py",
-	                                     "sub/test_c.py", "test_a.py",
-	                                     NULL});
+	               LIST("b_test.py", "sub/deep/test_d.py", "sub/test_c.py",
+	                    "test_a.py"));
 }
 
 static void
@@ -173,10 +173,9 @@ test_skipped_dirs(void **state)
 	put(r, "pkg.egg/test_x.py", T);
 	put(r, "venv/test_x.py", T);
 	put(r, "ok/test_ok.py", T);
-	collect_expect(r, NULL, (const char *const[]){"ok/test_ok.py", NULL});
+	collect_expect(r, NULL, LIST("ok/test_ok.py"));
 	/* named explicitly, a skipped directory is walked all the same */
-	collect_expect(r, (const char *const[]){"build", NULL},
-	               (const char *const[]){"build/test_x.py", NULL});
+	collect_expect(r, LIST("build"), LIST("build/test_x.py"));
 }
 
 static void
@@ -189,9 +188,7 @@ test_ini_pytest_ini(void **state)
 	    "# comment\n[pytest]\ntestpaths = tests\n    more\n"
 	    "; another comment\nminversion = 7.0\n");
 	put(r, "tox.ini", "[pytest]\ntestpaths = other\n");
-	collect_expect(
-	    r, NULL,
-	    (const char *const[]){"more/test_b.py", "tests/test_a.py", NULL});
+	collect_expect(r, NULL, LIST("more/test_b.py", "tests/test_a.py"));
 }
 
 static void
@@ -202,10 +199,9 @@ test_ini_pytest_ini_wins_without_section(void **state)
 	put_three(r);
 	put(r, "pytest.ini", "# empty on purpose\n");
 	put(r, "tox.ini", "[pytest]\ntestpaths = other\n");
-	collect_expect(r, NULL,
-	               (const char *const[]){"more/test_b.py",
-	                                     "other/test_c.py",
-	                                     "tests/test_a.py", NULL});
+	collect_expect(
+	    r, NULL,
+	    LIST("more/test_b.py", "other/test_c.py", "tests/test_a.py"));
 }
 
 static void
@@ -225,9 +221,7 @@ test_ini_pyproject(void **state)
 	    "testpaths = [\n  \"tests\",  # the unit tests\n  'more',\n]\n"
 	    "[tool.other]\ntestpaths = [\"other\"]\n");
 	put(r, "tox.ini", "[pytest]\ntestpaths = other\n");
-	collect_expect(
-	    r, NULL,
-	    (const char *const[]){"more/test_b.py", "tests/test_a.py", NULL});
+	collect_expect(r, NULL, LIST("more/test_b.py", "tests/test_a.py"));
 }
 
 static void
@@ -240,7 +234,7 @@ test_ini_pyproject_without_table(void **state)
 	put(r, "tox.ini",
 	    "[tox]\nenvlist = py3\n[pytest]\ntestpaths = other\n");
 	put(r, "setup.cfg", "[tool:pytest]\ntestpaths = tests\n");
-	collect_expect(r, NULL, (const char *const[]){"other/test_c.py", NULL});
+	collect_expect(r, NULL, LIST("other/test_c.py"));
 }
 
 static void
@@ -253,9 +247,7 @@ test_ini_setup_cfg(void **state)
 	put(r, "setup.cfg",
 	    "[metadata]\nname = x\n\n[tool:pytest]\ntestpaths =\n"
 	    "    tests\n    more\n[flake8]\nmax-line-length = 79\n");
-	collect_expect(
-	    r, NULL,
-	    (const char *const[]){"more/test_b.py", "tests/test_a.py", NULL});
+	collect_expect(r, NULL, LIST("more/test_b.py", "tests/test_a.py"));
 }
 
 static void
@@ -265,18 +257,14 @@ test_testpaths_glob_and_fallback(void **state)
 
 	put_three(r);
 	put(r, "pytest.ini", "[pytest]\ntestpaths = t* mo?e\n");
+	collect_expect(r, NULL, LIST("more/test_b.py", "tests/test_a.py"));
+	put(r, "pytest.ini", "[pytest]\ntestpaths = nothere\n");
 	collect_expect(
 	    r, NULL,
-	    (const char *const[]){"more/test_b.py", "tests/test_a.py", NULL});
-	put(r, "pytest.ini", "[pytest]\ntestpaths = nothere\n");
-	collect_expect(r, NULL,
-	               (const char *const[]){"more/test_b.py",
-	                                     "other/test_c.py",
-	                                     "tests/test_a.py", NULL});
+	    LIST("more/test_b.py", "other/test_c.py", "tests/test_a.py"));
 	/* explicit paths win over testpaths */
 	put(r, "pytest.ini", "[pytest]\ntestpaths = tests\n");
-	collect_expect(r, (const char *const[]){"other", NULL},
-	               (const char *const[]){"other/test_c.py", NULL});
+	collect_expect(r, LIST("other"), LIST("other/test_c.py"));
 }
 
 static void
@@ -291,16 +279,15 @@ test_python_files(void **state)
 	put(r, "pytest.ini",
 	    "[pytest]\npython_files = check_*.py\n  *_spec.py\n");
 	collect_expect(r, NULL,
-	               (const char *const[]){"b_spec.py", "check_a.py",
-	                                     "sub/x_spec.py", NULL});
+	               LIST("b_spec.py", "check_a.py", "sub/x_spec.py"));
 	rm(r, "pytest.ini");
 	put(r, "pyproject.toml",
 	    "[tool.pytest.ini_options]\npython_files = \"check_*.py\"\n");
-	collect_expect(r, NULL, (const char *const[]){"check_a.py", NULL});
+	collect_expect(r, NULL, LIST("check_a.py"));
 	/* a pattern with '/' matches the end of the path */
 	put(r, "pyproject.toml",
 	    "[tool.pytest.ini_options]\npython_files = [\"sub/*.py\"]\n");
-	collect_expect(r, NULL, (const char *const[]){"sub/x_spec.py", NULL});
+	collect_expect(r, NULL, LIST("sub/x_spec.py"));
 }
 
 static void
@@ -312,9 +299,7 @@ test_norecursedirs(void **state)
 	put(r, "skipme/test_s.py", T);
 	put(r, "test_a.py", T);
 	put(r, "tox.ini", "[pytest]\nnorecursedirs = skip*\n");
-	collect_expect(
-	    r, NULL,
-	    (const char *const[]){"build/test_b.py", "test_a.py", NULL});
+	collect_expect(r, NULL, LIST("build/test_b.py", "test_a.py"));
 }
 
 static void
@@ -326,12 +311,10 @@ test_explicit_file(void **state)
 	put(r, "helper.py", T);
 	put(r, ".hidden/check.py", T);
 	put(r, "tests/test_a.py", T);
-	collect_expect(
-	    r, (const char *const[]){"helper.py", ".hidden/check.py", NULL},
-	    (const char *const[]){".hidden/check.py", "helper.py", NULL});
+	collect_expect(r, LIST("helper.py", ".hidden/check.py"),
+	               LIST(".hidden/check.py", "helper.py"));
 	snprintf(abs, sizeof(abs), "%s/tests/test_a.py", r);
-	collect_expect(r, (const char *const[]){abs, NULL},
-	               (const char *const[]){"tests/test_a.py", NULL});
+	collect_expect(r, LIST(abs), LIST("tests/test_a.py"));
 }
 
 /* Collect one path; on failure the suite must be left empty. */
@@ -339,7 +322,7 @@ static int
 collect1(const char *root, const char *path, bool exact)
 {
 	struct sr_suite s;
-	int rv = collect(root, (const char *const[]){path, NULL}, exact, &s);
+	int rv = collect(root, LIST(path), exact, &s);
 
 	if (rv != 0)
 		assert_int_equal(s.n, 0);
@@ -358,10 +341,8 @@ test_bad_paths(void **state)
 	snprintf(link, sizeof(link), "%s/out", r);
 	assert_int_equal(symlink("/etc", link), 0);
 	sr_log_set_level(-1); /* the errors are expected */
-	assert_int_equal(
-	    collect(r, (const char *const[]){"test_a.py", "nope.py", NULL},
-	            false, &s),
-	    SR_ENOENT);
+	assert_int_equal(collect(r, LIST("test_a.py", "nope.py"), false, &s),
+	                 SR_ENOENT);
 	assert_int_equal(s.n, 0);
 	assert_int_equal(collect1(r, "nope", true), SR_ENOENT);
 	assert_int_equal(collect1(r, "../x", false), SR_EPATH);
@@ -411,11 +392,9 @@ test_sort_dedup(void **state)
 	put(r, "tests/sub/test_c.py", T);
 	collect_expect(
 	    r,
-	    (const char *const[]){"tests/test_b.py", "tests",
-	                          "./tests/test_a.py", "tests/",
-	                          "tests//sub/./test_c.py", ".", NULL},
-	    (const char *const[]){"tests/sub/test_c.py", "tests/test_a.py",
-	                          "tests/test_b.py", NULL});
+	    LIST("tests/test_b.py", "tests", "./tests/test_a.py", "tests/",
+	         "tests//sub/./test_c.py", "."),
+	    LIST("tests/sub/test_c.py", "tests/test_a.py", "tests/test_b.py"));
 }
 
 static void
@@ -431,9 +410,7 @@ test_symlinks(void **state)
 	assert_int_equal(symlink("/usr/lib", path), 0);
 	snprintf(path, sizeof(path), "%s/test_link.py", r);
 	assert_int_equal(symlink("a/test_a.py", path), 0);
-	collect_expect(
-	    r, NULL,
-	    (const char *const[]){"a/test_a.py", "test_link.py", NULL});
+	collect_expect(r, NULL, LIST("a/test_a.py", "test_link.py"));
 }
 
 static void
@@ -454,8 +431,7 @@ test_appends_sorted(void **state)
 	assert_int_equal(sr_suite_add(&s, "test_c.py", &idx), 0);
 	assert_int_equal(sr_collect(&o, NULL, &s), 0);
 	/* appended, sorted, and what the suite had is not added twice */
-	expect_files(&s, (const char *const[]){"test_b.py", "test_c.py",
-	                                       "test_d.py", NULL});
+	expect_files(&s, LIST("test_b.py", "test_c.py", "test_d.py"));
 	assert_int_equal(s.files[2].natt, 1);
 	sr_suite_free(&s);
 	sr_collect_opts_free(&o);
@@ -686,14 +662,13 @@ test_generic(void **state)
 	put(r, "__pycache__/c.pyc", "x\n");
 	sr_suite_init(&s);
 	assert_int_equal(sr_collect_generic(r, NULL, &s), 0);
-	expect_files(&s, (const char *const[]){"__pycache__/c.pyc", "a.sh",
-	                                       "sub/b.txt", NULL});
+	expect_files(&s, LIST("__pycache__/c.pyc", "a.sh", "sub/b.txt"));
 	sr_suite_free(&s);
 	sr_strv_init(&pv);
 	assert_int_equal(sr_strv_push(&pv, "sub/.x"), 0);
 	assert_int_equal(sr_strv_push(&pv, "./a.sh"), 0);
 	assert_int_equal(sr_collect_generic(r, &pv, &s), 0);
-	expect_files(&s, (const char *const[]){"a.sh", "sub/.x", NULL});
+	expect_files(&s, LIST("a.sh", "sub/.x"));
 	sr_suite_free(&s);
 	sr_strv_free(&pv);
 }
@@ -734,8 +709,7 @@ test_exact(void **state)
 	sr_suite_free(&s);
 
 	assert_int_equal(collect(r, NULL, true, &s), 0);
-	expect_files(&s, (const char *const[]){"tests/test_hooked.py",
-	                                       "tests/test_plain.py", NULL});
+	expect_files(&s, LIST("tests/test_hooked.py", "tests/test_plain.py"));
 	f = find(&s, "tests/test_hooked.py");
 	assert_true(f->serial);
 	assert_false(f->exclusive);
@@ -757,8 +731,7 @@ test_exact_errors(void **state)
 	if (!have_pytest())
 		skip();
 	put(r, "empty/README", "no tests here\n");
-	assert_int_equal(
-	    collect(r, (const char *const[]){"empty", NULL}, true, &s), 0);
+	assert_int_equal(collect(r, LIST("empty"), true, &s), 0);
 	assert_int_equal(s.n, 0); /* pytest exit 5: an empty suite */
 	put(r, "test_broken.py", "def test_x(:\n");
 	sr_log_set_level(-1);

@@ -326,33 +326,40 @@ test_node_key_files(void **state)
 	assert_logged("nk9/node.key");
 }
 
+/* Comments, blank lines, CRLF, tabs, trailing comments, no final newline,
+ * and more keys than the list's first allocation. */
 static void
 test_authorized_keys(void **state)
 {
+	enum { NKEYS = 40 };
 	struct sr_trust t = {0};
-	uint8_t pk[4][32], stranger[32];
-	char hex[4][65], text[1024], line[256];
+	uint8_t pk[NKEYS][32], stranger[32];
+	char hex[NKEYS][65], text[8192], line[256];
+	size_t n;
 
 	(void) state;
 	node("ak", line);
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < NKEYS; i++) {
 		sr_random(pk[i], 32);
 		sr_hex(pk[i], 32, hex[i]);
 	}
-	snprintf(text, sizeof(text),
-	         "# authorized agents\n"
-	         "\n"
-	         "   \n"
-	         "shardrun-x25519 %s host-a\n"
-	         "\tshardrun-x25519   %s\r\n"
-	         "shardrun-x25519 %s a comment   with # spaces\n"
-	         "  # indented comment\n"
-	         "shardrun-x25519 %s",
-	         hex[0], hex[1], hex[2], hex[3]);
+	n = (size_t) snprintf(text, sizeof(text),
+	                      "# authorized agents\n"
+	                      "\n"
+	                      "   \n"
+	                      "shardrun-x25519 %s host-a\n"
+	                      "\tshardrun-x25519   %s\r\n"
+	                      "shardrun-x25519 %s a comment   with # spaces\n"
+	                      "  # indented comment\n",
+	                      hex[0], hex[1], hex[2]);
+	for (int i = 3; i < NKEYS; i++)
+		n += (size_t) snprintf(text + n, sizeof(text) - n,
+		                       "shardrun-x25519 %s%s", hex[i],
+		                       i + 1 < NKEYS ? "\n" : "");
 	put_str("ak.auth", text, 0644);
 	load_node(&t, "ak", "ak.auth");
-	assert_int_equal(t.nauthorized, 4);
-	for (int i = 0; i < 4; i++)
+	assert_int_equal(t.nauthorized, NKEYS);
+	for (int i = 0; i < NKEYS; i++)
 		assert_true(sr_trust_is_authorized(&t, pk[i]));
 	sr_random(stranger, 32);
 	assert_false(sr_trust_is_authorized(&t, stranger));
