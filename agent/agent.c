@@ -15,6 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
+
 #include "agent.h"
 #include "slot.h"
 #include "sr/err.h"
@@ -26,9 +29,9 @@
 
 extern char **environ;
 
-#define RESEND_S     2.0
-#define HANDSHAKE_S  10.0
-#define MAX_FILES    100000 /* per assignment */
+#define RESEND_S    2.0
+#define HANDSHAKE_S 10.0
+#define MAX_FILES   100000 /* per assignment */
 
 struct pending {
 	uint32_t unit;
@@ -41,7 +44,7 @@ struct pending {
 struct session {
 	struct sr_peer *peer;
 	bool welcomed;
-	bool over;              /* Shutdown received */
+	bool over; /* Shutdown received */
 	char run_id[33];
 	double hb_s;
 	double lost_s;
@@ -51,7 +54,7 @@ struct session {
 	struct pending *pend;
 	size_t npend;
 	size_t pcap;
-	unsigned offered;       /* slots waiting for work from it */
+	unsigned offered; /* slots waiting for work from it */
 	struct session *next;
 };
 
@@ -59,18 +62,20 @@ struct agent {
 	const struct sr_agent_cfg *cfg;
 	struct sr_node *node;
 	struct sr_slot *slots;
-	bool *offered;          /* per slot: a WorkRequest is outstanding */
+	bool *offered;             /* per slot: a WorkRequest is outstanding */
 	struct session **offer_to; /* per slot: to whom */
 	struct session *sessions;
 	struct sr_strv env;
 	char tmp_root[PATH_MAX];
 	uint64_t next_spawn_id;
 	struct sr_slot_env senv;
-	bool done;              /* once: the run is over */
+	bool done;    /* once: the run is over */
+	bool ever_up; /* a session was authenticated */
 	int status;
 };
 
-static int send_env(struct agent *a, struct session *s, Shardrun__Envelope *e)
+static int
+send_env(struct agent *a, struct session *s, Shardrun__Envelope *e)
 {
 	return (sr_node_send(a->node, s->peer, e));
 }
@@ -193,8 +198,7 @@ static void
 send_result(struct agent *a, struct session *s, const struct pending *p)
 {
 	Shardrun__Envelope e = SHARDRUN__ENVELOPE__INIT;
-	Shardrun__Result *r = shardrun__result__unpack(NULL, p->len,
-	    p->packed);
+	Shardrun__Result *r = shardrun__result__unpack(NULL, p->len, p->packed);
 
 	if (r == NULL)
 		return;
@@ -255,7 +259,7 @@ refuse(struct agent *a, struct session *s, const char *why, const char *file)
 	Shardrun__Refuse r = SHARDRUN__REFUSE__INIT;
 
 	sr_error("refusing the run: %s%s%s", why, file ? ": " : "",
-	    file ? file : "");
+	         file ? file : "");
 	r.reason = (char *) why;
 	r.file = (char *) (file ? file : "");
 	e.body_case = SHARDRUN__ENVELOPE__BODY_REFUSE;
@@ -271,7 +275,7 @@ refuse(struct agent *a, struct session *s, const char *why, const char *file)
  * known, then every file's content. Returns the first difference. */
 static const char *
 check_workspace(const struct agent *a, const Shardrun__Welcome *w,
-    const char **file)
+                const char **file)
 {
 	char commit[41];
 	char path[PATH_MAX * 2];
@@ -291,9 +295,10 @@ check_workspace(const struct agent *a, const Shardrun__Welcome *w,
 		if (sr_path_check(fh->path) != 0)
 			return ("the run names a path outside any workspace");
 		snprintf(path, sizeof(path), "%s/%s", a->cfg->workspace,
-		    fh->path);
+		         fh->path);
 		if (sr_hash_file(path, h) != 0)
-			return ("a file of the run is missing from the workspace");
+			return (
+			    "a file of the run is missing from the workspace");
 		if (fh->hash.len != SR_HASH_BYTES ||
 		    memcmp(fh->hash.data, h, SR_HASH_BYTES) != 0)
 			return ("a file of the run differs from the workspace");
@@ -334,9 +339,9 @@ on_welcome(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 static bool
 valid_assignment(const struct agent *a, const Shardrun__Assignment *as)
 {
-	if (as->slot >= a->cfg->slots || as->unit == 0 ||
-	    as->attempt == 0 || as->n_files == 0 ||
-	    as->n_files > MAX_FILES || as->n_selectors > MAX_FILES)
+	if (as->slot >= a->cfg->slots || as->unit == 0 || as->attempt == 0 ||
+	    as->n_files == 0 || as->n_files > MAX_FILES ||
+	    as->n_selectors > MAX_FILES)
 		return (false);
 	for (size_t i = 0; i < as->n_files; i++)
 		if (sr_path_check(as->files[i]) != 0)
@@ -358,8 +363,7 @@ decline(struct agent *a, struct session *s, const Shardrun__Assignment *as)
 }
 
 static void
-on_assignment(struct agent *a, struct session *s,
-    const Shardrun__Envelope *env)
+on_assignment(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 {
 	const Shardrun__Assignment *as = env->assignment;
 	struct sr_slot *slot;
@@ -450,8 +454,7 @@ on_refuse(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 }
 
 static void
-on_heartbeat(struct agent *a, struct session *s,
-    const Shardrun__Envelope *env)
+on_heartbeat(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 {
 	(void) a;
 	(void) s;
@@ -459,7 +462,7 @@ on_heartbeat(struct agent *a, struct session *s,
 }
 
 typedef void (*handler_fn)(struct agent *, struct session *,
-    const Shardrun__Envelope *);
+                           const Shardrun__Envelope *);
 
 static const struct {
 	Shardrun__Envelope__BodyCase type;
@@ -488,7 +491,7 @@ dispatch(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 		return;
 	}
 	sr_debug("unexpected %s from %s dropped", sr_wire_kind(env),
-	    s->peer->addr);
+	         s->peer->addr);
 }
 
 /* ---- sessions ---- */
@@ -593,7 +596,7 @@ session_timers(struct agent *a, double now)
 		if (now - s->peer->last_rx > s->lost_s) {
 			sr_warn("coordinator %s silent for %.0fs: stopping "
 			        "its work",
-			    s->peer->addr, now - s->peer->last_rx);
+			        s->peer->addr, now - s->peer->last_rx);
 			sr_node_drop(a->node, s->peer);
 			s->peer->last_rx = now; /* drop once */
 		}
@@ -610,6 +613,7 @@ node_events(struct agent *a)
 		if (ev.type == SR_EV_UP) {
 			struct session *s = session_new(a, ev.peer);
 
+			a->ever_up = true;
 			if (s != NULL)
 				send_hello(a, s);
 		} else if (ev.type == SR_EV_DOWN && ev.peer->user != NULL) {
@@ -647,6 +651,25 @@ spawner_events(struct agent *a)
 	}
 }
 
+/* A CI agent that cannot authenticate gives up with a clear error instead
+ * of redialling forever; a fleet agent keeps refusing strangers. */
+static void
+check_refused(struct agent *a)
+{
+	const struct sr_node_stats *st = sr_node_stats(a->node);
+
+	if (!a->cfg->once || a->ever_up)
+		return;
+	if (st->auth_failures > 0 || st->versions > 0) {
+		sr_error("the coordinator did not accept this agent's "
+		         "credentials (%s): check the cluster key or node keys",
+		         st->versions > 0 ? "protocol version"
+		                          : "authentication");
+		a->status = SR_EAUTH;
+		a->done = true;
+	}
+}
+
 static void
 loop(struct agent *a)
 {
@@ -668,6 +691,7 @@ loop(struct agent *a)
 			sr_slot_tick(&a->slots[i], &a->senv, now);
 		session_timers(a, now);
 		sr_node_expire(a->node, now, HANDSHAKE_S);
+		check_refused(a);
 	}
 }
 
@@ -690,12 +714,12 @@ agent_init(struct agent *a, const struct sr_agent_cfg *c)
 	for (char **e = environ; e != NULL && *e != NULL && rv == 0; e++)
 		rv = sr_strv_push(&a->env, *e);
 	snprintf(a->tmp_root, sizeof(a->tmp_root), "%s/shardrun-%ld-%p",
-	    getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long) getpid(),
-	    (void *) a);
+	         getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long) getpid(),
+	         (void *) a);
 	if (rv == 0)
 		rv = sr_mkdirs(a->tmp_root, 0700);
-	a->senv = (struct sr_slot_env){c, a->tmp_root, &a->env,
-	    &a->next_spawn_id, on_slot_done, a};
+	a->senv = (struct sr_slot_env){
+	    c, a->tmp_root, &a->env, &a->next_spawn_id, on_slot_done, a};
 	return (rv);
 }
 
@@ -708,6 +732,9 @@ agent_fini(struct agent *a)
 		if (a->slots[i].busy)
 			sr_slot_release(&a->slots[i]);
 	(void) sr_spawner_sweep(a->cfg->spawner);
+	/* Let the last frames (a refusal, final results) leave. */
+	if (a->node != NULL)
+		nng_msleep(100);
 	sr_node_close(a->node);
 	if (a->tmp_root[0] != '\0')
 		(void) sr_rmtree(a->tmp_root);

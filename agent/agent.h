@@ -27,21 +27,21 @@
 #include "sr/util.h"
 
 struct sr_agent_cfg {
-	const char *name;              /* reported to coordinators */
-	const char *workspace;         /* absolute, resolved */
+	const char *name;      /* reported to coordinators */
+	const char *workspace; /* absolute, resolved */
 	unsigned slots;
 	const struct sr_profile *profile;
 	const struct sr_trust *trust;
-	struct sr_strv listen;         /* URLs to listen on */
-	struct sr_strv connect;        /* URLs to dial */
-	bool once;                     /* exit when a run is over (CI, local) */
+	struct sr_strv listen;  /* URLs to listen on */
+	struct sr_strv connect; /* URLs to dial */
+	bool once;              /* exit when a run is over (CI, local) */
 	struct sr_spawner *spawner;
-	double kill_grace_s;           /* SIGTERM -> SIGKILL */
-	unsigned transient_retries;    /* exit 4 with the file present */
-	double backoff_s;              /* first backoff; doubles, capped 8 s */
-	double lost_s;                 /* coordinator silent: give up */
-	const char *prepare;           /* fleet: command run before a run */
-	volatile sig_atomic_t *stop;   /* set to ask the agent to stop */
+	double kill_grace_s;         /* SIGTERM -> SIGKILL */
+	unsigned transient_retries;  /* exit 4 with the file present */
+	double backoff_s;            /* first backoff; doubles, capped 8 s */
+	double lost_s;               /* coordinator silent: give up */
+	const char *prepare;         /* fleet: command run before a run */
+	volatile sig_atomic_t *stop; /* set to ask the agent to stop */
 };
 
 /* Defaults: slots = CPUs, grace 5 s, 4 transient retries, backoff 0.5 s,

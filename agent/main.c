@@ -57,7 +57,7 @@ usage(FILE *f)
 	      "           [--name NAME] [--profile pytest|generic --cmd "
 	      "TEMPLATE [--exit-codes MAP]]\n"
 	      "           [--kill-grace S] [--lost S] [-v]\n",
-	    f);
+	      f);
 }
 
 static const struct option longopts[] = {
@@ -100,22 +100,50 @@ static int
 parse_opt(struct aopts *o, int c, const char *arg)
 {
 	switch (c) {
-	case 'c': return (sr_strv_push(&o->cfg.connect, arg));
-	case 'l': return (sr_strv_push(&o->cfg.listen, arg));
-	case 'w': o->workspace_arg = arg; return (0);
-	case 's': return (parse_slots(o, arg));
-	case 'k': o->cluster_key_file = arg; return (0);
-	case 'K': o->keys = arg; return (0);
-	case 'A': o->authorized_keys = arg; return (0);
-	case 'N': snprintf(o->name, sizeof(o->name), "%s", arg); return (0);
-	case 'p': o->profile = arg; return (0);
-	case 'C': o->cmd = arg; return (0);
-	case 'E': o->exit_codes = arg; return (0);
-	case 'g': o->cfg.kill_grace_s = atof(arg); return (0);
-	case 'L': o->cfg.lost_s = atof(arg); return (0);
-	case 'v': sr_log_set_level(sr_log_level() + 1); return (0);
-	case 'h': usage(stdout); exit(0);
-	default: return (SR_EINVAL);
+	case 'c':
+		return (sr_strv_push(&o->cfg.connect, arg));
+	case 'l':
+		return (sr_strv_push(&o->cfg.listen, arg));
+	case 'w':
+		o->workspace_arg = arg;
+		return (0);
+	case 's':
+		return (parse_slots(o, arg));
+	case 'k':
+		o->cluster_key_file = arg;
+		return (0);
+	case 'K':
+		o->keys = arg;
+		return (0);
+	case 'A':
+		o->authorized_keys = arg;
+		return (0);
+	case 'N':
+		snprintf(o->name, sizeof(o->name), "%s", arg);
+		return (0);
+	case 'p':
+		o->profile = arg;
+		return (0);
+	case 'C':
+		o->cmd = arg;
+		return (0);
+	case 'E':
+		o->exit_codes = arg;
+		return (0);
+	case 'g':
+		o->cfg.kill_grace_s = atof(arg);
+		return (0);
+	case 'L':
+		o->cfg.lost_s = atof(arg);
+		return (0);
+	case 'v':
+		sr_log_set_level(sr_log_level() + 1);
+		return (0);
+	case 'h':
+		usage(stdout);
+		exit(0);
+	default:
+		return (SR_EINVAL);
 	}
 }
 
@@ -200,9 +228,9 @@ main(int argc, char **argv)
 		signal(SIGTERM, on_signal);
 		signal(SIGPIPE, SIG_IGN);
 		sr_info("agent %s: %u slots, workspace %s, %s", o.name,
-		    o.cfg.slots, o.workspace,
-		    sr_spawner_pidns(sp) ? "PID namespace per attempt" :
-		                           "process group per attempt");
+		        o.cfg.slots, o.workspace,
+		        sr_spawner_pidns(sp) ? "PID namespace per attempt"
+		                             : "process group per attempt");
 		rv = sr_agent_run(&o.cfg);
 	}
 	sr_spawner_stop(sp);

@@ -16,11 +16,11 @@
 #include "sr/path.h"
 #include "sr/util.h"
 
-#define TAIL_BYTES     4096
-#define JUNIT_MAX      (4u * 1024u * 1024u)
-#define CHECKS         3    /* failed stats before a file counts as missing */
-#define CHECK_SPACE_S  0.1
-#define BACKOFF_MAX_S  8.0
+#define TAIL_BYTES    4096
+#define JUNIT_MAX     (4u * 1024u * 1024u)
+#define CHECKS        3 /* failed stats before a file counts as missing */
+#define CHECK_SPACE_S 0.1
+#define BACKOFF_MAX_S 8.0
 
 static void start_file(struct sr_slot *s, const struct sr_slot_env *e);
 static void try_file(struct sr_slot *s, const struct sr_slot_env *e);
@@ -33,7 +33,7 @@ cur_file(const struct sr_slot *s)
 
 int
 sr_slot_assign(struct sr_slot *s, const struct sr_slot_env *e,
-    const Shardrun__Assignment *a, const char *run_id)
+               const Shardrun__Assignment *a, const char *run_id)
 {
 	int rv = 0;
 
@@ -73,7 +73,7 @@ sr_slot_release(struct sr_slot *s)
 
 static void
 read_outputs(const struct sr_slot *s, Shardrun__Result *r, char **tail,
-    char **junit)
+             char **junit)
 {
 	char path[PATH_MAX + 32];
 	size_t len;
@@ -95,7 +95,7 @@ read_outputs(const struct sr_slot *s, Shardrun__Result *r, char **tail,
 /* The current file is over: report it and move on. */
 static void
 finish(struct sr_slot *s, const struct sr_slot_env *e, int outcome,
-    int exit_code, int sig, const char *msg, long rss)
+       int exit_code, int sig, const char *msg, long rss)
 {
 	Shardrun__Result r = SHARDRUN__RESULT__INIT;
 	double now = sr_now();
@@ -156,8 +156,8 @@ add_env(struct sr_strv *env, const char *key, const char *val)
 }
 
 static int
-build_env(const struct sr_slot *s, const struct sr_slot_env *e,
-    const char *tmp, struct sr_strv *env)
+build_env(const struct sr_slot *s, const struct sr_slot_env *e, const char *tmp,
+          struct sr_strv *env)
 {
 	char num[32];
 	int rv = 0;
@@ -184,10 +184,10 @@ build_env(const struct sr_slot *s, const struct sr_slot_env *e,
 
 static int
 make_dirs(struct sr_slot *s, const struct sr_slot_env *e, char *tmp,
-    size_t tmpsz)
+          size_t tmpsz)
 {
 	if (snprintf(s->dir, sizeof(s->dir), "%s/%llu", e->tmp_root,
-	        (unsigned long long) s->spawn_id) >= (int) sizeof(s->dir))
+	             (unsigned long long) s->spawn_id) >= (int) sizeof(s->dir))
 		return (SR_ETOOBIG);
 	if (snprintf(tmp, tmpsz, "%s/tmp", s->dir) >= (int) tmpsz)
 		return (SR_ETOOBIG);
@@ -196,7 +196,7 @@ make_dirs(struct sr_slot *s, const struct sr_slot_env *e, char *tmp,
 
 static int
 build_argv(const struct sr_slot *s, const struct sr_slot_env *e,
-    const char *tmp, struct sr_strv *argv)
+           const char *tmp, struct sr_strv *argv)
 {
 	struct sr_strv one;
 	char junit[PATH_MAX + 16];
@@ -206,7 +206,7 @@ build_argv(const struct sr_slot *s, const struct sr_slot_env *e,
 	sr_strv_init(&one);
 	if (s->selectors.n > 0)
 		return (sr_profile_argv(e->cfg->profile, &s->selectors, junit,
-		    tmp, argv));
+		                        tmp, argv));
 	if ((rv = sr_strv_push(&one, cur_file(s))) == 0)
 		rv = sr_profile_argv(e->cfg->profile, &one, junit, tmp, argv);
 	sr_strv_free(&one);
@@ -246,8 +246,8 @@ static void
 try_file(struct sr_slot *s, const struct sr_slot_env *e)
 {
 	char abs[PATH_MAX];
-	int rv = sr_path_resolve(e->cfg->workspace, cur_file(s), abs,
-	    sizeof(abs));
+	int rv =
+	    sr_path_resolve(e->cfg->workspace, cur_file(s), abs, sizeof(abs));
 
 	if (rv == SR_ENOENT) {
 		s->phase = PHASE_CHECKING;
@@ -258,9 +258,9 @@ try_file(struct sr_slot *s, const struct sr_slot_env *e)
 	}
 	if (rv != 0) {
 		finish(s, e, SHARDRUN__OUTCOME__REFUSED, -1, 0,
-		    "path refused: not a normalised relative path inside "
-		    "the workspace",
-		    0);
+		       "path refused: not a normalised relative path inside "
+		       "the workspace",
+		       0);
 		return;
 	}
 	s->tries++;
@@ -270,7 +270,7 @@ try_file(struct sr_slot *s, const struct sr_slot_env *e)
 	s->kill_at = 0;
 	if ((rv = spawn(s, e)) != 0) {
 		finish(s, e, SHARDRUN__OUTCOME__ERROR, -1, 0,
-		    "could not hand the attempt to the spawner", 0);
+		       "could not hand the attempt to the spawner", 0);
 		return;
 	}
 	s->phase = PHASE_RUNNING;
@@ -297,12 +297,12 @@ on_present(struct sr_slot *s, const struct sr_slot_env *e)
 		return;
 	}
 	if (s->transient >= e->cfg->transient_retries) {
-		snprintf(msg, sizeof(msg),
+		snprintf(
+		    msg, sizeof(msg),
 		    "exit %d (usage error) persisted over %u tries although "
 		    "the file is present",
 		    s->last_exit, s->tries);
-		finish(s, e, SHARDRUN__OUTCOME__ERROR, s->last_exit, 0, msg,
-		    0);
+		finish(s, e, SHARDRUN__OUTCOME__ERROR, s->last_exit, 0, msg, 0);
 		return;
 	}
 	wait = e->cfg->backoff_s * (double) (1u << s->transient);
@@ -310,7 +310,7 @@ on_present(struct sr_slot *s, const struct sr_slot_env *e)
 	s->phase = PHASE_BACKOFF;
 	s->next_at = sr_now() + (wait < BACKOFF_MAX_S ? wait : BACKOFF_MAX_S);
 	sr_info("%s: exit %d with the file present; retry %u in %.1fs",
-	    cur_file(s), s->last_exit, s->transient, s->next_at - sr_now());
+	        cur_file(s), s->last_exit, s->transient, s->next_at - sr_now());
 }
 
 static void
@@ -319,8 +319,8 @@ check_presence(struct sr_slot *s, const struct sr_slot_env *e)
 	char abs[PATH_MAX];
 	char msg[PATH_MAX + 64];
 
-	if (sr_path_resolve(e->cfg->workspace, cur_file(s), abs,
-	        sizeof(abs)) == 0) {
+	if (sr_path_resolve(e->cfg->workspace, cur_file(s), abs, sizeof(abs)) ==
+	    0) {
 		on_present(s, e);
 		return;
 	}
@@ -334,7 +334,7 @@ check_presence(struct sr_slot *s, const struct sr_slot_env *e)
 
 void
 sr_slot_on_exit(struct sr_slot *s, const struct sr_slot_env *e,
-    const struct sr_spawn_ev *ev)
+                const struct sr_spawn_ev *ev)
 {
 	char msg[256];
 	int st = ev->status;
@@ -348,20 +348,19 @@ sr_slot_on_exit(struct sr_slot *s, const struct sr_slot_env *e,
 	}
 	if (ev->err != 0) {
 		snprintf(msg, sizeof(msg), "cannot start %s: %s",
-		    e->cfg->profile->argv.v[0], strerror(ev->err));
+		         e->cfg->profile->argv.v[0], strerror(ev->err));
 		finish(s, e, SHARDRUN__OUTCOME__ERROR, -1, 0, msg, 0);
 	} else if (s->signalled) {
-		snprintf(msg, sizeof(msg), "timeout after %.0fs",
-		    s->timeout_s);
+		snprintf(msg, sizeof(msg), "timeout after %.0fs", s->timeout_s);
 		finish(s, e, SHARDRUN__OUTCOME__TIMEOUT,
-		    WIFEXITED(st) ? WEXITSTATUS(st) : -1,
-		    WIFSIGNALED(st) ? WTERMSIG(st) : 0, msg,
-		    ev->peak_rss_kb);
+		       WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+		       WIFSIGNALED(st) ? WTERMSIG(st) : 0, msg,
+		       ev->peak_rss_kb);
 	} else if (WIFSIGNALED(st)) {
 		snprintf(msg, sizeof(msg), "killed by SIG%s",
-		    sr_signame(WTERMSIG(st)));
-		finish(s, e, SHARDRUN__OUTCOME__CRASHED, -1, WTERMSIG(st),
-		    msg, ev->peak_rss_kb);
+		         sr_signame(WTERMSIG(st)));
+		finish(s, e, SHARDRUN__OUTCOME__CRASHED, -1, WTERMSIG(st), msg,
+		       ev->peak_rss_kb);
 	} else {
 		int code = WEXITSTATUS(st);
 		int out = sr_profile_classify(e->cfg->profile, code);
@@ -382,15 +381,13 @@ sr_slot_tick(struct sr_slot *s, const struct sr_slot_env *e, double now)
 	case PHASE_RUNNING:
 		if (s->deadline > 0 && now >= s->deadline && !s->signalled) {
 			sr_info("%s: timeout after %.0fs, terminating",
-			    cur_file(s), s->timeout_s);
+			        cur_file(s), s->timeout_s);
 			s->signalled = true;
 			s->kill_at = now + e->cfg->kill_grace_s;
-			sr_spawner_kill(e->cfg->spawner, s->spawn_id,
-			    SIGTERM);
+			sr_spawner_kill(e->cfg->spawner, s->spawn_id, SIGTERM);
 		} else if (s->kill_at > 0 && now >= s->kill_at) {
 			s->kill_at = 0;
-			sr_spawner_kill(e->cfg->spawner, s->spawn_id,
-			    SIGKILL);
+			sr_spawner_kill(e->cfg->spawner, s->spawn_id, SIGKILL);
 		}
 		break;
 	case PHASE_CHECKING:

@@ -26,29 +26,29 @@
 #include "sr/util.h"
 
 enum slot_phase {
-	PHASE_IDLE = 0,  /* no file in progress */
-	PHASE_RUNNING,   /* an attempt process exists */
-	PHASE_CHECKING,  /* spaced presence checks of a missing file */
-	PHASE_BACKOFF,   /* waiting before a transient retry */
+	PHASE_IDLE = 0, /* no file in progress */
+	PHASE_RUNNING,  /* an attempt process exists */
+	PHASE_CHECKING, /* spaced presence checks of a missing file */
+	PHASE_BACKOFF,  /* waiting before a transient retry */
 };
 
 struct sr_slot;
 typedef void (*sr_slot_done_fn)(void *arg, struct sr_slot *s,
-    Shardrun__Result *r);
+                                Shardrun__Result *r);
 
 struct sr_slot_env {
 	const struct sr_agent_cfg *cfg;
 	const char *tmp_root;
 	const struct sr_strv *base_env; /* the agent's environment */
 	uint64_t *next_spawn_id;
-	sr_slot_done_fn done;           /* a file finished */
+	sr_slot_done_fn done; /* a file finished */
 	void *arg;
 };
 
 struct sr_slot {
 	unsigned index;
-	bool busy;              /* holds a unit */
-	void *owner;            /* the session that assigned it */
+	bool busy;   /* holds a unit */
+	void *owner; /* the session that assigned it */
 	char run_id[33];
 	uint32_t unit;
 	uint32_t attempt;
@@ -56,32 +56,32 @@ struct sr_slot {
 	double timeout_s;
 	struct sr_strv files;
 	struct sr_strv selectors;
-	size_t idx;             /* current file */
+	size_t idx; /* current file */
 	double unit_t0;
 
 	int phase;
 	uint64_t spawn_id;
-	double first_start;     /* first try of the current file */
-	double started;         /* current try */
-	double deadline;        /* 0: none */
-	double kill_at;         /* SIGKILL after the grace period */
-	bool signalled;         /* we sent a signal to this try */
-	bool cancelled;         /* coordinator cancelled: no result */
+	double first_start; /* first try of the current file */
+	double started;     /* current try */
+	double deadline;    /* 0: none */
+	double kill_at;     /* SIGKILL after the grace period */
+	bool signalled;     /* we sent a signal to this try */
+	bool cancelled;     /* coordinator cancelled: no result */
 	unsigned tries;
 	unsigned transient;
 	unsigned checks;
 	bool present;
-	double next_at;         /* next check or retry */
-	int last_exit;          /* exit code that caused a check */
+	double next_at; /* next check or retry */
+	int last_exit;  /* exit code that caused a check */
 	char dir[PATH_MAX];
 };
 
 /* Take a unit. Files and selectors are copied. */
 int sr_slot_assign(struct sr_slot *s, const struct sr_slot_env *e,
-    const Shardrun__Assignment *a, const char *run_id);
+                   const Shardrun__Assignment *a, const char *run_id);
 /* The spawner reported an exit for this slot's current try. */
 void sr_slot_on_exit(struct sr_slot *s, const struct sr_slot_env *e,
-    const struct sr_spawn_ev *ev);
+                     const struct sr_spawn_ev *ev);
 /* Timers: timeouts, kill escalation, checks, retries. */
 void sr_slot_tick(struct sr_slot *s, const struct sr_slot_env *e, double now);
 /* Stop everything: kill the try (SIGKILL), drop the unit, no result. */

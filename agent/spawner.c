@@ -164,8 +164,8 @@ do_posix_spawn(const struct spawn_args *a, pid_t *pid)
 	                                  POSIX_SPAWN_SETSIGDEF |
 	                                  POSIX_SPAWN_SETSIGMASK);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, a->log,
-	    O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+	posix_spawn_file_actions_addopen(
+	    &fa, 1, a->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
 	posix_spawn_file_actions_adddup2(&fa, 1, 2);
 	posix_spawn_file_actions_addchdir_np(&fa, a->cwd);
 	rv = posix_spawnp(pid, a->argv[0], &fa, &at, a->argv, a->envp);
@@ -272,7 +272,7 @@ spawn_in_ns(struct spawn_args *a, int *statusfd)
 		return (-1);
 	a->statusfd = p[1];
 	pid = clone(ns_init, ns_stack + sizeof(ns_stack),
-	    CLONE_NEWPID | SIGCHLD, a);
+	            CLONE_NEWPID | SIGCHLD, a);
 	close(p[1]);
 	if (pid < 0) {
 		close(p[0]);

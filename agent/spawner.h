@@ -33,17 +33,17 @@ enum sr_spawn_ev_type {
 struct sr_spawn_ev {
 	int type;
 	uint64_t id;
-	int status;       /* wait status of the attempt's main process */
-	int err;          /* errno when it could not be started, else 0 */
+	int status; /* wait status of the attempt's main process */
+	int err;    /* errno when it could not be started, else 0 */
 	long peak_rss_kb;
 };
 
 struct sr_spawn_req {
-	uint64_t id;               /* caller's key, unique while running */
-	const char *const *argv;   /* argv[0] is searched in PATH of envp */
+	uint64_t id;             /* caller's key, unique while running */
+	const char *const *argv; /* argv[0] is searched in PATH of envp */
 	const char *const *envp;
 	const char *cwd;
-	const char *log;           /* stdout+stderr, created/truncated */
+	const char *log; /* stdout+stderr, created/truncated */
 };
 
 struct sr_spawner;

@@ -124,10 +124,9 @@ parse_uint(const char *opt, const char *s, unsigned max, unsigned *out)
 
 	errno = 0;
 	v = strtoul(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v > max ||
-	    s[0] == '-') {
+	if (errno != 0 || end == s || *end != '\0' || v > max || s[0] == '-') {
 		sr_error("%s: expected a whole number up to %u, got '%s'", opt,
-		    max, s);
+		         max, s);
 		return (SR_EINVAL);
 	}
 	*out = (unsigned) v;
@@ -144,7 +143,7 @@ parse_secs(const char *opt, const char *s, double *out)
 	v = strtod(s, &end);
 	if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v < 0) {
 		sr_error("%s: expected seconds (a number >= 0), got '%s'", opt,
-		    s);
+		         s);
 		return (SR_EINVAL);
 	}
 	*out = v;
@@ -193,38 +192,77 @@ static int
 parse_one(struct sr_opts *o, int c, const char *arg)
 {
 	switch (c) {
-	case 'n': return (parse_slots(o, arg));
-	case 'v': o->verbose++; return (0);
-	case 'q': o->verbose--; return (0);
-	case OPT_TIMEOUT: return (parse_secs("--timeout", arg, &o->timeout_s));
-	case OPT_RERUNS: return (parse_uint("--reruns", arg, 100, &o->reruns));
+	case 'n':
+		return (parse_slots(o, arg));
+	case 'v':
+		o->verbose++;
+		return (0);
+	case 'q':
+		o->verbose--;
+		return (0);
+	case OPT_TIMEOUT:
+		return (parse_secs("--timeout", arg, &o->timeout_s));
+	case OPT_RERUNS:
+		return (parse_uint("--reruns", arg, 100, &o->reruns));
 	case OPT_MAX_RESTARTS:
-		return (parse_uint("--max-restarts", arg, 100, &o->max_restarts));
-	case OPT_JSON: o->json = arg; return (0);
-	case OPT_JUNIT: o->junit = arg; return (0);
-	case OPT_HISTORY: o->history = arg; return (0);
-	case OPT_NO_HISTORY: o->no_history = true; return (0);
+		return (
+		    parse_uint("--max-restarts", arg, 100, &o->max_restarts));
+	case OPT_JSON:
+		o->json = arg;
+		return (0);
+	case OPT_JUNIT:
+		o->junit = arg;
+		return (0);
+	case OPT_HISTORY:
+		o->history = arg;
+		return (0);
+	case OPT_NO_HISTORY:
+		o->no_history = true;
+		return (0);
 	case OPT_PROFILE:
-	case OPT_COLLECT: return (parse_choice(o, c, arg));
-	case OPT_CMD: o->cmd = arg; return (0);
-	case OPT_EXIT_CODES: o->exit_codes = arg; return (0);
-	case OPT_SERIAL_MARKERS: o->serial_markers = arg; return (0);
-	case OPT_EXCLUSIVE_MARKERS: o->exclusive_markers = arg; return (0);
-	case OPT_LISTEN: return (sr_strv_push(&o->listen, arg));
-	case OPT_AGENT: return (sr_strv_push(&o->agents, arg));
-	case OPT_AGENTS_FILE: o->agents_file = arg; return (0);
+	case OPT_COLLECT:
+		return (parse_choice(o, c, arg));
+	case OPT_CMD:
+		o->cmd = arg;
+		return (0);
+	case OPT_EXIT_CODES:
+		o->exit_codes = arg;
+		return (0);
+	case OPT_SERIAL_MARKERS:
+		o->serial_markers = arg;
+		return (0);
+	case OPT_EXCLUSIVE_MARKERS:
+		o->exclusive_markers = arg;
+		return (0);
+	case OPT_LISTEN:
+		return (sr_strv_push(&o->listen, arg));
+	case OPT_AGENT:
+		return (sr_strv_push(&o->agents, arg));
+	case OPT_AGENTS_FILE:
+		o->agents_file = arg;
+		return (0);
 	case OPT_AGENTS_MIN:
-		return (parse_uint("--agents-min", arg, 100000, &o->agents_min));
-	case OPT_WAIT: return (parse_secs("--wait", arg, &o->wait_s));
-	case OPT_CLUSTER_KEY_FILE: o->cluster_key_file = arg; return (0);
-	case OPT_KEYS: o->keys = arg; return (0);
-	case OPT_AUTHORIZED_KEYS: o->authorized_keys = arg; return (0);
+		return (
+		    parse_uint("--agents-min", arg, 100000, &o->agents_min));
+	case OPT_WAIT:
+		return (parse_secs("--wait", arg, &o->wait_s));
+	case OPT_CLUSTER_KEY_FILE:
+		o->cluster_key_file = arg;
+		return (0);
+	case OPT_KEYS:
+		o->keys = arg;
+		return (0);
+	case OPT_AUTHORIZED_KEYS:
+		o->authorized_keys = arg;
+		return (0);
 	case OPT_KILL_GRACE:
 		return (parse_secs("--kill-grace", arg, &o->kill_grace_s));
 	case OPT_HEARTBEAT:
 		return (parse_secs("--heartbeat", arg, &o->heartbeat_s));
-	case OPT_LEASE: return (parse_secs("--lease", arg, &o->lease_s));
-	case OPT_SHARDS: return (parse_uint("--shards", arg, 100000, &o->shards));
+	case OPT_LEASE:
+		return (parse_secs("--lease", arg, &o->lease_s));
+	case OPT_SHARDS:
+		return (parse_uint("--shards", arg, 100000, &o->shards));
 	case OPT_INDEX: {
 		unsigned i;
 		int rv = parse_uint("--index", arg, 100000, &i);
@@ -232,7 +270,8 @@ parse_one(struct sr_opts *o, int c, const char *arg)
 		o->shard_index = (int) i;
 		return (rv);
 	}
-	default: return (SR_EINVAL);
+	default:
+		return (SR_EINVAL);
 	}
 }
 

@@ -14,7 +14,7 @@
 
 struct sr_opts {
 	struct sr_strv paths;
-	unsigned slots;            /* -n; 0 = auto */
+	unsigned slots; /* -n; 0 = auto */
 	bool slots_given;
 	double timeout_s;
 	unsigned reruns;
@@ -23,10 +23,10 @@ struct sr_opts {
 	const char *junit;
 	const char *history;
 	bool no_history;
-	const char *profile;       /* "pytest" or "generic" */
+	const char *profile; /* "pytest" or "generic" */
 	const char *cmd;
 	const char *exit_codes;
-	bool exact;                /* --collect pytest */
+	bool exact; /* --collect pytest */
 	const char *serial_markers;
 	const char *exclusive_markers;
 	struct sr_strv listen;
@@ -40,8 +40,8 @@ struct sr_opts {
 	double kill_grace_s;
 	double heartbeat_s;
 	double lease_s;
-	unsigned shards;           /* plan */
-	int shard_index;           /* plan --index; -1 = all */
+	unsigned shards; /* plan */
+	int shard_index; /* plan --index; -1 = all */
 	int verbose;
 };
 

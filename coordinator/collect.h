@@ -32,12 +32,12 @@
 #include "suite.h"
 
 struct sr_collect_opts {
-	const char *root;              /* workspace root (cwd) */
-	struct sr_strv serial_markers; /* default serial, parallel_unsafe,
-	                                  no_parallel */
+	const char *root;                 /* workspace root (cwd) */
+	struct sr_strv serial_markers;    /* default serial, parallel_unsafe,
+	                                     no_parallel */
 	struct sr_strv exclusive_markers; /* default exclusive */
-	bool exact;                    /* --collect pytest */
-	const char *python;            /* interpreter for exact collection */
+	bool exact;                       /* --collect pytest */
+	const char *python;               /* interpreter for exact collection */
 };
 
 /* Defaults for the marker lists; free with sr_collect_opts_free. */
@@ -51,15 +51,15 @@ void sr_collect_opts_free(struct sr_collect_opts *o);
  * once.
  */
 int sr_collect(const struct sr_collect_opts *o, const struct sr_strv *paths,
-    struct sr_suite *out);
+               struct sr_suite *out);
 
 /* Collection for the generic profile: directories are walked and every
  * regular file is taken; files are taken as they are. */
 int sr_collect_generic(const char *root, const struct sr_strv *paths,
-    struct sr_suite *out);
+                       struct sr_suite *out);
 
 /* Parse one Python source for markers and test count (exposed for tests). */
 int sr_scan_python(const char *src, const struct sr_collect_opts *o,
-    bool *serial, bool *exclusive, unsigned *ntests);
+                   bool *serial, bool *exclusive, unsigned *ntests);
 
 #endif /* SR_COLLECT_H */

@@ -460,6 +460,7 @@ cfg_load(struct sr_pycfg *c)
 	for (size_t i = 0; i < sizeof(cfgfiles) / sizeof(cfgfiles[0]); i++) {
 		const struct cfgfile *f = &cfgfiles[i];
 		char path[PATH_MAX], *text;
+		size_t len;
 		bool found = f->always;
 		int rv;
 

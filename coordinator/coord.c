@@ -22,7 +22,7 @@
 #include "sr/node.h"
 #include "sr/util.h"
 
-#define HANDSHAKE_S 10.0
+#define HANDSHAKE_S       10.0
 #define LOST_ASSIGNMENT_S 5.0
 
 struct arec {
@@ -30,10 +30,10 @@ struct arec {
 	char name[96];
 	bool hello;
 	unsigned slots;
-	bool *waiting;      /* per slot: asked for work */
+	bool *waiting; /* per slot: asked for work */
 	unsigned nrunning;
-	bool exclusive;     /* an exclusive unit runs there */
-	bool draining;      /* takes nothing until idle (for an exclusive) */
+	bool exclusive; /* an exclusive unit runs there */
+	bool draining;  /* takes nothing until idle (for an exclusive) */
 	struct arec *next;
 };
 
@@ -50,7 +50,7 @@ struct coord {
 	bool dispatching;
 	bool serial_running;
 	size_t nfinal;
-	unsigned max_slots;  /* most slots connected at once */
+	unsigned max_slots; /* most slots connected at once */
 	struct sr_progress prog;
 	int status;
 };
@@ -103,7 +103,7 @@ requeue(struct coord *c, size_t file, bool serial, const char *avoid)
 
 	if (sr_plan_add(&c->plan, c->suite, &file, 1, serial, &id) != 0) {
 		sr_error("out of memory requeueing %s",
-		    c->suite->files[file].path);
+		         c->suite->files[file].path);
 		set_final(c, &c->suite->files[file], SR_FINAL_ERROR);
 		return;
 	}
@@ -123,7 +123,7 @@ judge(struct coord *c, struct sr_unit *u, size_t file, struct arec *a)
 	case SHARDRUN__OUTCOME__PASSED:
 	case SHARDRUN__OUTCOME__NO_TESTS:
 		set_final(c, f,
-		    failed_before(f) ? SR_FINAL_FLAKY : SR_FINAL_PASSED);
+		          failed_before(f) ? SR_FINAL_FLAKY : SR_FINAL_PASSED);
 		break;
 	case SHARDRUN__OUTCOME__FAILED:
 		if (f->reruns < c->cfg->reruns) {
@@ -327,7 +327,7 @@ send_refuse(struct coord *c, struct arec *a, const char *why)
 
 static void
 welcome_fingerprint(struct coord *c, Shardrun__Welcome *w,
-    Shardrun__FileHash *fh, Shardrun__FileHash **fhp)
+                    Shardrun__FileHash *fh, Shardrun__FileHash **fhp)
 {
 	w->commit = (char *) (c->cfg->commit ? c->cfg->commit : "");
 	if (c->cfg->hashes == NULL || c->suite->n > FINGERPRINT_MAX_FILES)
@@ -382,7 +382,7 @@ unique_name(struct coord *c, struct arec *a, const char *want)
 				clash = true;
 		if (clash)
 			snprintf(a->name, sizeof(a->name), "%.80s#%u",
-			    want[0] ? want : "agent", ++n);
+			         want[0] ? want : "agent", ++n);
 	} while (clash);
 }
 
@@ -399,7 +399,7 @@ on_hello(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 	}
 	if (strcmp(h->profile, c->cfg->profile->name) != 0) {
 		sr_error("agent %s runs profile %s, the run needs %s",
-		    a->peer->addr, h->profile, c->cfg->profile->name);
+		         a->peer->addr, h->profile, c->cfg->profile->name);
 		send_refuse(c, a, "the run uses another profile");
 		return;
 	}
@@ -412,14 +412,13 @@ on_hello(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 	c->prog.slots += a->slots;
 	if (c->prog.slots > c->max_slots)
 		c->max_slots = c->prog.slots;
-	sr_info("agent %s joined from %s with %u slots", a->name,
-	    a->peer->addr, a->slots);
+	sr_info("agent %s joined from %s with %u slots", a->name, a->peer->addr,
+	        a->slots);
 	send_welcome(c, a);
 }
 
 static void
-on_work_request(struct coord *c, struct arec *a,
-    const Shardrun__Envelope *env)
+on_work_request(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 {
 	unsigned slot = env->work_request->slot;
 
@@ -445,7 +444,7 @@ ack(struct coord *c, struct arec *a, const Shardrun__Result *r)
 
 static void
 record(struct coord *c, struct arec *a, struct sr_unit *u,
-    const Shardrun__Result *r)
+       const Shardrun__Result *r)
 {
 	struct sr_attempt at = {0};
 	size_t file = u->files[r->index];
@@ -459,9 +458,9 @@ record(struct coord *c, struct arec *a, struct sr_unit *u,
 	at.signal = (int) r->signal;
 	at.agent = a->name;
 	at.slot = (int) u->slot;
-	at.tail = r->output_tail.len ?
-	              strndup((char *) r->output_tail.data, r->output_tail.len) :
-	              NULL;
+	at.tail = r->output_tail.len ? strndup((char *) r->output_tail.data,
+	                                       r->output_tail.len)
+	                             : NULL;
 	at.junit = r->junit_xml.len ? (char *) r->junit_xml.data : NULL;
 	at.junit_len = r->junit_xml.len;
 	at.message = r->message[0] ? r->message : NULL;
@@ -486,7 +485,7 @@ on_result(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 	    u->got[r->index] ||
 	    strcmp(r->file, c->suite->files[u->files[r->index]].path) != 0) {
 		sr_debug("late or duplicate result for unit %u ignored",
-		    r->unit);
+		         r->unit);
 		return;
 	}
 	u->got[r->index] = true;
@@ -515,7 +514,7 @@ on_heartbeat(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 			    u->slot == slot && u->ngot == 0 &&
 			    now - u->dispatched > LOST_ASSIGNMENT_S) {
 				sr_info("assignment of unit %u lost: requeued",
-				    u->id);
+				        u->id);
 				unit_done(c, u);
 				sr_plan_push(&c->plan, u);
 			}
@@ -542,14 +541,14 @@ static void
 on_refuse(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 {
 	sr_error("agent %s refused the run: %s%s%s", a->name,
-	    env->refuse->reason, env->refuse->file[0] ? ": " : "",
-	    env->refuse->file);
+	         env->refuse->reason, env->refuse->file[0] ? ": " : "",
+	         env->refuse->file);
 	agent_lost(c, a, "refused");
 	sr_node_drop(c->node, a->peer);
 }
 
 typedef void (*handler_fn)(struct coord *, struct arec *,
-    const Shardrun__Envelope *);
+                           const Shardrun__Envelope *);
 
 static const struct {
 	Shardrun__Envelope__BodyCase type;
@@ -575,7 +574,7 @@ handle(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 		return;
 	}
 	sr_debug("unexpected %s from %s dropped", sr_wire_kind(env),
-	    a->peer->addr);
+	         a->peer->addr);
 }
 
 /* ---- sessions and the loop ---- */
@@ -646,7 +645,7 @@ heartbeats(struct coord *c, double now)
 			char why[64];
 
 			snprintf(why, sizeof(why), "silent for %.1fs",
-			    now - a->peer->last_rx);
+			         now - a->peer->last_rx);
 			agent_lost(c, a, why);
 			sr_node_drop(c->node, a->peer);
 		} else if (a->hello) {
@@ -664,12 +663,13 @@ start_dispatch(struct coord *c, double now)
 		c->dispatching = true;
 	} else if (now >= c->wait_until) {
 		if (c->nagents == 0) {
-			sr_error("no agent joined within %.0fs", c->cfg->wait_s);
+			sr_error("no agent joined within %.0fs",
+			         c->cfg->wait_s);
 			c->status = SR_ETIMEOUT;
 			return;
 		}
 		sr_warn("only %u of %u agents joined within %.0fs; starting",
-		    c->nagents, c->cfg->agents_min, c->cfg->wait_s);
+		        c->nagents, c->cfg->agents_min, c->cfg->wait_s);
 		c->dispatching = true;
 	}
 	if (c->dispatching)
@@ -724,8 +724,7 @@ coord_open(struct coord *c)
 	const struct sr_coord_cfg *cfg = c->cfg;
 	int rv;
 
-	if ((rv = sr_node_open(&c->node, SR_ROLE_COORDINATOR, cfg->trust)) !=
-	    0)
+	if ((rv = sr_node_open(&c->node, SR_ROLE_COORDINATOR, cfg->trust)) != 0)
 		return (rv);
 	for (size_t i = 0; i < cfg->listen.n; i++)
 		if ((rv = sr_node_listen(c->node, cfg->listen.v[i])) != 0)
@@ -798,8 +797,8 @@ sr_coord_run(const struct sr_coord_cfg *cfg, struct sr_run_info *ri)
 	    (rv = coord_open(&c)) == 0) {
 		loop(&c);
 		rv = c.status;
-		shutdown_all(&c, rv == 0, rv == 0 ? "run complete" :
-		                                     "run aborted");
+		shutdown_all(&c, rv == 0,
+		             rv == 0 ? "run complete" : "run aborted");
 	}
 	sr_progress_end(&c.prog);
 	fill_info(&c, ri);

@@ -40,21 +40,21 @@ struct sr_coord_cfg {
 	struct sr_suite *suite;
 	const struct sr_profile *profile;
 	const struct sr_trust *trust;
-	struct sr_strv listen;      /* URLs to listen on */
-	struct sr_strv agents;      /* URLs of fleet agents to dial */
-	unsigned agents_min;        /* wait for this many before dispatch */
-	double wait_s;              /* ... at most this long */
-	double timeout_s;           /* per file; 0 none */
+	struct sr_strv listen; /* URLs to listen on */
+	struct sr_strv agents; /* URLs of fleet agents to dial */
+	unsigned agents_min;   /* wait for this many before dispatch */
+	double wait_s;         /* ... at most this long */
+	double timeout_s;      /* per file; 0 none */
 	unsigned reruns;
 	unsigned max_restarts;
 	double heartbeat_s;
 	double lease_s;
 	double kill_grace_s;
-	bool tty;                   /* live progress line */
+	bool tty; /* live progress line */
 	bool color;
 	volatile sig_atomic_t *interrupted;
-	const char *commit;         /* "" when unknown */
-	uint8_t (*hashes)[32];      /* per suite file; NULL: not checked */
+	const char *commit;    /* "" when unknown */
+	uint8_t (*hashes)[32]; /* per suite file; NULL: not checked */
 };
 
 void sr_coord_cfg_init(struct sr_coord_cfg *c);

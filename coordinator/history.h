@@ -46,7 +46,7 @@ int sr_history_load(struct sr_history *h, const char *path);
 int sr_history_save(const struct sr_history *h, const char *path);
 /* Lookup; NULL when unknown. */
 const struct sr_hist_entry *sr_history_get(const struct sr_history *h,
-    const char *path);
+                                           const char *path);
 /* Record one healthy duration (EWMA). */
 int sr_history_record(struct sr_history *h, const char *path, double dur);
 /* Fill est_s / est_known for every file of the suite. */

@@ -44,25 +44,24 @@ on_signal(int sig)
 static void
 usage(FILE *f)
 {
-	fputs(
-	    "usage: shardrun run [PATH...] [-n N|auto] [--timeout S] "
-	    "[--reruns N]\n"
-	    "                    [--max-restarts N] [--json FILE] "
-	    "[--junit-xml FILE]\n"
-	    "                    [--history FILE] [--profile pytest|generic] "
-	    "[--cmd TEMPLATE]\n"
-	    "                    [--exit-codes MAP] [--collect fast|pytest]\n"
-	    "                    [--listen URL --agents-min N [--wait S] | "
-	    "--agent URL...]\n"
-	    "                    [--cluster-key-file F | --keys DIR "
-	    "--authorized-keys F]\n"
-	    "       shardrun plan [PATH...] --shards N [--index I] "
-	    "[--history FILE]\n"
-	    "       shardrun keygen (--cluster-key FILE | --node DIR)\n"
-	    "       shardrun version\n"
-	    "Exit status: 0 all passed, 1 test failures, 2 usage or "
-	    "infrastructure error,\n130 interrupted. See README.md.\n",
-	    f);
+	fputs("usage: shardrun run [PATH...] [-n N|auto] [--timeout S] "
+	      "[--reruns N]\n"
+	      "                    [--max-restarts N] [--json FILE] "
+	      "[--junit-xml FILE]\n"
+	      "                    [--history FILE] [--profile pytest|generic] "
+	      "[--cmd TEMPLATE]\n"
+	      "                    [--exit-codes MAP] [--collect fast|pytest]\n"
+	      "                    [--listen URL --agents-min N [--wait S] | "
+	      "--agent URL...]\n"
+	      "                    [--cluster-key-file F | --keys DIR "
+	      "--authorized-keys F]\n"
+	      "       shardrun plan [PATH...] --shards N [--index I] "
+	      "[--history FILE]\n"
+	      "       shardrun keygen (--cluster-key FILE | --node DIR)\n"
+	      "       shardrun version\n"
+	      "Exit status: 0 all passed, 1 test failures, 2 usage or "
+	      "infrastructure error,\n130 interrupted. See README.md.\n",
+	      f);
 }
 
 struct local_agent {
@@ -83,8 +82,7 @@ agent_thread(void *arg)
 }
 
 static int
-start_local_agent(struct local_agent *la, struct sr_setup *st,
-    const char *url)
+start_local_agent(struct local_agent *la, struct sr_setup *st, const char *url)
 {
 	sr_agent_cfg_init(&la->cfg);
 	la->cfg.name = "local";
@@ -146,7 +144,7 @@ coordinate(struct sr_setup *st, struct sr_run_info *ri)
 	sr_setup_coord_cfg(st, &cc, &interrupted);
 	if (st->local_slots > 0) {
 		snprintf(url, sizeof(url), "inproc://shardrun-%ld-%p",
-		    (long) getpid(), (void *) st);
+		         (long) getpid(), (void *) st);
 		rv = sr_strv_push(&cc.listen, url);
 		if (rv == 0)
 			rv = start_local_agent(&la, st, url);
@@ -202,8 +200,8 @@ cmd_keygen(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "--cluster-key") == 0) {
 		if ((rv = sr_keygen_cluster(argv[2])) != 0) {
 			sr_error("cannot write %s: %s", argv[2],
-			    errno == EEXIST ? "it already exists" :
-			                      sr_strerror(rv));
+			         errno == EEXIST ? "it already exists"
+			                         : sr_strerror(rv));
 			return (2);
 		}
 		printf("wrote a new cluster key to %s (mode 0600)\n", argv[2]);
@@ -212,7 +210,7 @@ cmd_keygen(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "--node") == 0) {
 		if ((rv = sr_keygen_node(argv[2], line, sizeof(line))) != 0) {
 			sr_error("cannot write keys into %s: %s", argv[2],
-			    sr_strerror(rv));
+			         sr_strerror(rv));
 			return (2);
 		}
 		printf("%s\n", line);

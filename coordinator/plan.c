@@ -131,8 +131,8 @@ sr_plan_peek(const struct sr_plan *p)
 }
 
 struct sr_unit *
-sr_plan_take(struct sr_plan *p,
-    bool (*ok)(void *arg, const struct sr_unit *u), void *arg)
+sr_plan_take(struct sr_plan *p, bool (*ok)(void *arg, const struct sr_unit *u),
+             void *arg)
 {
 	uint32_t refused[64];
 	size_t nref = 0;
@@ -175,7 +175,7 @@ add_unit(struct sr_plan *p, struct sr_unit *u)
 
 int
 sr_plan_add(struct sr_plan *p, const struct sr_suite *s, const size_t *files,
-    size_t nfiles, bool serial, uint32_t *id)
+            size_t nfiles, bool serial, uint32_t *id)
 {
 	struct sr_unit *u = calloc(1, sizeof(*u));
 	int rv;
@@ -255,7 +255,7 @@ cmp_lpt(const void *a, const void *b)
 
 int
 sr_plan_static(const struct sr_plan *p, unsigned shards,
-    struct sr_static_plan *out)
+               struct sr_static_plan *out)
 {
 	struct sr_unit **order;
 

@@ -28,28 +28,28 @@ enum sr_unit_state {
 };
 
 struct sr_unit {
-	uint32_t id;         /* 1-based; plan->units[id - 1] */
-	size_t *files;       /* suite indices, in run order */
+	uint32_t id;   /* 1-based; plan->units[id - 1] */
+	size_t *files; /* suite indices, in run order */
 	size_t nfiles;
-	double weight;       /* estimated seconds */
-	const char *key;     /* tie-break: the first file's path */
+	double weight;   /* estimated seconds */
+	const char *key; /* tie-break: the first file's path */
 	bool serial;
 	bool exclusive;
 	int state;
-	uint32_t attempt;    /* dispatch count; the wire's attempt number */
-	void *agent;         /* coordinator's agent record while running */
+	uint32_t attempt; /* dispatch count; the wire's attempt number */
+	void *agent;      /* coordinator's agent record while running */
 	uint32_t slot;
-	double dispatched;   /* monotonic time of the dispatch */
-	bool *got;           /* per file: result received this attempt */
+	double dispatched; /* monotonic time of the dispatch */
+	bool *got;         /* per file: result received this attempt */
 	size_t ngot;
-	char *avoid;         /* agent name to avoid (crashed there) */
+	char *avoid; /* agent name to avoid (crashed there) */
 };
 
 struct sr_plan {
 	struct sr_unit **units;
 	size_t n;
 	size_t cap;
-	uint32_t *heap;      /* ids of queued units */
+	uint32_t *heap; /* ids of queued units */
 	size_t nheap;
 	size_t heapcap;
 };
@@ -60,7 +60,7 @@ void sr_plan_free(struct sr_plan *p);
 int sr_plan_build(struct sr_plan *p, const struct sr_suite *s);
 /* A new queued unit for these files (copied). */
 int sr_plan_add(struct sr_plan *p, const struct sr_suite *s,
-    const size_t *files, size_t nfiles, bool serial, uint32_t *id);
+                const size_t *files, size_t nfiles, bool serial, uint32_t *id);
 struct sr_unit *sr_plan_unit(const struct sr_plan *p, uint32_t id);
 /* Queue a unit again (state QUEUED). */
 int sr_plan_push(struct sr_plan *p, struct sr_unit *u);
@@ -69,7 +69,8 @@ int sr_plan_push(struct sr_plan *p, struct sr_unit *u);
  * queued. ok may be NULL. Returns NULL when none is acceptable.
  */
 struct sr_unit *sr_plan_take(struct sr_plan *p,
-    bool (*ok)(void *arg, const struct sr_unit *u), void *arg);
+                             bool (*ok)(void *arg, const struct sr_unit *u),
+                             void *arg);
 /* The heaviest queued unit, without taking it. */
 const struct sr_unit *sr_plan_peek(const struct sr_plan *p);
 
@@ -80,12 +81,12 @@ double sr_lower_bound(const double *w, size_t n, unsigned slots);
  * of the plan, in LPT order; loads[] the estimated seconds per shard. */
 struct sr_static_plan {
 	unsigned shards;
-	size_t *shard_of;  /* per unit id - 1 */
+	size_t *shard_of; /* per unit id - 1 */
 	double *loads;
-	uint32_t *order;   /* unit ids, LPT order */
+	uint32_t *order; /* unit ids, LPT order */
 };
 int sr_plan_static(const struct sr_plan *p, unsigned shards,
-    struct sr_static_plan *out);
+                   struct sr_static_plan *out);
 void sr_static_plan_free(struct sr_static_plan *sp);
 
 #endif /* SR_PLAN_H */

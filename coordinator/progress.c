@@ -13,7 +13,7 @@
 
 void
 sr_progress_init(struct sr_progress *p, const struct sr_suite *s, bool tty,
-    bool color)
+                 bool color)
 {
 	*p = (struct sr_progress){0};
 	p->tty = tty;
@@ -54,15 +54,16 @@ sr_progress_file(struct sr_progress *p, const struct sr_file *f)
 	if (f->final != SR_FINAL_PASSED) {
 		clear_line(p);
 		fprintf(stderr, "%s%-7s%s %s (%.2fs, %zu attempt%s)\n",
-		    paint(p, f->final), sr_final_name(f->final),
-		    p->color ? RESET : "", f->path, at ? at->duration_s : 0.0,
-		    f->natt, f->natt == 1 ? "" : "s");
+		        paint(p, f->final), sr_final_name(f->final),
+		        p->color ? RESET : "", f->path,
+		        at ? at->duration_s : 0.0, f->natt,
+		        f->natt == 1 ? "" : "s");
 	}
 	decile = p->total ? p->done * 10 / p->total : 10;
 	if (!p->tty && decile > p->last_decile) {
 		p->last_decile = decile;
 		fprintf(stderr, "[%zu/%zu] %zu failed, %.1fs\n", p->done,
-		    p->total, p->failed, sr_now() - p->t0);
+		        p->total, p->failed, sr_now() - p->t0);
 	}
 }
 
@@ -84,12 +85,13 @@ sr_progress_tick(struct sr_progress *p, double now, const struct sr_suite *s)
 	if (!p->tty || now - p->last_draw < 0.1)
 		return;
 	p->last_draw = now;
-	fprintf(stderr, "\r\033[K[%*zu/%zu] %s%zu failed%s  slots %u  %.0fs  "
-	                "ETA %.0fs",
-	    p->total >= 1000 ? 4 : 3, p->done, p->total,
-	    p->failed && p->color ? RED : "", p->failed,
-	    p->failed && p->color ? RESET : "", p->slots, now - p->t0,
-	    eta(p, s));
+	fprintf(stderr,
+	        "\r\033[K[%*zu/%zu] %s%zu failed%s  slots %u  %.0fs  "
+	        "ETA %.0fs",
+	        p->total >= 1000 ? 4 : 3, p->done, p->total,
+	        p->failed && p->color ? RED : "", p->failed,
+	        p->failed && p->color ? RESET : "", p->slots, now - p->t0,
+	        eta(p, s));
 	fflush(stderr);
 	p->drawn = true;
 }

@@ -21,19 +21,19 @@ struct sr_progress {
 	size_t total;
 	size_t done;
 	size_t failed;
-	unsigned slots;     /* connected slots (the coordinator updates it) */
+	unsigned slots; /* connected slots (the coordinator updates it) */
 	double t0;
 	double last_draw;
 	size_t last_decile;
 	bool drawn;
 };
 
-void sr_progress_init(struct sr_progress *p, const struct sr_suite *s,
-    bool tty, bool color);
+void sr_progress_init(struct sr_progress *p, const struct sr_suite *s, bool tty,
+                      bool color);
 /* A file reached its final result. */
 void sr_progress_file(struct sr_progress *p, const struct sr_file *f);
 void sr_progress_tick(struct sr_progress *p, double now,
-    const struct sr_suite *s);
+                      const struct sr_suite *s);
 /* Clear the live line before the summary. */
 void sr_progress_end(struct sr_progress *p);
 

@@ -34,23 +34,24 @@
 #include "suite.h"
 
 struct sr_run_info {
-	char run_id[33];      /* hex */
+	char run_id[33]; /* hex */
 	double makespan_s;
 	double lower_bound_s;
 	unsigned slots;
-	int interrupted;      /* Ctrl-C: files without a result are listed */
+	int interrupted; /* Ctrl-C: files without a result are listed */
 };
 
 /* counts[SR_FINAL_*] for the suite. */
 void sr_report_counts(const struct sr_suite *s, unsigned *counts);
 int sr_report_json(const struct sr_suite *s, const struct sr_run_info *ri,
-    const char *path);
+                   const char *path);
 int sr_report_junit(const struct sr_suite *s, const struct sr_run_info *ri,
-    const char *path);
+                    const char *path);
 /* The human summary: counts, failures with their tails and a reproduce
  * command, the slowest files, makespan against the lower bound. color:
  * use ANSI colours. */
 void sr_report_summary(FILE *out, const struct sr_suite *s,
-    const struct sr_run_info *ri, const struct sr_profile *prof, int color);
+                       const struct sr_run_info *ri,
+                       const struct sr_profile *prof, int color);
 
 #endif /* SR_REPORT_H */

@@ -57,8 +57,8 @@ make_profile(struct sr_setup *st)
 			         "{file}'");
 			return (SR_EINVAL);
 		}
-		return (sr_profile_generic(&st->profile, o->cmd,
-		    o->exit_codes));
+		return (
+		    sr_profile_generic(&st->profile, o->cmd, o->exit_codes));
 	}
 	if (o->cmd != NULL)
 		sr_warn("--cmd is ignored by the pytest profile");
@@ -73,18 +73,17 @@ collect(struct sr_setup *st)
 
 	if (strcmp(st->profile.name, "generic") == 0)
 		return (sr_collect_generic(st->workspace, &st->opts.paths,
-		    &st->suite));
+		                           &st->suite));
 	if ((rv = sr_collect_opts_init(&co, st->workspace)) != 0)
 		return (rv);
 	if (st->opts.serial_markers != NULL) {
 		sr_strv_free(&co.serial_markers);
-		rv = sr_split_list(st->opts.serial_markers,
-		    &co.serial_markers);
+		rv = sr_split_list(st->opts.serial_markers, &co.serial_markers);
 	}
 	if (rv == 0 && st->opts.exclusive_markers != NULL) {
 		sr_strv_free(&co.exclusive_markers);
 		rv = sr_split_list(st->opts.exclusive_markers,
-		    &co.exclusive_markers);
+		                   &co.exclusive_markers);
 	}
 	co.exact = st->opts.exact;
 	co.python = st->profile.python;
@@ -101,10 +100,10 @@ estimates(struct sr_setup *st)
 
 	if (st->opts.history != NULL)
 		rv = snprintf(st->hist_path, sizeof(st->hist_path), "%s",
-		    st->opts.history);
+		              st->opts.history);
 	else
 		rv = snprintf(st->hist_path, sizeof(st->hist_path),
-		    "%s/.shardrun/durations.json", st->workspace);
+		              "%s/.shardrun/durations.json", st->workspace);
 	if (rv >= (int) sizeof(st->hist_path)) {
 		sr_error("history path too long");
 		return (SR_ETOOBIG);
@@ -133,10 +132,10 @@ prepare(struct sr_setup *st, int argc, char **argv)
 		return (rv);
 	if (st->suite.n == 0) {
 		sr_error("no test files found under %s%s",
-		    st->opts.paths.n ? "the given paths" : "the workspace",
-		    strcmp(st->profile.name, "pytest") == 0 ?
-		        " (pytest's rules: test_*.py, *_test.py)" :
-		        "");
+		         st->opts.paths.n ? "the given paths" : "the workspace",
+		         strcmp(st->profile.name, "pytest") == 0
+		             ? " (pytest's rules: test_*.py, *_test.py)"
+		             : "");
 		return (SR_ENOENT);
 	}
 	return (0);
@@ -154,7 +153,7 @@ read_agents_file(const char *path, struct sr_strv *out)
 		return (rv);
 	}
 	for (char *l = strtok_r(text, "\n", &save); l != NULL && rv == 0;
-	    l = strtok_r(NULL, "\n", &save)) {
+	     l = strtok_r(NULL, "\n", &save)) {
 		l += strspn(l, " \t");
 		l[strcspn(l, " \t\r#")] = '\0';
 		if (*l != '\0')
@@ -177,8 +176,8 @@ remote_trust(struct sr_setup *st)
 			sr_error("--keys and --authorized-keys go together");
 			return (SR_EKEY);
 		}
-		return (sr_trust_nodes(&st->trust, o->keys,
-		    o->authorized_keys));
+		return (
+		    sr_trust_nodes(&st->trust, o->keys, o->authorized_keys));
 	}
 	if (env != NULL && env[0] != '\0')
 		return (sr_trust_cluster_hex(&st->trust, env));
@@ -197,7 +196,8 @@ authorize_self(struct sr_trust *t)
 {
 	uint8_t(*v)[SR_KEY_BYTES];
 
-	if (t->mode != SR_TRUST_NODES || sr_trust_is_authorized(t, t->static_pk))
+	if (t->mode != SR_TRUST_NODES ||
+	    sr_trust_is_authorized(t, t->static_pk))
 		return (0);
 	v = realloc(t->authorized, (t->nauthorized + 1) * sizeof(*v));
 	if (v == NULL)
@@ -221,7 +221,7 @@ fingerprint(struct sr_setup *st)
 		return (SR_ENOMEM);
 	for (size_t i = 0; i < st->suite.n; i++) {
 		snprintf(path, sizeof(path), "%s/%s", st->workspace,
-		    st->suite.files[i].path);
+		         st->suite.files[i].path);
 		if (sr_hash_file(path, st->hashes[i]) != 0) {
 			sr_error("cannot read %s", st->suite.files[i].path);
 			return (SR_EIO);
@@ -259,8 +259,7 @@ topology(struct sr_setup *st)
 }
 
 int
-sr_setup_run(struct sr_setup *st, int argc, char **argv,
-    struct sr_spawner *sp)
+sr_setup_run(struct sr_setup *st, int argc, char **argv, struct sr_spawner *sp)
 {
 	int rv;
 
@@ -292,7 +291,7 @@ sr_setup_plan(struct sr_setup *st, int argc, char **argv)
 
 void
 sr_setup_coord_cfg(struct sr_setup *st, struct sr_coord_cfg *cc,
-    volatile sig_atomic_t *interrupted)
+                   volatile sig_atomic_t *interrupted)
 {
 	const struct sr_opts *o = &st->opts;
 
@@ -354,7 +353,7 @@ sr_setup_report(struct sr_setup *st, const struct sr_run_info *ri)
 
 static json_t *
 shard_json(const struct sr_setup *st, const struct sr_plan *p,
-    const struct sr_static_plan *sp, unsigned k)
+           const struct sr_static_plan *sp, unsigned k)
 {
 	json_t *files = json_array();
 	json_t *o = json_object();
@@ -365,7 +364,8 @@ shard_json(const struct sr_setup *st, const struct sr_plan *p,
 		if (sp->shard_of[u->id - 1] != k)
 			continue;
 		for (size_t f = 0; f < u->nfiles; f++)
-			json_array_append_new(files,
+			json_array_append_new(
+			    files,
 			    json_string(st->suite.files[u->files[f]].path));
 	}
 	json_object_set_new(o, "index", json_integer(k));
@@ -391,7 +391,7 @@ plan_bound(const struct sr_plan *p, unsigned shards)
 
 static int
 print_static(struct sr_setup *st, const struct sr_plan *p,
-    const struct sr_static_plan *sp, FILE *out)
+             const struct sr_static_plan *sp, FILE *out)
 {
 	json_t *root = json_object();
 	json_t *shards = json_array();
@@ -400,13 +400,14 @@ print_static(struct sr_setup *st, const struct sr_plan *p,
 	for (unsigned k = 0; k < sp->shards; k++) {
 		if (sp->loads[k] > makespan)
 			makespan = sp->loads[k];
-		if (st->opts.shard_index < 0 || (unsigned) st->opts.shard_index == k)
+		if (st->opts.shard_index < 0 ||
+		    (unsigned) st->opts.shard_index == k)
 			json_array_append_new(shards, shard_json(st, p, sp, k));
 	}
 	json_object_set_new(root, "shards", shards);
 	json_object_set_new(root, "makespan_s", json_real(makespan));
 	json_object_set_new(root, "lower_bound_s",
-	    json_real(plan_bound(p, sp->shards)));
+	                    json_real(plan_bound(p, sp->shards)));
 	json_dumpf(root, out, JSON_INDENT(2));
 	fputc('\n', out);
 	json_decref(root);

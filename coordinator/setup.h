@@ -32,8 +32,8 @@ struct sr_setup {
 	struct sr_history hist;
 	char hist_path[PATH_MAX];
 	struct sr_trust trust;
-	unsigned local_slots;     /* 0: no local agent */
-	char commit[41];          /* remote runs: the fingerprint */
+	unsigned local_slots; /* 0: no local agent */
+	char commit[41];      /* remote runs: the fingerprint */
 	uint8_t (*hashes)[32];
 	struct sr_spawner *spawner;
 };
@@ -41,12 +41,12 @@ struct sr_setup {
 /* `run`: options, workspace, profile, collection, estimates, trust.
  * Returns SR_EAGAIN when there is nothing to do (already explained). */
 int sr_setup_run(struct sr_setup *st, int argc, char **argv,
-    struct sr_spawner *sp);
+                 struct sr_spawner *sp);
 /* `plan`: options, collection, estimates. */
 int sr_setup_plan(struct sr_setup *st, int argc, char **argv);
 int sr_setup_print_plan(struct sr_setup *st, FILE *out);
 void sr_setup_coord_cfg(struct sr_setup *st, struct sr_coord_cfg *cc,
-    volatile sig_atomic_t *interrupted);
+                        volatile sig_atomic_t *interrupted);
 /* Summary to stdout, --json, --junit-xml, and the history file. */
 void sr_setup_report(struct sr_setup *st, const struct sr_run_info *ri);
 /* True when files ran and none of them ran a test (all exit 5). */

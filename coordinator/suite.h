@@ -21,41 +21,42 @@ enum sr_final {
 	SR_FINAL_PASSED,
 	SR_FINAL_FAILED,
 	SR_FINAL_FLAKY,   /* failed, then passed on a rerun */
-	SR_FINAL_CRASHED, /* killed by a signal we did not send, restarts used */
+	SR_FINAL_CRASHED, /* killed by a signal we did not send, restarts used
+	                   */
 	SR_FINAL_TIMEOUT,
-	SR_FINAL_ERROR,   /* missing file, usage error, refused, spawn failed */
+	SR_FINAL_ERROR, /* missing file, usage error, refused, spawn failed */
 	SR_FINAL_COUNT
 };
 
 /* One attempt of one file, as the agent reported it. */
 struct sr_attempt {
-	int outcome;        /* Shardrun__Outcome */
-	uint32_t tries;     /* executions incl. the agent's transient retries */
-	double start_s;     /* since the run started */
+	int outcome;    /* Shardrun__Outcome */
+	uint32_t tries; /* executions incl. the agent's transient retries */
+	double start_s; /* since the run started */
 	double duration_s;
-	int exit_code;      /* -1 when killed */
+	int exit_code; /* -1 when killed */
 	int signal;
-	char *agent;        /* agent name */
+	char *agent; /* agent name */
 	int slot;
-	char *tail;         /* output tail (may be NULL) */
-	char *junit;        /* the attempt's JUnit XML (may be NULL) */
+	char *tail;  /* output tail (may be NULL) */
+	char *junit; /* the attempt's JUnit XML (may be NULL) */
 	size_t junit_len;
-	char *message;      /* agent's explanation (may be NULL) */
+	char *message; /* agent's explanation (may be NULL) */
 };
 
 struct sr_file {
-	char *path;         /* relative to the workspace, as collected */
-	uint32_t ntests;    /* tests found by collection, 0 if unknown */
-	bool serial;        /* in the serial group */
-	bool exclusive;     /* must run alone on its machine */
-	double est_s;       /* estimated duration */
-	bool est_known;     /* estimate came from history */
+	char *path;      /* relative to the workspace, as collected */
+	uint32_t ntests; /* tests found by collection, 0 if unknown */
+	bool serial;     /* in the serial group */
+	bool exclusive;  /* must run alone on its machine */
+	double est_s;    /* estimated duration */
+	bool est_known;  /* estimate came from history */
 
-	int final;          /* enum sr_final */
+	int final;              /* enum sr_final */
 	struct sr_attempt *att; /* every attempt, in order */
 	size_t natt;
-	uint32_t restarts;  /* crash requeues used */
-	uint32_t reruns;    /* failure reruns used */
+	uint32_t restarts; /* crash requeues used */
+	uint32_t reruns;   /* failure reruns used */
 };
 
 struct sr_suite {

@@ -72,7 +72,7 @@ packed_ref(const char *gitdir, const char *ref, char out[41])
 	    sr_read_file(path, 64u << 20, &text, NULL) != 0)
 		return (SR_ENOENT);
 	for (char *l = strtok_r(text, "\n", &save); l != NULL;
-	    l = strtok_r(NULL, "\n", &save)) {
+	     l = strtok_r(NULL, "\n", &save)) {
 		if (strlen(l) > 41 && is_sha(l) && l[40] == ' ' &&
 		    strcmp(l + 41, ref) == 0) {
 			memcpy(out, l, 40);

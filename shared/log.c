@@ -46,8 +46,7 @@ sr_log_level(void)
 void
 sr_log(int l, const char *fmt, ...)
 {
-	static const char *const tags[] = {"error", "warning", "info",
-	    "debug"};
+	static const char *const tags[] = {"error", "warning", "info", "debug"};
 	char line[2048];
 	va_list ap;
 	int n;

@@ -80,15 +80,15 @@ set_options(struct sr_node *n)
 	if ((rv = nng_socket_set_int(n->sock, NNG_OPT_RECVBUF, 8192)) != 0 ||
 	    (rv = nng_socket_set_int(n->sock, NNG_OPT_SENDBUF, 8192)) != 0 ||
 	    (rv = nng_socket_set_size(n->sock, NNG_OPT_RECVMAXSZ,
-	         SR_MAX_FRAME)) != 0 ||
+	                              SR_MAX_FRAME)) != 0 ||
 	    (rv = nng_socket_set_ms(n->sock, NNG_OPT_SENDTIMEO, 2000)) != 0 ||
 	    (rv = nng_socket_set_ms(n->sock, NNG_OPT_RECONNMINT, 100)) != 0 ||
 	    (rv = nng_socket_set_ms(n->sock, NNG_OPT_RECONNMAXT, 2000)) != 0)
 		return (rv);
-	if ((rv = nng_pipe_notify(n->sock, NNG_PIPE_EV_ADD_POST, pipe_cb,
-	         n)) != 0 ||
-	    (rv = nng_pipe_notify(n->sock, NNG_PIPE_EV_REM_POST, pipe_cb,
-	         n)) != 0)
+	if ((rv = nng_pipe_notify(n->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, n)) !=
+	        0 ||
+	    (rv = nng_pipe_notify(n->sock, NNG_PIPE_EV_REM_POST, pipe_cb, n)) !=
+	        0)
 		return (rv);
 	return (nng_socket_get_int(n->sock, NNG_OPT_RECVFD, &n->recvfd));
 }
@@ -199,7 +199,8 @@ sr_node_stats(const struct sr_node *n)
 
 void
 sr_node_set_tap(struct sr_node *n,
-    void (*tap)(void *, uint32_t, const uint8_t *, size_t), void *arg)
+                void (*tap)(void *, uint32_t, const uint8_t *, size_t),
+                void *arg)
 {
 	n->tap = tap;
 	n->tap_arg = arg;
@@ -348,6 +349,9 @@ apply_pipe_event(struct sr_node *n, const struct pipe_ev *e)
 	peer_remove(n, idx);
 	if (p->up)
 		return (p);
+	if (!p->dead)
+		sr_info("%s closed the connection during the handshake",
+		        p->addr);
 	peer_free(p);
 	return (NULL);
 }
@@ -396,8 +400,8 @@ count_error(struct sr_node *n, int rv)
 
 /* A handshake frame: feed it, answer, and report a completed session. */
 static int
-on_handshake(struct sr_node *n, struct sr_peer *p, const uint8_t *f,
-    size_t len, struct sr_event *ev)
+on_handshake(struct sr_node *n, struct sr_peer *p, const uint8_t *f, size_t len,
+             struct sr_event *ev)
 {
 	uint8_t *out = NULL;
 	size_t outlen = 0;
@@ -415,10 +419,11 @@ on_handshake(struct sr_node *n, struct sr_peer *p, const uint8_t *f,
 	if (rv != 0) {
 		count_error(n, rv);
 		sr_warn("handshake with %s refused: %s%s%s", p->addr,
-		    sr_strerror(rv), *sr_hs_reason(p->hs) ? ": " : "",
-		    sr_hs_reason(p->hs));
+		        sr_strerror(rv), *sr_hs_reason(p->hs) ? ": " : "",
+		        sr_hs_reason(p->hs));
+		/* Close a moment later, so the refusal leaves first. */
 		p->dead = true;
-		close_pipe(p->id);
+		p->close_at = sr_now() + 0.25;
 		return (SR_EAGAIN);
 	}
 	if (!sr_hs_done(p->hs) || sr_hs_session(p->hs, &p->sess) != 0)
@@ -435,7 +440,7 @@ on_handshake(struct sr_node *n, struct sr_peer *p, const uint8_t *f,
 
 static int
 on_sealed(struct sr_node *n, struct sr_peer *p, const uint8_t *f, size_t len,
-    struct sr_event *ev)
+          struct sr_event *ev)
 {
 	uint8_t *pt;
 	size_t ptlen;
@@ -448,8 +453,7 @@ on_sealed(struct sr_node *n, struct sr_peer *p, const uint8_t *f, size_t len,
 	}
 	if ((rv = sr_open(&p->sess, f, len, &pt, &ptlen)) != 0) {
 		count_error(n, rv);
-		sr_debug("frame from %s dropped: %s", p->addr,
-		    sr_strerror(rv));
+		sr_debug("frame from %s dropped: %s", p->addr, sr_strerror(rv));
 		return (SR_EAGAIN);
 	}
 	rv = sr_wire_decode(pt, ptlen, &env);
@@ -458,7 +462,7 @@ on_sealed(struct sr_node *n, struct sr_peer *p, const uint8_t *f, size_t len,
 	if (rv != 0) {
 		count_error(n, rv);
 		sr_warn("message from %s dropped: %s", p->addr,
-		    sr_strerror(rv));
+		        sr_strerror(rv));
 		return (SR_EAGAIN);
 	}
 	p->last_rx = sr_now();
@@ -562,9 +566,13 @@ sr_node_expire(struct sr_node *n, double now, double limit_s)
 	for (size_t i = 0; i < n->npeers; i++) {
 		struct sr_peer *p = n->peers[i];
 
+		if (p->close_at > 0 && now >= p->close_at) {
+			p->close_at = 0;
+			close_pipe(p->id);
+		}
 		if (!p->up && !p->dead && now - p->since > limit_s) {
 			sr_warn("closing %s: no handshake within %.0fs",
-			    p->addr, limit_s);
+			        p->addr, limit_s);
 			p->dead = true;
 			close_pipe(p->id);
 		}

@@ -169,6 +169,7 @@ read_fd(int fd, size_t max, char **out, size_t *len)
 	sr_buf_init(&b);
 	if (buf_reserve(&b, 0) != 0)
 		return (SR_ENOMEM);
+	b.p[0] = '\0';
 	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -302,8 +303,8 @@ sr_rmtree(const char *path)
 		if (strcmp(de->d_name, ".") == 0 ||
 		    strcmp(de->d_name, "..") == 0)
 			continue;
-		if (snprintf(child, sizeof(child), "%s/%s", path,
-		        de->d_name) < (int) sizeof(child))
+		if (snprintf(child, sizeof(child), "%s/%s", path, de->d_name) <
+		    (int) sizeof(child))
 			(void) sr_rmtree(child);
 	}
 	closedir(d);

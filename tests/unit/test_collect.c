@@ -152,7 +152,7 @@ test_default_rules(void **state)
 	put(r, "testing.py", T);
 	put(r, "sub/test_c.py", T);
 	put(r, "sub/data.txt", "test");
-	put(r, "sub/deep/test_d.py", T);
+	put(r, "sub/deep/test_d.py", "");
 	collect_expect(r, NULL,
 	               LIST("b_test.py", "sub/deep/test_d.py", "sub/test_c.py",
 	                    "test_a.py"));

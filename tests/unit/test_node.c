@@ -44,7 +44,7 @@ tap(void *arg, uint32_t pipe, const uint8_t *f, size_t len)
 /* Pump both nodes until one event of the given type arrives at `at`. */
 static int
 pump(struct pair *p, struct sr_node *at, int type, struct sr_event *out,
-    double secs)
+     double secs)
 {
 	double end = sr_now() + secs;
 	struct sr_event ev;
@@ -74,7 +74,7 @@ pump(struct pair *p, struct sr_node *at, int type, struct sr_event *out,
 
 static void
 open_pair(struct pair *p, const struct sr_trust *ct, const struct sr_trust *at,
-    const char *url)
+          const char *url)
 {
 	memset(p, 0, sizeof(*p));
 	assert_int_equal(sr_node_open(&p->coord, SR_ROLE_COORDINATOR, ct), 0);
@@ -175,7 +175,7 @@ test_replay_tamper_version(void **state)
 
 	/* Replayed: dropped, counted. */
 	assert_int_equal(sr_node_send_raw(p.agent, p.captured_pipe, frame, len),
-	    0);
+	                 0);
 	assert_int_equal(pump(&p, p.coord, SR_EV_MSG, &ev, 0.5), -1);
 	assert_int_equal(sr_node_stats(p.coord)->replays, 1);
 
@@ -184,13 +184,13 @@ test_replay_tamper_version(void **state)
 	 * counted. */
 	frame[8] += 100;
 	assert_int_equal(sr_node_send_raw(p.agent, p.captured_pipe, frame, len),
-	    0);
+	                 0);
 	assert_int_equal(pump(&p, p.coord, SR_EV_MSG, &ev, 0.5), -1);
 	assert_int_equal(sr_node_stats(p.coord)->auth_failures, 1);
 
 	/* Garbage and an unknown frame kind. */
 	assert_int_equal(sr_node_send_raw(p.agent, p.captured_pipe, "Zxx", 3),
-	    0);
+	                 0);
 	assert_int_equal(pump(&p, p.coord, SR_EV_MSG, &ev, 0.3), -1);
 	assert_true(sr_node_stats(p.coord)->bad_frames >= 1);
 
@@ -219,7 +219,7 @@ test_other_major_version_dropped(void **state)
 	n = shardrun__envelope__pack(&e, buf);
 	assert_int_equal(sr_wire_decode(buf, n, &out), SR_EVERSION);
 	assert_int_equal(sr_wire_decode((const uint8_t *) "\xff\xff", 2, &out),
-	    SR_EPROTO);
+	                 SR_EPROTO);
 }
 
 int

@@ -86,7 +86,7 @@ test_lpt_against_brute_force(void **state)
 	(void) state;
 	srand(12345);
 	for (int round = 0; round < 300; round++) {
-		size_t n = 2 + (size_t) (rand() % 7);  /* 2..8 files */
+		size_t n = 2 + (size_t) (rand() % 7);     /* 2..8 files */
 		unsigned m = 2 + (unsigned) (rand() % 2); /* 2..3 slots */
 		double w[8];
 		struct sr_suite s;
@@ -128,7 +128,7 @@ test_take_order_and_ties(void **state)
 	struct sr_suite s;
 	struct sr_plan p;
 	const char *want[] = {"test_01.py", "test_03.py", "test_02.py",
-	    "test_00.py"};
+	                      "test_00.py"};
 
 	(void) state;
 	make_suite(&s, w, 4);

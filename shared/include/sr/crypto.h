@@ -15,9 +15,10 @@
  *   agent -> coordinator  CONFIRM {tag_A}
  *
  *   th   = BLAKE2b("shardrun-hs-1" | major | e_A | s_A | n_A | e_C | s_C | n_C)
- *   prk  = BLAKE2b_keyed(K or zeros, th | DH(e_A,e_C) [| DH(s_C,e_A) | DH(e_C,s_A)])
- *   tag_C = crypto_auth(th, kdf(prk, 1)), tag_A = crypto_auth(th, kdf(prk, 2))
- *   key agent->coordinator = kdf(prk, 3), coordinator->agent = kdf(prk, 4)
+ *   prk  = BLAKE2b_keyed(K or zeros, th | DH(e_A,e_C) [| DH(s_C,e_A) |
+ * DH(e_C,s_A)]) tag_C = crypto_auth(th, kdf(prk, 1)), tag_A = crypto_auth(th,
+ * kdf(prk, 2)) key agent->coordinator = kdf(prk, 3), coordinator->agent =
+ * kdf(prk, 4)
  *
  * A peer without K (or without an authorized static key) can neither produce
  * a valid tag nor read or forge a sealed frame. The fresh ephemeral keys make
@@ -47,14 +48,14 @@
 #define SR_PUBKEY_LABEL "shardrun-x25519"
 
 enum sr_trust_mode {
-	SR_TRUST_NONE    = 0,
+	SR_TRUST_NONE = 0,
 	SR_TRUST_CLUSTER = 1,
-	SR_TRUST_NODES   = 2,
+	SR_TRUST_NODES = 2,
 };
 
 enum sr_role {
 	SR_ROLE_COORDINATOR = 1, /* same values as Shardrun__Role */
-	SR_ROLE_AGENT       = 2,
+	SR_ROLE_AGENT = 2,
 };
 
 struct sr_trust {
@@ -78,7 +79,7 @@ void sr_trust_cluster_random(struct sr_trust *t);
  * authorized-keys file: lines "shardrun-x25519 HEX [comment]", '#' comments
  * and blank lines ignored; a malformed line is an error naming its number. */
 int sr_trust_nodes(struct sr_trust *t, const char *keydir,
-    const char *authorized_file);
+                   const char *authorized_file);
 /* Wipe key material, free the authorized list; t may be reused. */
 void sr_trust_clear(struct sr_trust *t);
 bool sr_trust_is_authorized(const struct sr_trust *t, const uint8_t *pk);
@@ -95,9 +96,9 @@ int sr_keygen_node(const char *dir, char *line, size_t linesz);
 struct sr_session {
 	uint8_t tx_key[SR_KEY_BYTES];
 	uint8_t rx_key[SR_KEY_BYTES];
-	uint64_t tx_seq;     /* last sequence number sent */
-	uint64_t rx_max;     /* highest sequence number accepted */
-	uint64_t rx_window;  /* bit i set: rx_max - i was accepted */
+	uint64_t tx_seq;    /* last sequence number sent */
+	uint64_t rx_max;    /* highest sequence number accepted */
+	uint64_t rx_window; /* bit i set: rx_max - i was accepted */
 	uint8_t peer_static[SR_KEY_BYTES]; /* node mode: who the peer is */
 };
 
@@ -117,8 +118,8 @@ int sr_hs_start(struct sr_hs *h, uint8_t **out, size_t *outlen);
  * handshake is dead after any error. A refusal received from the peer is
  * returned as SR_EAUTH or SR_EVERSION with its reason in sr_hs_reason().
  */
-int sr_hs_recv(struct sr_hs *h, const uint8_t *in, size_t inlen,
-    uint8_t **out, size_t *outlen);
+int sr_hs_recv(struct sr_hs *h, const uint8_t *in, size_t inlen, uint8_t **out,
+               size_t *outlen);
 bool sr_hs_done(const struct sr_hs *h);
 const char *sr_hs_reason(const struct sr_hs *h); /* "" when none */
 /* After sr_hs_done(): the session keys. */
@@ -126,11 +127,11 @@ int sr_hs_session(const struct sr_hs *h, struct sr_session *s);
 
 /* Seal a plaintext into a sealed frame ('S' | seq | ciphertext). */
 int sr_seal(struct sr_session *s, const uint8_t *pt, size_t ptlen,
-    uint8_t **out, size_t *outlen);
+            uint8_t **out, size_t *outlen);
 /* Open a sealed frame. SR_EPROTO (short, wrong kind, too big), SR_EAUTH
  * (tampered or wrong key), SR_EREPLAY (seen or older than the window).
  * The replay window moves only after the tag verified. */
 int sr_open(struct sr_session *s, const uint8_t *in, size_t inlen,
-    uint8_t **out, size_t *outlen);
+            uint8_t **out, size_t *outlen);
 
 #endif /* SR_CRYPTO_H */

@@ -11,14 +11,14 @@
 
 enum sr_log_level {
 	SR_LOG_ERROR = 0,
-	SR_LOG_WARN  = 1,
-	SR_LOG_INFO  = 2,
+	SR_LOG_WARN = 1,
+	SR_LOG_INFO = 2,
 	SR_LOG_DEBUG = 3,
 };
 
 void sr_log_init(const char *progname);
 void sr_log_set_level(int level);
-int  sr_log_level(void);
+int sr_log_level(void);
 void sr_log(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -37,16 +37,17 @@ enum sr_ev_type {
 };
 
 struct sr_peer {
-	uint32_t id;        /* nng pipe id */
-	bool up;            /* handshake complete */
-	double since;       /* monotonic time the pipe appeared */
-	double last_rx;     /* monotonic time of the last valid frame */
-	char addr[96];      /* remote address, for logs */
-	void *user;         /* the owner's per-peer state */
+	uint32_t id;    /* nng pipe id */
+	bool up;        /* handshake complete */
+	double since;   /* monotonic time the pipe appeared */
+	double last_rx; /* monotonic time of the last valid frame */
+	char addr[96];  /* remote address, for logs */
+	void *user;     /* the owner's per-peer state */
 	/* private to node.c */
 	struct sr_hs *hs;
 	struct sr_session sess;
 	bool dead;
+	double close_at; /* close the pipe then (after a refusal) */
 };
 
 struct sr_event {
@@ -81,15 +82,17 @@ int sr_node_poll(struct sr_node *n, struct sr_event *ev);
 int sr_node_send(struct sr_node *n, struct sr_peer *p, Shardrun__Envelope *e);
 /* Close a peer's connection (its SR_EV_DOWN follows). */
 void sr_node_drop(struct sr_node *n, struct sr_peer *p);
-/* Close connections whose handshake did not finish within limit_s. */
+/* Close connections whose handshake did not finish within limit_s, and
+ * refused ones whose refusal has had time to leave. Call it often. */
 void sr_node_expire(struct sr_node *n, double now, double limit_s);
 const struct sr_node_stats *sr_node_stats(const struct sr_node *n);
 /* Send raw bytes to a pipe, bypassing sealing (tests only: replays). */
 int sr_node_send_raw(struct sr_node *n, uint32_t pipe, const void *p,
-    size_t len);
+                     size_t len);
 /* Install a tap that sees every sealed frame sent (tests only). */
 void sr_node_set_tap(struct sr_node *n,
-    void (*tap)(void *arg, uint32_t pipe, const uint8_t *f, size_t len),
-    void *arg);
+                     void (*tap)(void *arg, uint32_t pipe, const uint8_t *f,
+                                 size_t len),
+                     void *arg);
 
 #endif /* SR_NODE_H */

@@ -21,7 +21,6 @@ int sr_path_normalize(const char *in, char *out, size_t outsz);
  * the result is root itself or below it. root must be a realpath already.
  * SR_ENOENT when the file does not exist, SR_EPATH when it escapes. On
  * success the resolved absolute path is written to out. */
-int sr_path_resolve(const char *root, const char *rel, char *out,
-    size_t outsz);
+int sr_path_resolve(const char *root, const char *rel, char *out, size_t outsz);
 
 #endif /* SR_PATH_H */

@@ -34,13 +34,13 @@ struct sr_exitmap {
 };
 
 struct sr_profile {
-	char name[16];          /* "pytest" or "generic" */
-	char python[512];       /* pytest: chosen interpreter */
-	struct sr_strv argv;    /* template */
+	char name[16];       /* "pytest" or "generic" */
+	char python[512];    /* pytest: chosen interpreter */
+	struct sr_strv argv; /* template */
 	struct sr_exitmap map[SR_PROFILE_MAXMAP];
 	size_t nmap;
-	int other;              /* outcome of an unmapped exit code */
-	bool junit;             /* the template writes {junit} */
+	int other;  /* outcome of an unmapped exit code */
+	bool junit; /* the template writes {junit} */
 };
 
 /* pytest: {python} -m pytest -q -p no:cacheprovider --junitxml={junit}
@@ -55,18 +55,18 @@ int sr_profile_pytest(struct sr_profile *p, const char *python);
  * *=failed).
  */
 int sr_profile_generic(struct sr_profile *p, const char *tmpl,
-    const char *exitmap);
+                       const char *exitmap);
 void sr_profile_free(struct sr_profile *p);
 
 /* Build one attempt's argv from the template. files holds one file or a
  * chunk's selectors. out is initialised by the caller and filled here. */
 int sr_profile_argv(const struct sr_profile *p, const struct sr_strv *files,
-    const char *junit, const char *tmp, struct sr_strv *out);
+                    const char *junit, const char *tmp, struct sr_strv *out);
 /* Outcome for a normal exit code (never for a signal). */
 int sr_profile_classify(const struct sr_profile *p, int exit_code);
 /* A command a person can paste to rerun one file locally. */
 int sr_profile_repro(const struct sr_profile *p, const char *file,
-    struct sr_buf *out);
+                     struct sr_buf *out);
 
 /* Split a command line into words: '...' literal, "..." with \" \\ escapes,
  * backslash escapes outside quotes; no variables, globs or operators.

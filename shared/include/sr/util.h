@@ -18,14 +18,14 @@ double sr_now(void);
 double sr_wall(void);
 
 struct sr_strv {
-	char **v;   /* NULL-terminated when n > 0 */
+	char **v; /* NULL-terminated when n > 0 */
 	size_t n;
 	size_t cap;
 };
 
 void sr_strv_init(struct sr_strv *sv);
-int  sr_strv_push(struct sr_strv *sv, const char *s);   /* copies s */
-int  sr_strv_pushn(struct sr_strv *sv, const char *s, size_t len);
+int sr_strv_push(struct sr_strv *sv, const char *s); /* copies s */
+int sr_strv_pushn(struct sr_strv *sv, const char *s, size_t len);
 void sr_strv_free(struct sr_strv *sv);
 bool sr_strv_contains(const struct sr_strv *sv, const char *s);
 
@@ -36,8 +36,8 @@ struct sr_buf {
 };
 
 void sr_buf_init(struct sr_buf *b);
-int  sr_buf_append(struct sr_buf *b, const void *p, size_t n);
-int  sr_buf_printf(struct sr_buf *b, const char *fmt, ...)
+int sr_buf_append(struct sr_buf *b, const void *p, size_t n);
+int sr_buf_printf(struct sr_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void sr_buf_free(struct sr_buf *b);
 
