@@ -30,8 +30,10 @@ struct arec {
 	char name[96];
 	bool hello;
 	unsigned slots;
-	bool *waiting; /* per slot: asked for work */
-	unsigned nrunning;
+	bool *waiting;     /* per slot: asked for work */
+	uint32_t *running; /* ids of the units running there */
+	size_t nrunning;
+	size_t runcap;
 	bool exclusive; /* an exclusive unit runs there */
 	bool draining;  /* takes nothing until idle (for an exclusive) */
 	struct arec *next;
@@ -162,7 +164,12 @@ unit_done(struct coord *c, struct sr_unit *u)
 	if (u->serial)
 		c->serial_running = false;
 	if (a != NULL) {
-		a->nrunning--;
+		for (size_t i = 0; i < a->nrunning; i++) {
+			if (a->running[i] == u->id) {
+				a->running[i] = a->running[--a->nrunning];
+				break;
+			}
+		}
 		if (u->exclusive)
 			a->exclusive = false;
 	}
@@ -206,12 +213,8 @@ static void
 agent_lost(struct coord *c, struct arec *a, const char *why)
 {
 	sr_warn("agent %s lost (%s): requeueing its work", a->name, why);
-	for (size_t i = 0; i < c->plan.n; i++) {
-		struct sr_unit *u = c->plan.units[i];
-
-		if (u->state == SR_UNIT_RUNNING && u->agent == a)
-			unit_lost(c, u);
-	}
+	while (a->nrunning > 0)
+		unit_lost(c, sr_plan_unit(&c->plan, a->running[0]));
 	if (a->hello) {
 		c->nagents--;
 		c->prog.slots -= a->slots;
@@ -243,13 +246,34 @@ eligible(void *arg, const struct sr_unit *u)
 	return (!pk->a->draining || u->exclusive);
 }
 
+static int
+track_running(struct arec *a, uint32_t id)
+{
+	if (a->nrunning == a->runcap) {
+		size_t cap = a->runcap ? a->runcap * 2 : 8;
+		uint32_t *v = realloc(a->running, cap * sizeof(*v));
+
+		if (v == NULL)
+			return (SR_ENOMEM);
+		a->running = v;
+		a->runcap = cap;
+	}
+	a->running[a->nrunning++] = id;
+	return (0);
+}
+
 static void
 assign(struct coord *c, struct arec *a, unsigned slot, struct sr_unit *u)
 {
 	Shardrun__Envelope e = SHARDRUN__ENVELOPE__INIT;
 	Shardrun__Assignment as = SHARDRUN__ASSIGNMENT__INIT;
-	char *files[u->nfiles];
+	char **files = malloc(u->nfiles * sizeof(*files));
 
+	if (files == NULL || track_running(a, u->id) != 0) {
+		free(files);
+		sr_plan_push(&c->plan, u);
+		return;
+	}
 	for (size_t i = 0; i < u->nfiles; i++)
 		files[i] = c->suite->files[u->files[i]].path;
 	u->state = SR_UNIT_RUNNING;
@@ -260,7 +284,6 @@ assign(struct coord *c, struct arec *a, unsigned slot, struct sr_unit *u)
 	u->ngot = 0;
 	memset(u->got, 0, u->nfiles * sizeof(*u->got));
 	a->waiting[slot] = false;
-	a->nrunning++;
 	if (u->exclusive) {
 		a->exclusive = true;
 		a->draining = false;
@@ -272,11 +295,14 @@ assign(struct coord *c, struct arec *a, unsigned slot, struct sr_unit *u)
 	as.slot = slot;
 	as.files = files;
 	as.n_files = u->nfiles;
-	as.timeout_ms = (uint32_t) (c->cfg->timeout_s * 1000);
+	as.timeout_ms = c->cfg->timeout_s < 4e6
+	                    ? (uint32_t) (c->cfg->timeout_s * 1000)
+	                    : 4000000000u;
 	as.exclusive = u->exclusive;
 	e.body_case = SHARDRUN__ENVELOPE__BODY_ASSIGNMENT;
 	e.assignment = &as;
 	(void) send_to(c, a, &e);
+	free(files);
 }
 
 static void
@@ -507,16 +533,17 @@ on_heartbeat(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 
 		if (slot >= a->slots)
 			continue;
-		for (size_t k = 0; k < c->plan.n; k++) {
-			struct sr_unit *u = c->plan.units[k];
+		for (size_t k = 0; k < a->nrunning; k++) {
+			struct sr_unit *u =
+			    sr_plan_unit(&c->plan, a->running[k]);
 
-			if (u->state == SR_UNIT_RUNNING && u->agent == a &&
-			    u->slot == slot && u->ngot == 0 &&
+			if (u->slot == slot && u->ngot == 0 &&
 			    now - u->dispatched > LOST_ASSIGNMENT_S) {
 				sr_info("assignment of unit %u lost: requeued",
 				        u->id);
 				unit_done(c, u);
 				sr_plan_push(&c->plan, u);
+				break;
 			}
 		}
 		a->waiting[slot] = true;
@@ -604,6 +631,7 @@ arec_free(struct coord *c, struct arec *a)
 		}
 	}
 	free(a->waiting);
+	free(a->running);
 	free(a);
 }
 
@@ -714,7 +742,7 @@ loop(struct coord *c)
 		sr_node_expire(c->node, now, HANDSHAKE_S);
 		dispatch(c);
 		if (c->dispatching)
-			sr_progress_tick(&c->prog, now, c->suite);
+			sr_progress_tick(&c->prog, now);
 	}
 }
 

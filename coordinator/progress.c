@@ -20,6 +20,8 @@ sr_progress_init(struct sr_progress *p, const struct sr_suite *s, bool tty,
 	p->color = color && tty;
 	p->total = s->n;
 	p->t0 = sr_now();
+	for (size_t i = 0; i < s->n; i++)
+		p->left_s += s->files[i].est_s;
 }
 
 static const char *
@@ -49,6 +51,7 @@ sr_progress_file(struct sr_progress *p, const struct sr_file *f)
 	size_t decile;
 
 	p->done++;
+	p->left_s -= f->est_s;
 	if (f->final != SR_FINAL_PASSED && f->final != SR_FINAL_FLAKY)
 		p->failed++;
 	if (f->final != SR_FINAL_PASSED) {
@@ -67,20 +70,8 @@ sr_progress_file(struct sr_progress *p, const struct sr_file *f)
 	}
 }
 
-/* Remaining estimated work spread over the connected slots. */
-static double
-eta(const struct sr_progress *p, const struct sr_suite *s)
-{
-	double left = 0;
-
-	for (size_t i = 0; i < s->n; i++)
-		if (s->files[i].final == SR_FINAL_PENDING)
-			left += s->files[i].est_s;
-	return (p->slots ? left / p->slots : left);
-}
-
 void
-sr_progress_tick(struct sr_progress *p, double now, const struct sr_suite *s)
+sr_progress_tick(struct sr_progress *p, double now)
 {
 	if (!p->tty || now - p->last_draw < 0.1)
 		return;
@@ -91,7 +82,7 @@ sr_progress_tick(struct sr_progress *p, double now, const struct sr_suite *s)
 	        p->total >= 1000 ? 4 : 3, p->done, p->total,
 	        p->failed && p->color ? RED : "", p->failed,
 	        p->failed && p->color ? RESET : "", p->slots, now - p->t0,
-	        eta(p, s));
+	        (p->left_s > 0 ? p->left_s : 0) / (p->slots ? p->slots : 1));
 	fflush(stderr);
 	p->drawn = true;
 }

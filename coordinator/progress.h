@@ -22,6 +22,7 @@ struct sr_progress {
 	size_t done;
 	size_t failed;
 	unsigned slots; /* connected slots (the coordinator updates it) */
+	double left_s;  /* estimated work without a final result */
 	double t0;
 	double last_draw;
 	size_t last_decile;
@@ -32,8 +33,7 @@ void sr_progress_init(struct sr_progress *p, const struct sr_suite *s, bool tty,
                       bool color);
 /* A file reached its final result. */
 void sr_progress_file(struct sr_progress *p, const struct sr_file *f);
-void sr_progress_tick(struct sr_progress *p, double now,
-                      const struct sr_suite *s);
+void sr_progress_tick(struct sr_progress *p, double now);
 /* Clear the live line before the summary. */
 void sr_progress_end(struct sr_progress *p);
 
