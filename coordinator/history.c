@@ -304,46 +304,81 @@ struct known {
 	uint64_t ntests;
 };
 
+/*
+ * Every file's entry, or NULL. The suite and the history are both sorted by
+ * path (collection sorts), so one merge walk finds them all; an unsorted
+ * suite falls back to a binary search per file.
+ */
 static void
-known_stats(const struct sr_history *h, const struct sr_suite *s,
+lookup_all(const struct sr_history *h, const struct sr_suite *s,
+           const struct sr_hist_entry **out)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < s->n; i++) {
+		const char *path = s->files[i].path;
+		int c = 1;
+
+		if (i > 0 && strcmp(s->files[i - 1].path, path) > 0) {
+			out[i] = sr_history_get(h, path);
+			continue;
+		}
+		while (j < h->n && (c = strcmp(h->e[j].path, path)) < 0)
+			j++;
+		out[i] = (j < h->n && c == 0) ? &h->e[j] : NULL;
+	}
+}
+
+static void
+known_stats(const struct sr_suite *s, const struct sr_hist_entry **e,
             struct known *k)
 {
 	memset(k, 0, sizeof(*k));
 	for (size_t i = 0; i < s->n; i++) {
-		const struct sr_hist_entry *e =
-		    sr_history_get(h, s->files[i].path);
-
-		if (e == NULL)
+		if (e[i] == NULL)
 			continue;
-		k->sum_s += e->duration_s;
+		k->sum_s += e[i]->duration_s;
 		k->n++;
 		if (s->files[i].ntests > 0) {
-			k->test_s += e->duration_s;
+			k->test_s += e[i]->duration_s;
 			k->ntests += s->files[i].ntests;
 		}
 	}
 }
 
+static void
+estimate_one(struct sr_file *f, const struct sr_hist_entry *e,
+             const struct known *k)
+{
+	f->est_known = (e != NULL);
+	if (e != NULL)
+		f->est_s = e->duration_s;
+	else if (f->ntests > 0 && k->ntests > 0)
+		f->est_s = f->ntests * (k->test_s / (double) k->ntests);
+	else if (k->n > 0)
+		f->est_s = k->sum_s / (double) k->n;
+	else
+		f->est_s = SR_DEFAULT_ESTIMATE_S;
+}
+
 void
 sr_history_estimate(const struct sr_history *h, struct sr_suite *s)
 {
+	const struct sr_hist_entry **e = calloc(s->n ? s->n : 1, sizeof(*e));
 	struct known k;
 
-	known_stats(h, s, &k);
-	for (size_t i = 0; i < s->n; i++) {
-		struct sr_file *f = &s->files[i];
-		const struct sr_hist_entry *e = sr_history_get(h, f->path);
-
-		f->est_known = (e != NULL);
-		if (e != NULL)
-			f->est_s = e->duration_s;
-		else if (f->ntests > 0 && k.ntests > 0)
-			f->est_s = f->ntests * (k.test_s / (double) k.ntests);
-		else if (k.n > 0)
-			f->est_s = k.sum_s / (double) k.n;
-		else
-			f->est_s = SR_DEFAULT_ESTIMATE_S;
+	if (e == NULL) {
+		/* No memory for the table: estimate without history. */
+		memset(&k, 0, sizeof(k));
+		for (size_t i = 0; i < s->n; i++)
+			estimate_one(&s->files[i], NULL, &k);
+		return;
 	}
+	lookup_all(h, s, e);
+	known_stats(s, e, &k);
+	for (size_t i = 0; i < s->n; i++)
+		estimate_one(&s->files[i], e[i], &k);
+	free(e);
 }
 
 /*

@@ -13,25 +13,49 @@ sr_plan_init(struct sr_plan *p)
 	memset(p, 0, sizeof(*p));
 }
 
+#define SR_SLAB 4096
+
+/* Only the parts a unit allocated itself; the unit lives in a slab. */
 static void
-unit_free(struct sr_unit *u)
+unit_release(struct sr_unit *u)
 {
-	if (u == NULL)
-		return;
-	free(u->files);
-	free(u->got);
+	if (u->files != &u->one_file)
+		free(u->files);
+	if (u->got != &u->one_got)
+		free(u->got);
 	free(u->avoid);
-	free(u);
 }
 
 void
 sr_plan_free(struct sr_plan *p)
 {
 	for (size_t i = 0; i < p->n; i++)
-		unit_free(p->units[i]);
+		unit_release(p->units[i]);
+	for (size_t i = 0; i < p->nslabs; i++)
+		free(p->slabs[i]);
+	free(p->slabs);
 	free(p->units);
 	free(p->heap);
 	sr_plan_init(p);
+}
+
+static struct sr_unit *
+unit_alloc(struct sr_plan *p)
+{
+	if (p->nslabs == 0 || p->slab_used == SR_SLAB) {
+		struct sr_unit **v;
+		struct sr_unit *slab;
+
+		v = realloc(p->slabs, (p->nslabs + 1) * sizeof(*v));
+		if (v == NULL)
+			return (NULL);
+		p->slabs = v;
+		if ((slab = calloc(SR_SLAB, sizeof(*slab))) == NULL)
+			return (NULL);
+		p->slabs[p->nslabs++] = slab;
+		p->slab_used = 0;
+	}
+	return (&p->slabs[p->nslabs - 1][p->slab_used++]);
 }
 
 struct sr_unit *
@@ -43,24 +67,25 @@ sr_plan_unit(const struct sr_plan *p, uint32_t id)
 }
 
 /* a before b in the queue: heavier first, then the smaller key. */
-static bool
-before(const struct sr_unit *a, const struct sr_unit *b)
-{
-	if (a->weight != b->weight)
-		return (a->weight > b->weight);
-	return (strcmp(a->key, b->key) < 0);
-}
-
+/* The weight lives in the heap entry: most comparisons touch no unit. */
 static bool
 heap_less(const struct sr_plan *p, size_t i, size_t j)
 {
-	return (before(p->units[p->heap[i] - 1], p->units[p->heap[j] - 1]));
+	const struct sr_heap_ent *a = &p->heap[i];
+	const struct sr_heap_ent *b = &p->heap[j];
+
+	(void) p;
+	if (a->weight != b->weight)
+		return (a->weight > b->weight);
+	if (a->first != b->first)
+		return (a->first < b->first);
+	return (a->id < b->id);
 }
 
 static void
 heap_swap(struct sr_plan *p, size_t i, size_t j)
 {
-	uint32_t t = p->heap[i];
+	struct sr_heap_ent t = p->heap[i];
 
 	p->heap[i] = p->heap[j];
 	p->heap[j] = t;
@@ -99,7 +124,7 @@ sr_plan_push(struct sr_plan *p, struct sr_unit *u)
 {
 	if (p->nheap == p->heapcap) {
 		size_t cap = p->heapcap ? p->heapcap * 2 : 64;
-		uint32_t *h = realloc(p->heap, cap * sizeof(*h));
+		struct sr_heap_ent *h = realloc(p->heap, cap * sizeof(*h));
 
 		if (h == NULL)
 			return (SR_ENOMEM);
@@ -108,7 +133,10 @@ sr_plan_push(struct sr_plan *p, struct sr_unit *u)
 	}
 	u->state = SR_UNIT_QUEUED;
 	u->agent = NULL;
-	p->heap[p->nheap++] = u->id;
+	p->heap[p->nheap].weight = u->weight;
+	p->heap[p->nheap].first = (uint32_t) u->files[0];
+	p->heap[p->nheap].id = u->id;
+	p->nheap++;
 	sift_up(p, p->nheap - 1);
 	return (0);
 }
@@ -116,7 +144,7 @@ sr_plan_push(struct sr_plan *p, struct sr_unit *u)
 static uint32_t
 heap_pop(struct sr_plan *p)
 {
-	uint32_t top = p->heap[0];
+	uint32_t top = p->heap[0].id;
 
 	p->heap[0] = p->heap[--p->nheap];
 	if (p->nheap > 0)
@@ -127,14 +155,14 @@ heap_pop(struct sr_plan *p)
 const struct sr_unit *
 sr_plan_peek(const struct sr_plan *p)
 {
-	return (p->nheap > 0 ? p->units[p->heap[0] - 1] : NULL);
+	return (p->nheap > 0 ? p->units[p->heap[0].id - 1] : NULL);
 }
 
 struct sr_unit *
 sr_plan_take(struct sr_plan *p, bool (*ok)(void *arg, const struct sr_unit *u),
              void *arg)
 {
-	uint32_t refused[64];
+	struct sr_heap_ent refused[64];
 	size_t nref = 0;
 	struct sr_unit *got = NULL;
 
@@ -147,7 +175,9 @@ sr_plan_take(struct sr_plan *p, bool (*ok)(void *arg, const struct sr_unit *u),
 			got = u;
 			break;
 		}
-		refused[nref++] = u->id;
+		refused[nref].weight = u->weight;
+		refused[nref].first = (uint32_t) u->files[0];
+		refused[nref++].id = u->id;
 	}
 	for (size_t i = 0; i < nref; i++) {
 		p->heap[p->nheap++] = refused[i];
@@ -157,7 +187,7 @@ sr_plan_take(struct sr_plan *p, bool (*ok)(void *arg, const struct sr_unit *u),
 }
 
 static int
-add_unit(struct sr_plan *p, struct sr_unit *u)
+reserve_unit(struct sr_plan *p)
 {
 	if (p->n == p->cap) {
 		size_t cap = p->cap ? p->cap * 2 : 64;
@@ -168,8 +198,24 @@ add_unit(struct sr_plan *p, struct sr_unit *u)
 		p->units = v;
 		p->cap = cap;
 	}
-	p->units[p->n++] = u;
-	u->id = (uint32_t) p->n;
+	return (0);
+}
+
+static int
+unit_files(struct sr_unit *u, const size_t *files, size_t nfiles)
+{
+	if (nfiles == 1) {
+		u->files = &u->one_file;
+		u->got = &u->one_got;
+	} else if ((u->files = malloc(nfiles * sizeof(*u->files))) == NULL ||
+	           (u->got = calloc(nfiles, sizeof(*u->got))) == NULL) {
+		free(u->files);
+		u->files = NULL;
+		return (SR_ENOMEM);
+	}
+	for (size_t i = 0; i < nfiles; i++)
+		u->files[i] = (uint32_t) files[i];
+	u->nfiles = (uint32_t) nfiles;
 	return (0);
 }
 
@@ -177,27 +223,24 @@ int
 sr_plan_add(struct sr_plan *p, const struct sr_suite *s, const size_t *files,
             size_t nfiles, bool serial, uint32_t *id)
 {
-	struct sr_unit *u = calloc(1, sizeof(*u));
+	struct sr_unit *u;
 	int rv;
 
-	if (u == NULL || nfiles == 0 ||
-	    (u->files = malloc(nfiles * sizeof(*files))) == NULL ||
-	    (u->got = calloc(nfiles, sizeof(*u->got))) == NULL) {
-		unit_free(u);
-		return (nfiles == 0 ? SR_EINVAL : SR_ENOMEM);
-	}
-	memcpy(u->files, files, nfiles * sizeof(*files));
-	u->nfiles = nfiles;
+	if (nfiles == 0 || nfiles > UINT32_MAX || s->n > UINT32_MAX)
+		return (SR_EINVAL);
+	if ((rv = reserve_unit(p)) != 0)
+		return (rv);
+	if ((u = unit_alloc(p)) == NULL)
+		return (SR_ENOMEM);
+	if ((rv = unit_files(u, files, nfiles)) != 0)
+		return (rv); /* u stays unused in its slab */
 	u->serial = serial;
-	u->key = s->files[files[0]].path;
 	for (size_t i = 0; i < nfiles; i++) {
 		u->weight += s->files[files[i]].est_s;
 		u->exclusive |= s->files[files[i]].exclusive;
 	}
-	if ((rv = add_unit(p, u)) != 0) {
-		unit_free(u);
-		return (rv);
-	}
+	p->units[p->n++] = u;
+	u->id = (uint32_t) p->n;
 	if ((rv = sr_plan_push(p, u)) != 0)
 		return (rv);
 	*id = u->id;
@@ -242,49 +285,100 @@ sr_lower_bound(const double *w, size_t n, unsigned slots)
 	return (sum / slots > max ? sum / slots : max);
 }
 
+/* LPT order over compact entries: heavier first, then path order. */
 static int
 cmp_lpt(const void *a, const void *b)
 {
-	const struct sr_unit *ua = *(struct sr_unit *const *) a;
-	const struct sr_unit *ub = *(struct sr_unit *const *) b;
+	const struct sr_heap_ent *x = a;
+	const struct sr_heap_ent *y = b;
 
-	if (before(ua, ub))
-		return (-1);
-	return (before(ub, ua) ? 1 : 0);
+	if (x->weight != y->weight)
+		return (x->weight > y->weight ? -1 : 1);
+	if (x->first != y->first)
+		return (x->first < y->first ? -1 : 1);
+	return (x->id < y->id ? -1 : (x->id > y->id));
+}
+
+/* Shards in a min-heap by (load, index): the least loaded, lowest index
+ * first, so ties resolve the same on every machine. */
+static bool
+shard_less(const double *loads, unsigned a, unsigned b)
+{
+	return (loads[a] < loads[b] || (loads[a] == loads[b] && a < b));
+}
+
+static void
+shard_sift_down(unsigned *h, unsigned n, const double *loads)
+{
+	unsigned i = 0;
+
+	for (;;) {
+		unsigned l = 2 * i + 1;
+		unsigned m = i;
+		unsigned t;
+
+		if (l < n && shard_less(loads, h[l], h[m]))
+			m = l;
+		if (l + 1 < n && shard_less(loads, h[l + 1], h[m]))
+			m = l + 1;
+		if (m == i)
+			return;
+		t = h[i];
+		h[i] = h[m];
+		h[m] = t;
+		i = m;
+	}
+}
+
+static void
+split(const struct sr_heap_ent *order, size_t n, unsigned shards,
+      unsigned *heap, struct sr_static_plan *out)
+{
+	for (unsigned k = 0; k < shards; k++)
+		heap[k] = k; /* all loads 0: already a heap */
+	for (size_t i = 0; i < n; i++) {
+		unsigned best = heap[0];
+
+		out->shard_of[order[i].id - 1] = best;
+		out->order[i] = order[i].id;
+		out->loads[best] += order[i].weight;
+		shard_sift_down(heap, shards, out->loads);
+	}
 }
 
 int
 sr_plan_static(const struct sr_plan *p, unsigned shards,
                struct sr_static_plan *out)
 {
-	struct sr_unit **order;
+	size_t n = p->n ? p->n : 1;
+	struct sr_heap_ent *order;
+	unsigned *heap;
 
 	if (shards == 0)
 		return (SR_EINVAL);
-	order = malloc((p->n ? p->n : 1) * sizeof(*order));
-	out->shard_of = calloc(p->n ? p->n : 1, sizeof(*out->shard_of));
+	memset(out, 0, sizeof(*out));
+	order = malloc(n * sizeof(*order));
+	heap = malloc(shards * sizeof(*heap));
+	out->shard_of = calloc(n, sizeof(*out->shard_of));
 	out->loads = calloc(shards, sizeof(*out->loads));
-	out->order = malloc((p->n ? p->n : 1) * sizeof(*out->order));
-	if (order == NULL || out->shard_of == NULL || out->loads == NULL ||
-	    out->order == NULL) {
+	out->order = malloc(n * sizeof(*out->order));
+	if (order == NULL || heap == NULL || out->shard_of == NULL ||
+	    out->loads == NULL || out->order == NULL) {
 		free(order);
+		free(heap);
 		sr_static_plan_free(out);
 		return (SR_ENOMEM);
 	}
 	out->shards = shards;
-	memcpy(order, p->units, p->n * sizeof(*order));
-	qsort(order, p->n, sizeof(*order), cmp_lpt);
 	for (size_t i = 0; i < p->n; i++) {
-		unsigned best = 0;
-
-		for (unsigned k = 1; k < shards; k++)
-			if (out->loads[k] < out->loads[best])
-				best = k;
-		out->shard_of[order[i]->id - 1] = best;
-		out->order[i] = order[i]->id;
-		out->loads[best] += order[i]->weight;
+		order[i].weight = p->units[i]->weight;
+		order[i].first = (uint32_t) p->units[i]->files[0];
+		order[i].id = p->units[i]->id;
 	}
+	qsort(order, p->n, sizeof(*order), cmp_lpt);
+	split(order, p->n, shards, heap, out);
 	free(order);
+	free(heap);
 	return (0);
 }
 

@@ -1,6 +1,9 @@
 /*
  * plan.h - units of work, the pull queue, static plans, the lower bound.
  *
+ * The suite is sorted by path (collect.c sorts), so a unit's first file
+ * index orders ties by path without touching the strings.
+ *
  * Every file that is not in the serial group is a unit of its own; the
  * serial group is one unit whose files run in path order on one slot and
  * whose weight is their sum. The queue hands out the heaviest eligible unit
@@ -8,6 +11,9 @@
  * LPT with exact estimates and corrects itself with wrong ones. A requeued
  * file becomes a new unit (ids are never reused, so a late result for the
  * old unit is recognised and ignored).
+ *
+ * Memory: units come from slabs and one-file units keep their file index
+ * inline, so a million files cost about 150 bytes each here.
  *
  * Ownership: the plan owns its units and their file index arrays; units
  * point into the caller's suite by index only. Not thread safe.
@@ -28,28 +34,38 @@ enum sr_unit_state {
 };
 
 struct sr_unit {
-	uint32_t id;   /* 1-based; plan->units[id - 1] */
-	size_t *files; /* suite indices, in run order */
-	size_t nfiles;
-	double weight;   /* estimated seconds */
-	const char *key; /* tie-break: the first file's path */
+	double weight;     /* estimated seconds */
+	double dispatched; /* monotonic time of the dispatch */
+	uint32_t *files;   /* suite indices, in run order */
+	bool *got;         /* per file: result received this attempt */
+	void *agent;       /* coordinator's agent record while running */
+	char *avoid;       /* agent name to avoid (crashed there) */
+	uint32_t id;       /* 1-based; plan->units[id - 1] */
+	uint32_t nfiles;
+	uint32_t attempt; /* dispatch count; the wire's attempt number */
+	uint32_t slot;
+	uint32_t ngot;
+	uint32_t one_file; /* storage for files/got of one-file units */
+	uint8_t state;     /* enum sr_unit_state */
 	bool serial;
 	bool exclusive;
-	int state;
-	uint32_t attempt; /* dispatch count; the wire's attempt number */
-	void *agent;      /* coordinator's agent record while running */
-	uint32_t slot;
-	double dispatched; /* monotonic time of the dispatch */
-	bool *got;         /* per file: result received this attempt */
-	size_t ngot;
-	char *avoid; /* agent name to avoid (crashed there) */
+	bool one_got;
+};
+
+struct sr_heap_ent {
+	double weight;
+	uint32_t first; /* the first file's suite index: path order */
+	uint32_t id;
 };
 
 struct sr_plan {
 	struct sr_unit **units;
 	size_t n;
 	size_t cap;
-	uint32_t *heap; /* ids of queued units */
+	struct sr_unit **slabs; /* units are allocated SR_SLAB at a time */
+	size_t nslabs;
+	size_t slab_used;
+	struct sr_heap_ent *heap; /* queued units */
 	size_t nheap;
 	size_t heapcap;
 };
