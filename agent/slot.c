@@ -2,6 +2,7 @@
  * slot.c - running one unit's files on one slot: spawn, timeout, classify,
  * transient retries, result.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "slot.h"
 #include "sr/err.h"
@@ -121,9 +123,6 @@ finish(struct sr_slot *s, const struct sr_slot_env *e, int outcome,
 	e->done(e->arg, s, &r);
 	free(tail);
 	free(junit);
-	if (s->dir[0] != '\0')
-		(void) sr_rmtree(s->dir);
-	s->dir[0] = '\0';
 	s->phase = PHASE_IDLE;
 	s->idx++;
 	start_file(s, e);
@@ -182,15 +181,41 @@ build_env(const struct sr_slot *s, const struct sr_slot_env *e, const char *tmp,
 	return (rv);
 }
 
+static bool
+dir_empty(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	bool empty = true;
+
+	if (d == NULL)
+		return (false);
+	while (empty && (de = readdir(d)) != NULL)
+		empty = strcmp(de->d_name, ".") == 0 ||
+		        strcmp(de->d_name, "..") == 0;
+	closedir(d);
+	return (empty);
+}
+
+/*
+ * Each slot keeps one directory (log, JUnit report, private tmp) and
+ * clears it before every attempt instead of making a new one: creating and
+ * removing directories is a measurable share of a short file's cost.
+ */
 static int
 make_dirs(struct sr_slot *s, const struct sr_slot_env *e, char *tmp,
           size_t tmpsz)
 {
-	if (snprintf(s->dir, sizeof(s->dir), "%s/%llu", e->tmp_root,
-	             (unsigned long long) s->spawn_id) >= (int) sizeof(s->dir))
+	char junit[PATH_MAX + 16];
+
+	if (snprintf(s->dir, sizeof(s->dir), "%s/slot-%u", e->tmp_root,
+	             s->index) >= (int) sizeof(s->dir) ||
+	    snprintf(tmp, tmpsz, "%s/tmp", s->dir) >= (int) tmpsz)
 		return (SR_ETOOBIG);
-	if (snprintf(tmp, tmpsz, "%s/tmp", s->dir) >= (int) tmpsz)
-		return (SR_ETOOBIG);
+	snprintf(junit, sizeof(junit), "%s/junit.xml", s->dir);
+	(void) unlink(junit);
+	if (!dir_empty(tmp))
+		(void) sr_rmtree(tmp);
 	return (sr_mkdirs(tmp, 0700));
 }
 
@@ -340,9 +365,6 @@ sr_slot_on_exit(struct sr_slot *s, const struct sr_slot_env *e,
 	int st = ev->status;
 
 	if (s->cancelled) {
-		if (s->dir[0] != '\0')
-			(void) sr_rmtree(s->dir);
-		s->dir[0] = '\0';
 		sr_slot_release(s);
 		return;
 	}
@@ -413,8 +435,5 @@ sr_slot_abort(struct sr_slot *s, const struct sr_slot_env *e)
 		sr_spawner_kill(e->cfg->spawner, s->spawn_id, SIGKILL);
 		return; /* released when the exit arrives */
 	}
-	if (s->dir[0] != '\0')
-		(void) sr_rmtree(s->dir);
-	s->dir[0] = '\0';
 	sr_slot_release(s);
 }
