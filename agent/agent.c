@@ -1,10 +1,7 @@
 /*
  * agent.c - the agent node: sessions with coordinators, slot offers,
- * results until acknowledged, heartbeats, and the event loop.
- *
- * Messages from a coordinator dispatch through one table; each handler runs
- * only for an authenticated session (the node layer guarantees it) and, but
- * for Welcome and Shutdown, only after the session's Welcome.
+ * results until acknowledged, heartbeats, and the event loop. What each
+ * message does is in handlers.c.
  */
 #include <errno.h>
 #include <limits.h>
@@ -18,64 +15,19 @@
 #include <nng/nng.h>
 #include <nng/supplemental/util/platform.h>
 
-#include "agent.h"
-#include "slot.h"
+#include "agent_int.h"
 #include "sr/err.h"
-#include "sr/fingerprint.h"
 #include "sr/log.h"
 #include "sr/node.h"
-#include "sr/path.h"
 #include "sr/util.h"
 
 extern char **environ;
 
 #define RESEND_S    2.0
 #define HANDSHAKE_S 10.0
-#define MAX_FILES   100000 /* per assignment */
 
-struct pending {
-	uint32_t unit;
-	uint32_t attempt;
-	uint32_t index;
-	uint8_t *packed; /* Shardrun__Result */
-	size_t len;
-};
-
-struct session {
-	struct sr_peer *peer;
-	bool welcomed;
-	bool over; /* Shutdown received */
-	char run_id[33];
-	double hb_s;
-	double lost_s;
-	double last_hb;
-	double last_resend;
-	uint64_t hb_seq;
-	struct pending *pend;
-	size_t npend;
-	size_t pcap;
-	unsigned offered; /* slots waiting for work from it */
-	struct session *next;
-};
-
-struct agent {
-	const struct sr_agent_cfg *cfg;
-	struct sr_node *node;
-	struct sr_slot *slots;
-	bool *offered;             /* per slot: a WorkRequest is outstanding */
-	struct session **offer_to; /* per slot: to whom */
-	struct session *sessions;
-	struct sr_strv env;
-	char tmp_root[PATH_MAX];
-	uint64_t next_spawn_id;
-	struct sr_slot_env senv;
-	bool done;    /* once: the run is over */
-	bool ever_up; /* a session was authenticated */
-	int status;
-};
-
-static int
-send_env(struct agent *a, struct session *s, Shardrun__Envelope *e)
+int
+sr_ag_send(struct agent *a, struct session *s, Shardrun__Envelope *e)
 {
 	return (sr_node_send(a->node, s->peer, e));
 }
@@ -136,7 +88,9 @@ offer(struct agent *a, unsigned slot)
 	Shardrun__WorkRequest w = SHARDRUN__WORK_REQUEST__INIT;
 	struct session *s;
 
-	if (a->slots[slot].busy || a->offered[slot] || exclusive_running(a))
+	if (a->slots[slot].busy || a->offered[slot] ||
+	    sr_slot_start_next(&a->slots[slot], &a->senv) ||
+	    exclusive_running(a))
 		return;
 	if ((s = least_loaded(a)) == NULL)
 		return;
@@ -146,18 +100,18 @@ offer(struct agent *a, unsigned slot)
 	a->offered[slot] = true;
 	a->offer_to[slot] = s;
 	s->offered++;
-	(void) send_env(a, s, &e);
+	(void) sr_ag_send(a, s, &e);
 }
 
-static void
-offer_all(struct agent *a)
+void
+sr_ag_offer_all(struct agent *a)
 {
 	for (unsigned i = 0; i < a->cfg->slots; i++)
 		offer(a, i);
 }
 
-static void
-withdraw(struct agent *a, unsigned slot)
+void
+sr_ag_withdraw(struct agent *a, unsigned slot)
 {
 	if (!a->offered[slot])
 		return;
@@ -204,7 +158,7 @@ send_result(struct agent *a, struct session *s, const struct pending *p)
 		return;
 	e.body_case = SHARDRUN__ENVELOPE__BODY_RESULT;
 	e.result = r;
-	(void) send_env(a, s, &e);
+	(void) sr_ag_send(a, s, &e);
 	shardrun__result__free_unpacked(r, NULL);
 }
 
@@ -226,272 +180,13 @@ on_slot_done(void *arg, struct sr_slot *slot, Shardrun__Result *r)
 
 	if (r == NULL) {
 		sr_slot_release(slot);
-		offer_all(a);
+		sr_ag_offer_all(a); /* starts a queued unit first */
 		return;
 	}
 	if (s == NULL)
 		return; /* the run went away meanwhile */
 	if (pend_add(s, r) == 0)
 		send_result(a, s, &s->pend[s->npend - 1]);
-}
-
-/* ---- messages from a coordinator ---- */
-
-static void
-send_hello(struct agent *a, struct session *s)
-{
-	Shardrun__Envelope e = SHARDRUN__ENVELOPE__INIT;
-	Shardrun__Hello h = SHARDRUN__HELLO__INIT;
-
-	h.name = (char *) a->cfg->name;
-	h.slots = a->cfg->slots;
-	h.profile = (char *) a->cfg->profile->name;
-	h.pid = (uint32_t) getpid();
-	e.body_case = SHARDRUN__ENVELOPE__BODY_HELLO;
-	e.hello = &h;
-	(void) send_env(a, s, &e);
-}
-
-static void
-refuse(struct agent *a, struct session *s, const char *why, const char *file)
-{
-	Shardrun__Envelope e = SHARDRUN__ENVELOPE__INIT;
-	Shardrun__Refuse r = SHARDRUN__REFUSE__INIT;
-
-	sr_error("refusing the run: %s%s%s", why, file ? ": " : "",
-	         file ? file : "");
-	r.reason = (char *) why;
-	r.file = (char *) (file ? file : "");
-	e.body_case = SHARDRUN__ENVELOPE__BODY_REFUSE;
-	e.refuse = &r;
-	(void) send_env(a, s, &e);
-	s->over = true;
-	a->status = SR_EINVAL;
-	if (a->cfg->once)
-		a->done = true;
-}
-
-/* The run's fingerprint against this checkout: the commit when both are
- * known, then every file's content. Returns the first difference. */
-static const char *
-check_workspace(const struct agent *a, const Shardrun__Welcome *w,
-                const char **file)
-{
-	char commit[41];
-	char path[PATH_MAX * 2];
-	uint8_t h[SR_HASH_BYTES];
-
-	*file = NULL;
-	if (w->commit[0] != '\0' &&
-	    sr_git_commit(a->cfg->workspace, commit) == 0 &&
-	    strcmp(commit, w->commit) != 0) {
-		*file = w->commit;
-		return ("the workspace is at another commit than the run");
-	}
-	for (size_t i = 0; i < w->n_files; i++) {
-		const Shardrun__FileHash *fh = w->files[i];
-
-		*file = fh->path;
-		if (sr_path_check(fh->path) != 0)
-			return ("the run names a path outside any workspace");
-		snprintf(path, sizeof(path), "%s/%s", a->cfg->workspace,
-		         fh->path);
-		if (sr_hash_file(path, h) != 0)
-			return (
-			    "a file of the run is missing from the workspace");
-		if (fh->hash.len != SR_HASH_BYTES ||
-		    memcmp(fh->hash.data, h, SR_HASH_BYTES) != 0)
-			return ("a file of the run differs from the workspace");
-	}
-	*file = NULL;
-	return (NULL);
-}
-
-static void
-on_welcome(struct agent *a, struct session *s, const Shardrun__Envelope *env)
-{
-	const Shardrun__Welcome *w = env->welcome;
-	const char *why;
-	const char *file;
-
-	if (s->welcomed)
-		return;
-	if (w->run_id.len != 16) {
-		refuse(a, s, "malformed welcome", NULL);
-		return;
-	}
-	if (strcmp(w->profile, a->cfg->profile->name) != 0) {
-		refuse(a, s, "the run uses another profile", w->profile);
-		return;
-	}
-	if ((why = check_workspace(a, w, &file)) != NULL) {
-		refuse(a, s, why, file);
-		return;
-	}
-	sr_hex(w->run_id.data, 16, s->run_id);
-	s->hb_s = w->heartbeat_ms > 0 ? w->heartbeat_ms / 1000.0 : 1.0;
-	s->lost_s = w->lease_ms > 0 ? w->lease_ms / 1000.0 : a->cfg->lost_s;
-	s->welcomed = true;
-	sr_info("serving run %s from %s", s->run_id, s->peer->addr);
-	offer_all(a);
-}
-
-static bool
-valid_assignment(const struct agent *a, const Shardrun__Assignment *as)
-{
-	if (as->slot >= a->cfg->slots || as->unit == 0 || as->attempt == 0 ||
-	    as->n_files == 0 || as->n_files > MAX_FILES ||
-	    as->n_selectors > MAX_FILES)
-		return (false);
-	for (size_t i = 0; i < as->n_files; i++)
-		if (sr_path_check(as->files[i]) != 0)
-			return (false);
-	return (true);
-}
-
-static void
-decline(struct agent *a, struct session *s, const Shardrun__Assignment *as)
-{
-	Shardrun__Envelope e = SHARDRUN__ENVELOPE__INIT;
-	Shardrun__Cancel c = SHARDRUN__CANCEL__INIT;
-
-	c.unit = as->unit;
-	c.attempt = as->attempt;
-	e.body_case = SHARDRUN__ENVELOPE__BODY_CANCEL;
-	e.cancel = &c;
-	(void) send_env(a, s, &e);
-}
-
-static void
-on_assignment(struct agent *a, struct session *s, const Shardrun__Envelope *env)
-{
-	const Shardrun__Assignment *as = env->assignment;
-	struct sr_slot *slot;
-
-	if (!valid_assignment(a, as)) {
-		sr_warn("invalid assignment from %s dropped", s->peer->addr);
-		decline(a, s, as);
-		return;
-	}
-	slot = &a->slots[as->slot];
-	if (slot->busy) {
-		decline(a, s, as);
-		return;
-	}
-	withdraw(a, as->slot);
-	slot->owner = s;
-	if (sr_slot_assign(slot, &a->senv, as, s->run_id) != 0)
-		decline(a, s, as);
-}
-
-static void
-on_ack(struct agent *a, struct session *s, const Shardrun__Envelope *env)
-{
-	const Shardrun__ResultAck *k = env->result_ack;
-
-	(void) a;
-	for (size_t i = 0; i < s->npend; i++) {
-		struct pending *p = &s->pend[i];
-
-		if (p->unit == k->unit && p->attempt == k->attempt &&
-		    p->index == k->index) {
-			free(p->packed);
-			s->pend[i] = s->pend[--s->npend];
-			return;
-		}
-	}
-}
-
-static void
-kill_session_work(struct agent *a, struct session *s)
-{
-	for (unsigned i = 0; i < a->cfg->slots; i++) {
-		if (a->offered[i] && a->offer_to[i] == s)
-			withdraw(a, i);
-		if (a->slots[i].busy && a->slots[i].owner == s)
-			sr_slot_abort(&a->slots[i], &a->senv);
-	}
-}
-
-static void
-on_cancel(struct agent *a, struct session *s, const Shardrun__Envelope *env)
-{
-	for (unsigned i = 0; i < a->cfg->slots; i++) {
-		struct sr_slot *sl = &a->slots[i];
-
-		if (sl->busy && sl->owner == s &&
-		    sl->unit == env->cancel->unit &&
-		    sl->attempt == env->cancel->attempt) {
-			sr_slot_abort(sl, &a->senv);
-			sl->owner = NULL;
-		}
-	}
-	offer_all(a);
-}
-
-static void
-on_shutdown(struct agent *a, struct session *s, const Shardrun__Envelope *env)
-{
-	sr_info("run %s over: %s", s->run_id, env->shutdown->reason);
-	s->over = true;
-	kill_session_work(a, s);
-	(void) sr_spawner_sweep(a->cfg->spawner);
-	if (a->cfg->once)
-		a->done = true;
-	else
-		sr_node_drop(a->node, s->peer);
-}
-
-static void
-on_refuse(struct agent *a, struct session *s, const Shardrun__Envelope *env)
-{
-	sr_error("coordinator refused this agent: %s", env->refuse->reason);
-	s->over = true;
-	kill_session_work(a, s);
-	a->status = SR_EAUTH;
-	if (a->cfg->once)
-		a->done = true;
-}
-
-static void
-on_heartbeat(struct agent *a, struct session *s, const Shardrun__Envelope *env)
-{
-	(void) a;
-	(void) s;
-	(void) env; /* last_rx is what matters; the node layer updates it */
-}
-
-typedef void (*handler_fn)(struct agent *, struct session *,
-                           const Shardrun__Envelope *);
-
-static const struct {
-	Shardrun__Envelope__BodyCase type;
-	handler_fn fn;
-	bool needs_welcome;
-} handlers[] = {
-    {SHARDRUN__ENVELOPE__BODY_WELCOME, on_welcome, false},
-    {SHARDRUN__ENVELOPE__BODY_SHUTDOWN, on_shutdown, false},
-    {SHARDRUN__ENVELOPE__BODY_REFUSE, on_refuse, false},
-    {SHARDRUN__ENVELOPE__BODY_HEARTBEAT, on_heartbeat, false},
-    {SHARDRUN__ENVELOPE__BODY_ASSIGNMENT, on_assignment, true},
-    {SHARDRUN__ENVELOPE__BODY_RESULT_ACK, on_ack, true},
-    {SHARDRUN__ENVELOPE__BODY_CANCEL, on_cancel, true},
-};
-
-static void
-dispatch(struct agent *a, struct session *s, const Shardrun__Envelope *env)
-{
-	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
-		if (handlers[i].type != env->body_case)
-			continue;
-		if (handlers[i].needs_welcome && !s->welcomed)
-			return;
-		if (!s->over)
-			handlers[i].fn(a, s, env);
-		return;
-	}
-	sr_debug("unexpected %s from %s dropped", sr_wire_kind(env),
-	         s->peer->addr);
 }
 
 /* ---- sessions ---- */
@@ -518,7 +213,7 @@ session_free(struct agent *a, struct session *s)
 {
 	struct session **pp;
 
-	kill_session_work(a, s);
+	sr_ag_kill_session_work(a, s);
 	for (pp = &a->sessions; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == s) {
 			*pp = s->next;
@@ -528,13 +223,25 @@ session_free(struct agent *a, struct session *s)
 	for (size_t i = 0; i < s->npend; i++)
 		free(s->pend[i].packed);
 	free(s->pend);
+	sr_wscheck_free(&s->check);
 	free(s);
+}
+
+static bool
+session_idle(const struct agent *a, const struct session *s)
+{
+	for (unsigned i = 0; i < a->cfg->slots; i++)
+		if (a->slots[i].busy && a->slots[i].owner == s)
+			return (false);
+	return (s->npend == 0 && s->welcomed);
 }
 
 static void
 on_down(struct agent *a, struct session *s)
 {
-	bool over = s->over;
+	/* A coordinator that closes with nothing owed and nothing running has
+	 * finished (its Shutdown may have been lost on the way). */
+	bool over = s->over || session_idle(a, s);
 
 	sr_info("coordinator %s gone", s->peer->addr);
 	session_free(a, s);
@@ -542,7 +249,45 @@ on_down(struct agent *a, struct session *s)
 		sr_error("lost the coordinator before the run was over");
 		a->status = SR_ECLOSED;
 		a->done = true;
+	} else if (a->cfg->once) {
+		a->done = true;
 	}
+}
+
+static void
+add_running(Shardrun__Heartbeat *h, Shardrun__Running *run, uint32_t unit,
+            uint32_t attempt, unsigned slot)
+{
+	for (size_t i = 0; i < h->n_running; i++)
+		if (h->running[i]->unit == unit &&
+		    h->running[i]->attempt == attempt)
+			return;
+	shardrun__running__init(&run[h->n_running]);
+	run[h->n_running].unit = unit;
+	run[h->n_running].attempt = attempt;
+	run[h->n_running].slot = slot;
+	h->running[h->n_running] = &run[h->n_running];
+	h->n_running++;
+}
+
+/* Everything this run's coordinator must not give up on: units running,
+ * queued, or whose results are not acknowledged yet. */
+static void
+collect_running(struct agent *a, struct session *s, Shardrun__Heartbeat *h,
+                Shardrun__Running *run)
+{
+	for (unsigned i = 0; i < a->cfg->slots; i++) {
+		struct sr_slot *sl = &a->slots[i];
+
+		if (sl->busy && sl->owner == s && !sl->cancelled)
+			add_running(h, run, sl->unit, sl->attempt, i);
+		for (unsigned k = 0; k < sl->nnext; k++)
+			if (sl->next[k].owner == s)
+				add_running(h, run, sl->next[k].unit,
+				            sl->next[k].attempt, i);
+	}
+	for (size_t i = 0; i < s->npend; i++)
+		add_running(h, run, s->pend[i].unit, s->pend[i].attempt, 0);
 }
 
 static void
@@ -550,29 +295,26 @@ heartbeat(struct agent *a, struct session *s)
 {
 	Shardrun__Envelope e = SHARDRUN__ENVELOPE__INIT;
 	Shardrun__Heartbeat h = SHARDRUN__HEARTBEAT__INIT;
-	uint32_t free_slots[a->cfg->slots + 1];
-	Shardrun__Running run[a->cfg->slots + 1];
-	Shardrun__Running *runp[a->cfg->slots + 1];
+	size_t cap = a->cfg->slots * (1 + SR_SLOT_QUEUE) + s->npend + 1;
+	uint32_t *free_slots = calloc(a->cfg->slots + 1, sizeof(*free_slots));
+	Shardrun__Running *run = calloc(cap, sizeof(*run));
+	Shardrun__Running **runp = calloc(cap, sizeof(*runp));
 
-	for (unsigned i = 0; i < a->cfg->slots; i++) {
-		if (a->offered[i] && a->offer_to[i] == s)
-			free_slots[h.n_free_slots++] = i;
-		if (a->slots[i].busy && a->slots[i].owner == s &&
-		    !a->slots[i].cancelled) {
-			shardrun__running__init(&run[h.n_running]);
-			run[h.n_running].unit = a->slots[i].unit;
-			run[h.n_running].attempt = a->slots[i].attempt;
-			run[h.n_running].slot = i;
-			runp[h.n_running] = &run[h.n_running];
-			h.n_running++;
-		}
+	if (free_slots != NULL && run != NULL && runp != NULL) {
+		for (unsigned i = 0; i < a->cfg->slots; i++)
+			if (a->offered[i] && a->offer_to[i] == s)
+				free_slots[h.n_free_slots++] = i;
+		h.free_slots = free_slots;
+		h.running = runp;
+		collect_running(a, s, &h, run);
+		h.seq = ++s->hb_seq;
+		e.body_case = SHARDRUN__ENVELOPE__BODY_HEARTBEAT;
+		e.heartbeat = &h;
+		(void) sr_ag_send(a, s, &e);
 	}
-	h.seq = ++s->hb_seq;
-	h.free_slots = free_slots;
-	h.running = runp;
-	e.body_case = SHARDRUN__ENVELOPE__BODY_HEARTBEAT;
-	e.heartbeat = &h;
-	(void) send_env(a, s, &e);
+	free(free_slots);
+	free(run);
+	free(runp);
 }
 
 /* Heartbeats, result resends, silence detection. */
@@ -584,7 +326,10 @@ session_timers(struct agent *a, double now)
 	while (s != NULL) {
 		struct session *next = s->next;
 
-		if (s->welcomed && now - s->last_hb >= s->hb_s) {
+		if (s->checking)
+			sr_ag_check_step(a, s);
+		if ((s->welcomed || s->checking) &&
+		    now - s->last_hb >= s->hb_s) {
 			s->last_hb = now;
 			heartbeat(a, s);
 		}
@@ -615,12 +360,12 @@ node_events(struct agent *a)
 
 			a->ever_up = true;
 			if (s != NULL)
-				send_hello(a, s);
+				sr_ag_send_hello(a, s);
 		} else if (ev.type == SR_EV_DOWN && ev.peer->user != NULL) {
 			on_down(a, ev.peer->user);
 		} else if (ev.type == SR_EV_MSG) {
 			if (ev.peer->user != NULL)
-				dispatch(a, ev.peer->user, ev.env);
+				sr_ag_dispatch(a, ev.peer->user, ev.env);
 			sr_wire_free(ev.env);
 		}
 	}
@@ -639,7 +384,7 @@ spawner_events(struct agent *a)
 			if (s->busy && s->phase == PHASE_RUNNING &&
 			    s->spawn_id == ev.id) {
 				sr_slot_on_exit(s, &a->senv, &ev);
-				offer_all(a);
+				sr_ag_offer_all(a);
 				break;
 			}
 		}

@@ -24,7 +24,7 @@
 #define CHECK_SPACE_S 0.1
 #define BACKOFF_MAX_S 8.0
 
-static void start_file(struct sr_slot *s, const struct sr_slot_env *e);
+static void advance(struct sr_slot *s, const struct sr_slot_env *e);
 static void try_file(struct sr_slot *s, const struct sr_slot_env *e);
 
 static const char *
@@ -35,7 +35,8 @@ cur_file(const struct sr_slot *s)
 
 int
 sr_slot_assign(struct sr_slot *s, const struct sr_slot_env *e,
-               const Shardrun__Assignment *a, const char *run_id)
+               const Shardrun__Assignment *a, const char *run_id,
+               double received)
 {
 	int rv = 0;
 
@@ -56,10 +57,13 @@ sr_slot_assign(struct sr_slot *s, const struct sr_slot_env *e,
 	s->attempt = a->attempt;
 	s->exclusive = a->exclusive;
 	s->timeout_s = a->timeout_ms / 1000.0;
+	s->kill_grace_s = a->kill_grace_ms > 0 ? a->kill_grace_ms / 1000.0
+	                                       : e->cfg->kill_grace_s;
 	s->idx = 0;
-	s->unit_t0 = sr_now();
+	s->unit_t0 = received;
 	s->cancelled = false;
-	start_file(s, e);
+	s->phase = PHASE_IDLE;
+	advance(s, e);
 	return (0);
 }
 
@@ -125,20 +129,26 @@ finish(struct sr_slot *s, const struct sr_slot_env *e, int outcome,
 	free(junit);
 	s->phase = PHASE_IDLE;
 	s->idx++;
-	start_file(s, e);
 }
 
+/*
+ * Start the next file, and go on while files end at once (a refused path, a
+ * spawn failure): a loop, not recursion, so a long serial unit of such
+ * files cannot exhaust the stack. Every entry point calls it last.
+ */
 static void
-start_file(struct sr_slot *s, const struct sr_slot_env *e)
+advance(struct sr_slot *s, const struct sr_slot_env *e)
 {
-	if (s->idx >= s->files.n) {
-		e->done(e->arg, s, NULL); /* the unit is over */
-		return;
+	while (s->busy && !s->cancelled && s->phase == PHASE_IDLE) {
+		if (s->idx >= s->files.n) {
+			e->done(e->arg, s, NULL); /* the unit is over */
+			return;
+		}
+		s->tries = 0;
+		s->transient = 0;
+		s->first_start = s->started = sr_now();
+		try_file(s, e);
 	}
-	s->tries = 0;
-	s->transient = 0;
-	s->first_start = s->started = sr_now();
-	try_file(s, e);
 }
 
 static int
@@ -392,6 +402,7 @@ sr_slot_on_exit(struct sr_slot *s, const struct sr_slot_env *e,
 		else
 			finish(s, e, out, code, 0, NULL, ev->peak_rss_kb);
 	}
+	advance(s, e);
 }
 
 void
@@ -405,7 +416,7 @@ sr_slot_tick(struct sr_slot *s, const struct sr_slot_env *e, double now)
 			sr_info("%s: timeout after %.0fs, terminating",
 			        cur_file(s), s->timeout_s);
 			s->signalled = true;
-			s->kill_at = now + e->cfg->kill_grace_s;
+			s->kill_at = now + s->kill_grace_s;
 			sr_spawner_kill(e->cfg->spawner, s->spawn_id, SIGTERM);
 		} else if (s->kill_at > 0 && now >= s->kill_at) {
 			s->kill_at = 0;
@@ -423,6 +434,7 @@ sr_slot_tick(struct sr_slot *s, const struct sr_slot_env *e, double now)
 	default:
 		break;
 	}
+	advance(s, e);
 }
 
 void
@@ -436,4 +448,71 @@ sr_slot_abort(struct sr_slot *s, const struct sr_slot_env *e)
 		return; /* released when the exit arrives */
 	}
 	sr_slot_release(s);
+}
+
+int
+sr_slot_enqueue(struct sr_slot *s, const Shardrun__Assignment *a, void *owner,
+                const char *run_id)
+{
+	struct sr_slot_next *n;
+
+	if (s->nnext == SR_SLOT_QUEUE)
+		return (SR_EAGAIN);
+	n = &s->next[s->nnext];
+	n->len = shardrun__assignment__get_packed_size(a);
+	if ((n->packed = malloc(n->len ? n->len : 1)) == NULL)
+		return (SR_ENOMEM);
+	shardrun__assignment__pack(a, n->packed);
+	n->owner = owner;
+	n->unit = a->unit;
+	n->attempt = a->attempt;
+	n->received = sr_now();
+	snprintf(n->run_id, sizeof(n->run_id), "%s", run_id);
+	s->nnext++;
+	return (0);
+}
+
+static void
+drop_at(struct sr_slot *s, unsigned i)
+{
+	free(s->next[i].packed);
+	memmove(&s->next[i], &s->next[i + 1],
+	        (s->nnext - i - 1) * sizeof(s->next[0]));
+	s->nnext--;
+}
+
+bool
+sr_slot_start_next(struct sr_slot *s, const struct sr_slot_env *e)
+{
+	while (!s->busy && s->nnext > 0) {
+		struct sr_slot_next n = s->next[0];
+		Shardrun__Assignment *a;
+
+		s->next[0].packed = NULL;
+		drop_at(s, 0);
+		a = shardrun__assignment__unpack(NULL, n.len, n.packed);
+		free(n.packed);
+		if (a == NULL)
+			continue;
+		s->owner = n.owner;
+		if (sr_slot_assign(s, e, a, n.run_id, n.received) != 0)
+			s->owner = NULL;
+		shardrun__assignment__free_unpacked(a, NULL);
+	}
+	return (s->busy);
+}
+
+void
+sr_slot_drop_queued(struct sr_slot *s, const void *owner, uint32_t unit,
+                    uint32_t attempt)
+{
+	for (unsigned i = 0; i < s->nnext;) {
+		struct sr_slot_next *n = &s->next[i];
+
+		if ((owner == NULL || n->owner == owner) &&
+		    (unit == 0 || (n->unit == unit && n->attempt == attempt)))
+			drop_at(s, i);
+		else
+			i++;
+	}
 }

@@ -45,6 +45,20 @@ struct sr_slot_env {
 	void *arg;
 };
 
+/* An assignment waiting for its slot (the coordinator prefetches short
+ * units so a slot never idles through a round trip). */
+#define SR_SLOT_QUEUE 4
+
+struct sr_slot_next {
+	uint8_t *packed; /* Shardrun__Assignment */
+	size_t len;
+	void *owner;
+	char run_id[33];
+	uint32_t unit;
+	uint32_t attempt;
+	double received;
+};
+
 struct sr_slot {
 	unsigned index;
 	bool busy;   /* holds a unit */
@@ -54,6 +68,7 @@ struct sr_slot {
 	uint32_t attempt;
 	bool exclusive;
 	double timeout_s;
+	double kill_grace_s; /* SIGTERM -> SIGKILL, from the run */
 	struct sr_strv files;
 	struct sr_strv selectors;
 	size_t idx; /* current file */
@@ -74,11 +89,15 @@ struct sr_slot {
 	double next_at; /* next check or retry */
 	int last_exit;  /* exit code that caused a check */
 	char dir[PATH_MAX];
+	struct sr_slot_next next[SR_SLOT_QUEUE];
+	unsigned nnext;
 };
 
-/* Take a unit. Files and selectors are copied. */
+/* Take a unit that arrived at `received` (monotonic; its results' start
+ * times count from then). Files and selectors are copied. */
 int sr_slot_assign(struct sr_slot *s, const struct sr_slot_env *e,
-                   const Shardrun__Assignment *a, const char *run_id);
+                   const Shardrun__Assignment *a, const char *run_id,
+                   double received);
 /* The spawner reported an exit for this slot's current try. */
 void sr_slot_on_exit(struct sr_slot *s, const struct sr_slot_env *e,
                      const struct sr_spawn_ev *ev);
@@ -88,5 +107,14 @@ void sr_slot_tick(struct sr_slot *s, const struct sr_slot_env *e, double now);
 void sr_slot_abort(struct sr_slot *s, const struct sr_slot_env *e);
 /* Release the unit's memory once its last result is out. */
 void sr_slot_release(struct sr_slot *s);
+/* Queue an assignment behind the running unit; SR_EAGAIN when full. */
+int sr_slot_enqueue(struct sr_slot *s, const Shardrun__Assignment *a,
+                    void *owner, const char *run_id);
+/* Start the next queued unit on an idle slot; false when none is left. */
+bool sr_slot_start_next(struct sr_slot *s, const struct sr_slot_env *e);
+/* Forget queued units of this owner (NULL: all), or only the one with this
+ * unit and attempt when unit != 0. */
+void sr_slot_drop_queued(struct sr_slot *s, const void *owner, uint32_t unit,
+                         uint32_t attempt);
 
 #endif /* SR_SLOT_H */

@@ -247,12 +247,23 @@ ns_init(void *arg)
 	int status = 0;
 	int report[2];
 
+	sigset_t none;
+
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* Keep only the status pipe: not the helper's channel, its signalfd,
+	 * or other attempts' status pipes. */
+	if (a->statusfd > 3)
+		close_range(3, (unsigned) a->statusfd - 1, 0);
+	close_range((unsigned) a->statusfd + 1, ~0U, 0);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = init_forward;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	/* The helper blocks SIGTERM and friends (it reads them from a
+	 * signalfd); the init must receive them to forward them. */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	report[1] = do_posix_spawn(a, &main_pid);
 	if (report[1] != 0) {
 		report[0] = 0;

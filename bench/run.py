@@ -31,6 +31,7 @@ Standard library only; run with /usr/bin/python3.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -62,12 +63,12 @@ DEFAULTS = {
 }
 QUICK = {
     "sleep": {"files": 12, "scale": 0.25, "slots": 4},
-    "pytest-sleep": {"files": 6, "scale": 0.25, "slots": 2},
-    "pytest-cpu": {"files": 4, "scale": 0.25, "slots": 2},
-    "tiny": {"files": 8, "scale": 1.0, "slots": 2},
-    "heavy-import": {"files": 4, "scale": 0.25, "slots": 2},
+    "pytest-sleep": {"files": 4, "scale": 0.2, "slots": 2},
+    "pytest-cpu": {"files": 3, "scale": 0.15, "slots": 2},
+    "tiny": {"files": 4, "scale": 1.0, "slots": 2},
+    "heavy-import": {"files": 3, "scale": 0.2, "slots": 2},
 }
-QUICK_IMPORT_COST = 0.3
+QUICK_IMPORT_COST = 0.2
 
 REF = "shardrun-local-exact"
 
@@ -530,8 +531,10 @@ def summarize(suite, runs, plans):
         row["wall_over_lb"] = m / true_lb if m and true_lb else None
         row["wall_over_obs_lb"] = m / obs if m and obs else None
         row["ref_over_config"] = ref / m if m and ref else None
+    loads = [r["loadavg_1m"] for rs in runs.values() for r in rs]
     return {
         "kind": suite.kind,
+        "loadavg_1m_median": statistics.median(loads) if loads else None,
         "files": len(suite.files),
         "scale": suite.meta["scale"],
         "seed": suite.meta["seed"],
@@ -600,9 +603,10 @@ def suite_title(s, repeat):
 
 def suite_note(s):
     return ("true work %.2f s, longest file %.2f s; LB = max(sum/K, max) = "
-            "%.2f s; observed LB %s s" % (
+            "%.2f s; observed LB %s s; median 1-min load average after "
+            "each run %s" % (
                 s["truth_sum_s"], s["truth_max_s"], s["lb_true_s"],
-                fmt(s["lb_observed_s"])))
+                fmt(s["lb_observed_s"]), fmt(s["loadavg_1m_median"])))
 
 
 def text_table(s, repeat):
@@ -697,10 +701,6 @@ def parse(argv):
     a = ap.parse_args(argv)
     a.shardrun = os.path.abspath(a.shardrun)
     a.agent = os.path.abspath(a.agent)
-    for b in (a.shardrun, a.agent):
-        if not os.access(b, os.X_OK):
-            ap.error("%s is not an executable (build first, or pass "
-                     "--shardrun/--agent)" % b)
     a.kinds = a.kinds.split(",") if a.kinds else list(KINDS)
     for k in a.kinds:
         if k not in KINDS:
@@ -725,6 +725,37 @@ def parse(argv):
     return a
 
 
+def snapshot_binaries(a, workdir):
+    """Copy the binaries into the work dir, so every run of this invocation
+    uses the same build even if the tree is rebuilt meanwhile."""
+    bindir = os.path.join(workdir, "bin")
+    os.makedirs(bindir, exist_ok=True)
+    out = {}
+    for attr in ("shardrun", "agent"):
+        src = getattr(a, attr)
+        dst = os.path.join(bindir, os.path.basename(src))
+        # A concurrent relink may hide the file, or show half of it, for a
+        # moment: retry until a copy runs.
+        for attempt in range(8):
+            try:
+                shutil.copy2(src, dst)
+                probe = [dst, "version"] if attr == "shardrun" else [dst]
+                subprocess.run(probe, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, timeout=30)
+                break
+            except (OSError, subprocess.SubprocessError) as e:
+                if attempt == 7:
+                    raise SystemExit("run.py: cannot use %s (%s); build "
+                                     "first, or pass --shardrun/--agent"
+                                     % (src, e))
+                time.sleep(1)
+        with open(dst, "rb") as f:
+            out[attr] = {"source": src,
+                         "sha256": hashlib.sha256(f.read()).hexdigest()}
+        setattr(a, attr, dst)
+    return out
+
+
 def main(argv=None):
     a = parse(argv)
     if a.workdir:
@@ -732,21 +763,26 @@ def main(argv=None):
         os.makedirs(workdir, exist_ok=True)
     else:
         workdir = tempfile.mkdtemp(prefix="shardrun-bench-")
+    binaries = snapshot_binaries(a, workdir)
     bench = Bench(a, workdir)
     info = versions(a, bench.env)
+    info["binaries"] = binaries
     log("shardrun bench: %s; %s, pytest %s, xdist %s, %s CPUs; work dir %s" %
         (info["shardrun"], info["python"], info["pytest"], info["xdist"],
          info["cpus"], workdir))
     t_start = time.monotonic()
     summaries = []
     problems = []
+    cal = None  # one CPU calibration per invocation, recorded per suite
     try:
         bench.keygen()
         for kind in a.kinds:
             p = a.params[kind]
             root = os.path.join(workdir, "suite-" + kind)
+            if kind in ("pytest-cpu", "heavy-import") and cal is None:
+                cal = gen.calibrate()
             meta = gen.generate(kind, root, p["files"], a.seed, p["scale"],
-                                a.import_cost)
+                                a.import_cost, calibration=cal)
             suite = Suite(kind, root, meta, p["slots"], 0)
             suite.timeout = a.timeout or default_timeout(suite)
             log("[%s] %d files, true work %.2f s, K=%d, LB %.2f s, "

@@ -36,8 +36,13 @@ struct arec {
 	size_t runcap;
 	bool exclusive; /* an exclusive unit runs there */
 	bool draining;  /* takes nothing until idle (for an exclusive) */
+	uint8_t *depth; /* per slot: units assigned and not done */
+	uint32_t *last; /* per slot: the unit assigned last */
 	struct arec *next;
 };
+
+/* Units estimated shorter than this may be queued behind a running one. */
+#define PREFETCH_S 0.5
 
 struct coord {
 	const struct sr_coord_cfg *cfg;
@@ -51,6 +56,7 @@ struct coord {
 	double wait_until;
 	bool dispatching;
 	bool serial_running;
+	double alone_since; /* no agent connected since then */
 	size_t nfinal;
 	unsigned max_slots; /* most slots connected at once */
 	struct sr_progress prog;
@@ -71,6 +77,7 @@ sr_coord_cfg_init(struct sr_coord_cfg *c)
 	sr_strv_init(&c->agents);
 	c->agents_min = 1;
 	c->wait_s = 60;
+	c->orphan_wait_s = 60;
 	c->max_restarts = 2;
 	c->heartbeat_s = 1.0;
 	c->lease_s = 10.0;
@@ -172,6 +179,8 @@ unit_done(struct coord *c, struct sr_unit *u)
 		}
 		if (u->exclusive)
 			a->exclusive = false;
+		if (a->depth[u->slot] > 0)
+			a->depth[u->slot]--;
 	}
 }
 
@@ -284,6 +293,8 @@ assign(struct coord *c, struct arec *a, unsigned slot, struct sr_unit *u)
 	u->ngot = 0;
 	memset(u->got, 0, u->nfiles * sizeof(*u->got));
 	a->waiting[slot] = false;
+	a->depth[slot]++;
+	a->last[slot] = u->id;
 	if (u->exclusive) {
 		a->exclusive = true;
 		a->draining = false;
@@ -299,10 +310,47 @@ assign(struct coord *c, struct arec *a, unsigned slot, struct sr_unit *u)
 	                    ? (uint32_t) (c->cfg->timeout_s * 1000)
 	                    : 4000000000u;
 	as.exclusive = u->exclusive;
+	as.kill_grace_ms = c->cfg->kill_grace_s < 4e6
+	                       ? (uint32_t) (c->cfg->kill_grace_s * 1000) + 1
+	                       : 4000000000u;
 	e.body_case = SHARDRUN__ENVELOPE__BODY_ASSIGNMENT;
 	e.assignment = &as;
 	(void) send_to(c, a, &e);
 	free(files);
+}
+
+static bool
+prefetchable(void *arg, const struct sr_unit *u)
+{
+	return (u->weight < PREFETCH_S && !u->serial && !u->exclusive &&
+	        eligible(arg, u));
+}
+
+/*
+ * Short units: keep one more queued behind a busy slot's short unit, so
+ * the slot does not idle through a round trip after every file. Only while
+ * plenty of work is left, so the end of the run stays dynamic.
+ */
+static void
+prefetch(struct coord *c, struct arec *a, struct pick *pk)
+{
+	const struct sr_unit *top = sr_plan_peek(&c->plan);
+
+	if (a->exclusive || a->draining || top == NULL ||
+	    top->weight >= PREFETCH_S ||
+	    c->plan.nheap < 2 * (size_t) c->prog.slots + 1)
+		return;
+	for (unsigned s = 0; s < a->slots; s++) {
+		struct sr_unit *cur = sr_plan_unit(&c->plan, a->last[s]);
+		struct sr_unit *u;
+
+		if (a->depth[s] != 1 || a->waiting[s] || cur == NULL ||
+		    cur->state != SR_UNIT_RUNNING || cur->weight >= PREFETCH_S)
+			continue;
+		if ((u = sr_plan_take(&c->plan, prefetchable, pk)) == NULL)
+			return;
+		assign(c, a, s, u);
+	}
 }
 
 static void
@@ -320,6 +368,7 @@ dispatch_agent(struct coord *c, struct arec *a)
 			return;
 		assign(c, a, s, u);
 	}
+	prefetch(c, a, &pk);
 }
 
 static void
@@ -417,8 +466,8 @@ on_hello(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 {
 	const Shardrun__Hello *h = env->hello;
 
-	if (a->hello)
-		return;
+	if (a->hello || a->waiting != NULL)
+		return; /* one Hello per session */
 	if (h->slots == 0 || h->slots > 4096) {
 		send_refuse(c, a, "slot count out of range (1..4096)");
 		return;
@@ -429,7 +478,9 @@ on_hello(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 		send_refuse(c, a, "the run uses another profile");
 		return;
 	}
-	if ((a->waiting = calloc(h->slots, sizeof(*a->waiting))) == NULL)
+	if ((a->waiting = calloc(h->slots, sizeof(*a->waiting))) == NULL ||
+	    (a->depth = calloc(h->slots, sizeof(*a->depth))) == NULL ||
+	    (a->last = calloc(h->slots, sizeof(*a->last))) == NULL)
 		return;
 	a->slots = h->slots;
 	a->hello = true;
@@ -521,33 +572,54 @@ on_result(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 		unit_done(c, u);
 }
 
-/* The agent's state: lost WorkRequests and lost Assignments heal here. */
+static bool
+listed_running(const Shardrun__Heartbeat *h, const struct sr_unit *u)
+{
+	for (size_t i = 0; i < h->n_running; i++)
+		if (h->running[i]->unit == u->id &&
+		    h->running[i]->attempt == u->attempt)
+			return (true);
+	return (false);
+}
+
+static bool
+listed_free(const Shardrun__Heartbeat *h, unsigned slot)
+{
+	for (size_t i = 0; i < h->n_free_slots; i++)
+		if (h->free_slots[i] == slot)
+			return (true);
+	return (false);
+}
+
+/*
+ * The agent's heartbeat is its whole state: the units it runs, has queued,
+ * or still owes results for, and the slots it offers us. A unit it does not
+ * know after a grace period lost its Assignment on the way and is queued
+ * again (no restart counted); the offered slots replace what lost or
+ * withdrawn WorkRequests left behind.
+ */
 static void
 on_heartbeat(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 {
 	const Shardrun__Heartbeat *h = env->heartbeat;
 	double now = sr_now();
 
-	for (size_t i = 0; i < h->n_free_slots; i++) {
-		unsigned slot = h->free_slots[i];
+	for (size_t k = 0; k < a->nrunning;) {
+		struct sr_unit *u = sr_plan_unit(&c->plan, a->running[k]);
 
-		if (slot >= a->slots)
+		if (now - u->dispatched > LOST_ASSIGNMENT_S &&
+		    !listed_running(h, u)) {
+			sr_info("agent %s does not know unit %u: requeued",
+			        a->name, u->id);
+			unit_done(c, u); /* removes it from a->running */
+			sr_plan_push(&c->plan, u);
 			continue;
-		for (size_t k = 0; k < a->nrunning; k++) {
-			struct sr_unit *u =
-			    sr_plan_unit(&c->plan, a->running[k]);
-
-			if (u->slot == slot && u->ngot == 0 &&
-			    now - u->dispatched > LOST_ASSIGNMENT_S) {
-				sr_info("assignment of unit %u lost: requeued",
-				        u->id);
-				unit_done(c, u);
-				sr_plan_push(&c->plan, u);
-				break;
-			}
 		}
-		a->waiting[slot] = true;
+		k++;
 	}
+	for (unsigned s = 0; s < a->slots; s++)
+		if (a->depth[s] == 0)
+			a->waiting[s] = listed_free(h, s);
 }
 
 /* The agent did not take an assignment (slot busy, invalid). */
@@ -632,6 +704,8 @@ arec_free(struct coord *c, struct arec *a)
 	}
 	free(a->waiting);
 	free(a->running);
+	free(a->depth);
+	free(a->last);
 	free(a);
 }
 
@@ -680,6 +754,42 @@ heartbeats(struct coord *c, double now)
 			(void) send_to(c, a, &e);
 		}
 	}
+}
+
+/* Every file still without a result ends as an error. */
+static void
+fail_remaining(struct coord *c, const char *why)
+{
+	for (size_t i = 0; i < c->suite->n; i++) {
+		struct sr_file *f = &c->suite->files[i];
+		struct sr_attempt at = {0};
+
+		if (f->final != SR_FINAL_PENDING)
+			continue;
+		at.outcome = SHARDRUN__OUTCOME__ERROR;
+		at.exit_code = -1;
+		at.message = (char *) why;
+		(void) sr_file_add_attempt(f, &at);
+		set_final(c, f, SR_FINAL_ERROR);
+	}
+}
+
+/* After dispatch began: with no agent left for orphan_wait_s, give up. */
+static void
+check_orphaned(struct coord *c, double now)
+{
+	if (!c->dispatching || c->nagents > 0) {
+		c->alone_since = 0;
+		return;
+	}
+	if (c->alone_since == 0)
+		c->alone_since = now;
+	if (now - c->alone_since < c->cfg->orphan_wait_s)
+		return;
+	sr_error("no agent left to run the remaining files (waited %.0fs)",
+	         c->cfg->orphan_wait_s);
+	fail_remaining(c, "no agent left to run it");
+	c->status = SR_EIO;
 }
 
 static void
@@ -739,6 +849,7 @@ loop(struct coord *c)
 		now = sr_now();
 		start_dispatch(c, now);
 		heartbeats(c, now);
+		check_orphaned(c, now);
 		sr_node_expire(c->node, now, HANDSHAKE_S);
 		dispatch(c);
 		if (c->dispatching)

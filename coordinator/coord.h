@@ -44,6 +44,7 @@ struct sr_coord_cfg {
 	struct sr_strv agents; /* URLs of fleet agents to dial */
 	unsigned agents_min;   /* wait for this many before dispatch */
 	double wait_s;         /* ... at most this long */
+	double orphan_wait_s;  /* no agent left: wait this long, then fail */
 	double timeout_s;      /* per file; 0 none */
 	unsigned reruns;
 	unsigned max_restarts;
@@ -60,8 +61,10 @@ struct sr_coord_cfg {
 void sr_coord_cfg_init(struct sr_coord_cfg *c);
 /*
  * Run the suite to completion. Returns 0 when every file has its final
- * result, SR_ETIMEOUT when not enough agents came, SR_ECLOSED when
- * interrupted (ri->interrupted set; finished files keep their results).
+ * result, SR_ETIMEOUT when not enough agents came, SR_EIO when every agent
+ * was lost for orphan_wait_s (the remaining files end as errors),
+ * SR_ECLOSED when interrupted (ri->interrupted set; finished files keep
+ * their results).
  */
 int sr_coord_run(const struct sr_coord_cfg *c, struct sr_run_info *ri);
 

@@ -173,7 +173,7 @@ cmd_run(int argc, char **argv, struct sr_spawner *sp)
 	signal(SIGTERM, on_signal);
 	rv = coordinate(&st, &ri);
 	status = exit_status(&st.suite, rv, &ri);
-	if (rv == 0 || ri.interrupted)
+	if (rv == 0 || rv == SR_EIO || ri.interrupted)
 		sr_setup_report(&st, &ri);
 	sr_setup_free(&st);
 	return (status);

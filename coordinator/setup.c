@@ -305,6 +305,8 @@ sr_setup_coord_cfg(struct sr_setup *st, struct sr_coord_cfg *cc,
 		(void) sr_strv_push(&cc->agents, o->agents.v[i]);
 	cc->agents_min = o->agents_min;
 	cc->wait_s = o->wait_s;
+	/* Local mode: nobody else can come when the local agent is gone. */
+	cc->orphan_wait_s = o->listen.n + o->agents.n > 0 ? o->wait_s : 0.5;
 	cc->timeout_s = o->timeout_s;
 	cc->reruns = o->reruns;
 	cc->max_restarts = o->max_restarts;

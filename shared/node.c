@@ -23,8 +23,10 @@
 #include "sr/node.h"
 #include "sr/util.h"
 
+enum { PIPE_REMOVED = 0, PIPE_STARTED = 1, PIPE_REGISTERED = 2 };
+
 struct pipe_ev {
-	int add; /* 1 added, 0 removed */
+	int what;
 	uint32_t id;
 };
 
@@ -65,7 +67,9 @@ pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 		n->evq = q;
 		n->evcap = cap;
 	}
-	n->evq[n->nev].add = (ev == NNG_PIPE_EV_ADD_POST);
+	n->evq[n->nev].what = ev == NNG_PIPE_EV_ADD_PRE    ? PIPE_REGISTERED
+	                      : ev == NNG_PIPE_EV_ADD_POST ? PIPE_STARTED
+	                                                   : PIPE_REMOVED;
 	n->evq[n->nev].id = nng_pipe_id(p);
 	n->nev++;
 	pthread_mutex_unlock(&n->mtx);
@@ -333,18 +337,27 @@ peer_remove(struct sr_node *n, size_t idx)
 static struct sr_peer *
 apply_pipe_event(struct sr_node *n, const struct pipe_ev *e)
 {
-	struct sr_peer *p;
-	size_t idx;
+	size_t idx = 0;
+	struct sr_peer *p = peer_find(n, e->id, &idx);
 
-	if (e->add) {
-		if (peer_find(n, e->id, NULL) == NULL &&
-		    (p = peer_add(n, e->id)) != NULL)
-			peer_start(n, p);
-		else if (peer_find(n, e->id, NULL) == NULL)
+	if (e->what == PIPE_REGISTERED) {
+		if (p == NULL && peer_add(n, e->id) == NULL)
 			close_pipe(e->id);
 		return (NULL);
 	}
-	if ((p = peer_find(n, e->id, &idx)) == NULL)
+	if (e->what == PIPE_STARTED) {
+		if (p == NULL && (p = peer_add(n, e->id)) == NULL) {
+			close_pipe(e->id);
+			return (NULL);
+		}
+		peer_addr(e->id, p->addr, sizeof(p->addr));
+		if (!p->started) {
+			p->started = true;
+			peer_start(n, p);
+		}
+		return (NULL);
+	}
+	if (p == NULL)
 		return (NULL);
 	peer_remove(n, idx);
 	if (p->up)
@@ -480,9 +493,10 @@ on_frame(struct sr_node *n, nng_msg *m, struct sr_event *ev)
 	size_t len = nng_msg_len(m);
 	struct sr_peer *p;
 
-	if ((p = peer_find(n, id, NULL)) == NULL &&
-	    (p = peer_add(n, id)) == NULL)
+	if ((p = peer_find(n, id, NULL)) == NULL) {
+		n->stats.bad_frames++; /* a pipe already gone */
 		return (SR_EAGAIN);
+	}
 	if (len > SR_MAX_FRAME) {
 		n->stats.oversized++;
 		return (SR_EAGAIN);
@@ -569,6 +583,12 @@ sr_node_expire(struct sr_node *n, double now, double limit_s)
 		if (p->close_at > 0 && now >= p->close_at) {
 			p->close_at = 0;
 			close_pipe(p->id);
+		}
+		if (p->dead && !p->up && now - p->since > 6 * limit_s) {
+			/* Its removal event never came: forget it. */
+			peer_remove(n, i--);
+			peer_free(p);
+			continue;
 		}
 		if (!p->up && !p->dead && now - p->since > limit_s) {
 			sr_warn("closing %s: no handshake within %.0fs",

@@ -103,6 +103,26 @@ class LocalFaults(srtest.TestCase):
         self.assertLess(time.time() - t0, 30)
         self.assertEqual(self.ws.wait_no_survivors(3.0), [])
 
+    def test_timeout_sends_sigterm_first(self):
+        # The test cleans up on SIGTERM; SIGKILL would come only after the
+        # grace period, so a prompt end proves SIGTERM reached it.
+        self.ws.write("test_term.py", """
+            import os, signal, time
+            MARK = os.path.join(os.path.dirname(__file__), "terminated")
+            def test_waits():
+                def on_term(sig, frame):
+                    open(MARK, "w").close()
+                    os._exit(3)
+                signal.signal(signal.SIGTERM, on_term)
+                time.sleep(600)
+            """)
+        t0 = time.time()
+        r = srtest.run(self.ws, ["--timeout", "2", "--kill-grace", "20"])
+        self.assertEqual(r.code, 1, r)
+        self.assertEqual(r.file("test_term.py")["outcome"], "timeout")
+        self.assertTrue(os.path.exists(self.ws.path("terminated")))
+        self.assertLess(time.time() - t0, 15)
+
     def test_transient_exit_4_recovers(self):
         self.ws.write("conftest.py", TRANSIENT_CONFTEST)
         self.ws.write("test_t.py", PASS)

@@ -47,6 +47,7 @@ struct sr_peer {
 	struct sr_hs *hs;
 	struct sr_session sess;
 	bool dead;
+	bool started;    /* ADD_POST seen: the agent has sent its INIT */
 	double close_at; /* close the pipe then (after a refusal) */
 };
 

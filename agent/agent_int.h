@@ -1,0 +1,73 @@
+/*
+ * agent_int.h - the agent's state, shared by agent.c (sessions, offers,
+ * results, the loop) and handlers.c (messages from coordinators).
+ * Internal to agent/. One thread owns all of it.
+ */
+#ifndef SR_AGENT_INT_H
+#define SR_AGENT_INT_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agent.h"
+#include "slot.h"
+#include "sr/node.h"
+#include "workspace.h"
+
+struct pending {
+	uint32_t unit;
+	uint32_t attempt;
+	uint32_t index;
+	uint8_t *packed; /* Shardrun__Result */
+	size_t len;
+};
+
+struct session {
+	struct sr_peer *peer;
+	bool welcomed;
+	bool checking; /* the workspace check is under way */
+	struct sr_wscheck check;
+	bool over; /* Shutdown received */
+	char run_id[33];
+	double hb_s;
+	double lost_s;
+	double last_hb;
+	double last_resend;
+	uint64_t hb_seq;
+	struct pending *pend;
+	size_t npend;
+	size_t pcap;
+	unsigned offered; /* slots waiting for work from it */
+	struct session *next;
+};
+
+struct agent {
+	const struct sr_agent_cfg *cfg;
+	struct sr_node *node;
+	struct sr_slot *slots;
+	bool *offered;             /* per slot: a WorkRequest is outstanding */
+	struct session **offer_to; /* per slot: to whom */
+	struct session *sessions;
+	struct sr_strv env;
+	char tmp_root[PATH_MAX];
+	uint64_t next_spawn_id;
+	struct sr_slot_env senv;
+	bool done;    /* once: the run is over */
+	bool ever_up; /* a session was authenticated */
+	int status;
+};
+
+/* agent.c */
+int sr_ag_send(struct agent *a, struct session *s, Shardrun__Envelope *e);
+void sr_ag_offer_all(struct agent *a);
+void sr_ag_withdraw(struct agent *a, unsigned slot);
+
+/* handlers.c */
+void sr_ag_dispatch(struct agent *a, struct session *s,
+                    const Shardrun__Envelope *env);
+void sr_ag_send_hello(struct agent *a, struct session *s);
+void sr_ag_check_step(struct agent *a, struct session *s);
+void sr_ag_kill_session_work(struct agent *a, struct session *s);
+
+#endif /* SR_AGENT_INT_H */
