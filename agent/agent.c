@@ -43,6 +43,7 @@ sr_agent_cfg_init(struct sr_agent_cfg *c)
 	c->transient_retries = 4;
 	c->backoff_s = 0.5;
 	c->lost_s = 15.0;
+	c->forkserver = true;
 	sr_strv_init(&c->listen);
 	sr_strv_init(&c->connect);
 }
@@ -224,6 +225,8 @@ session_free(struct agent *a, struct session *s)
 		free(s->pend[i].packed);
 	free(s->pend);
 	sr_wscheck_free(&s->check);
+	sr_strv_free(&s->run.preload);
+	sr_strv_free(&s->run.dirs);
 	free(s);
 }
 
@@ -415,12 +418,26 @@ check_refused(struct agent *a)
 	}
 }
 
+/* The fork servers that have something to say. */
+static void
+forkserver_events(struct agent *a, const struct pollfd *pfd)
+{
+	for (unsigned i = 0; i < a->cfg->slots; i++)
+		if (pfd[i].fd >= 0 && (pfd[i].revents & (POLLIN | POLLHUP)))
+			sr_slot_fs_event(&a->slots[i], &a->senv);
+}
+
 static void
 loop(struct agent *a)
 {
-	struct pollfd pfd[3];
+	unsigned n = a->cfg->slots;
+	struct pollfd *pfd = calloc(3 + n, sizeof(*pfd));
 	int fds[2];
 
+	if (pfd == NULL) {
+		a->status = SR_ENOMEM;
+		return;
+	}
 	sr_node_fds(a->node, fds);
 	pfd[0] = (struct pollfd){fds[0], POLLIN, 0};
 	pfd[1] = (struct pollfd){fds[1], POLLIN, 0};
@@ -428,16 +445,21 @@ loop(struct agent *a)
 	while (!a->done && !(a->cfg->stop && *a->cfg->stop)) {
 		double now;
 
-		(void) poll(pfd, 3, 20);
+		for (unsigned i = 0; i < n; i++)
+			pfd[3 + i] = (struct pollfd){
+			    sr_forksrv_fd(&a->slots[i].fs), POLLIN, 0};
+		(void) poll(pfd, 3 + n, 20);
 		node_events(a);
 		spawner_events(a);
+		forkserver_events(a, pfd + 3);
 		now = sr_now();
-		for (unsigned i = 0; i < a->cfg->slots; i++)
+		for (unsigned i = 0; i < n; i++)
 			sr_slot_tick(&a->slots[i], &a->senv, now);
 		session_timers(a, now);
 		sr_node_expire(a->node, now, HANDSHAKE_S);
 		check_refused(a);
 	}
+	free(pfd);
 }
 
 static int
@@ -453,8 +475,10 @@ agent_init(struct agent *a, const struct sr_agent_cfg *c)
 	a->offer_to = calloc(c->slots, sizeof(*a->offer_to));
 	if (a->slots == NULL || a->offered == NULL || a->offer_to == NULL)
 		return (SR_ENOMEM);
-	for (unsigned i = 0; i < c->slots; i++)
+	for (unsigned i = 0; i < c->slots; i++) {
 		a->slots[i].index = i;
+		a->slots[i].fs.fd = a->slots[i].fs.lfd = -1;
+	}
 	sr_strv_init(&a->env);
 	for (char **e = environ; e != NULL && *e != NULL && rv == 0; e++)
 		rv = sr_strv_push(&a->env, *e);
@@ -473,9 +497,11 @@ agent_fini(struct agent *a)
 {
 	while (a->sessions != NULL)
 		session_free(a, a->sessions);
-	for (unsigned i = 0; a->slots != NULL && i < a->cfg->slots; i++)
+	for (unsigned i = 0; a->slots != NULL && i < a->cfg->slots; i++) {
+		sr_slot_fs_stop(&a->slots[i], NULL);
 		if (a->slots[i].busy)
 			sr_slot_release(&a->slots[i]);
+	}
 	(void) sr_spawner_sweep(a->cfg->spawner);
 	/* Let the last frames (a refusal, final results) leave. */
 	if (a->node != NULL)

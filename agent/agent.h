@@ -40,7 +40,7 @@ struct sr_agent_cfg {
 	unsigned transient_retries;  /* exit 4 with the file present */
 	double backoff_s;            /* first backoff; doubles, capped 8 s */
 	double lost_s;               /* coordinator silent: give up */
-	const char *prepare;         /* fleet: command run before a run */
+	bool forkserver;             /* allow preloading fork servers */
 	volatile sig_atomic_t *stop; /* set to ask the agent to stop */
 };
 

@@ -29,7 +29,7 @@ struct session {
 	bool checking; /* the workspace check is under way */
 	struct sr_wscheck check;
 	bool over; /* Shutdown received */
-	char run_id[33];
+	struct sr_slot_run run; /* run id, fork server settings */
 	double hb_s;
 	double lost_s;
 	double last_hb;

@@ -78,7 +78,7 @@ welcome_done(struct agent *a, struct session *s)
 	s->checking = false;
 	sr_wscheck_free(&s->check);
 	s->welcomed = true;
-	sr_info("serving run %s from %s", s->run_id, s->peer->addr);
+	sr_info("serving run %s from %s", s->run.run_id, s->peer->addr);
 	rebalance(a, s);
 	sr_ag_offer_all(a);
 }
@@ -98,6 +98,38 @@ sr_ag_check_step(struct agent *a, struct session *s)
 	}
 }
 
+static bool
+module_name_ok(const char *m)
+{
+	size_t n = strlen(m);
+
+	return (n > 0 && n < 128 &&
+	        strspn(m, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	                  "0123456789_.") == n &&
+	        m[0] != '.');
+}
+
+/* The run's fork server settings: module names and relative directories
+ * only, checked like every other path from the wire. */
+static int
+take_run_settings(struct agent *a, struct session *s,
+                  const Shardrun__Welcome *w)
+{
+	int rv = 0;
+
+	s->run.forkserver = w->forkserver && a->cfg->forkserver;
+	for (size_t i = 0; i < w->n_preload && i < 64 && rv == 0; i++)
+		rv = module_name_ok(w->preload[i]) ?
+		         sr_strv_push(&s->run.preload, w->preload[i]) :
+		         SR_EINVAL;
+	for (size_t i = 0; i < w->n_preload_dirs && i < 256 && rv == 0; i++)
+		rv = strcmp(w->preload_dirs[i], ".") == 0 ||
+		             sr_path_check(w->preload_dirs[i]) == 0 ?
+		         sr_strv_push(&s->run.dirs, w->preload_dirs[i]) :
+		         SR_EINVAL;
+	return (rv);
+}
+
 static void
 on_welcome(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 {
@@ -113,9 +145,13 @@ on_welcome(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 		refuse(a, s, "the run uses another profile", w->profile);
 		return;
 	}
-	sr_hex(w->run_id.data, 16, s->run_id);
+	sr_hex(w->run_id.data, 16, s->run.run_id);
 	s->hb_s = w->heartbeat_ms > 0 ? w->heartbeat_ms / 1000.0 : 1.0;
 	s->lost_s = w->lease_ms > 0 ? w->lease_ms / 1000.0 : a->cfg->lost_s;
+	if (take_run_settings(a, s, w) != 0) {
+		refuse(a, s, "malformed fork server settings", NULL);
+		return;
+	}
 	if (sr_wscheck_init(&s->check, w) != 0) {
 		refuse(a, s, "out of memory checking the workspace", NULL);
 		return;
@@ -193,13 +229,13 @@ on_assignment(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 	if (slot->busy) {
 		/* A prefetched unit waits behind the running one. */
 		if (slot->owner != s ||
-		    sr_slot_enqueue(slot, as, s, s->run_id) != 0)
+		    sr_slot_enqueue(slot, as, s, &s->run) != 0)
 			decline(a, s, as);
 		return;
 	}
 	sr_ag_withdraw(a, as->slot);
 	slot->owner = s;
-	if (sr_slot_assign(slot, &a->senv, as, s->run_id, sr_now()) != 0)
+	if (sr_slot_assign(slot, &a->senv, as, &s->run, sr_now()) != 0)
 		decline(a, s, as);
 }
 
@@ -228,6 +264,7 @@ sr_ag_kill_session_work(struct agent *a, struct session *s)
 		if (a->offered[i] && a->offer_to[i] == s)
 			sr_ag_withdraw(a, i);
 		sr_slot_drop_queued(&a->slots[i], s, 0, 0);
+		sr_slot_fs_stop(&a->slots[i], &s->run);
 		if (a->slots[i].busy && a->slots[i].owner == s) {
 			sr_slot_abort(&a->slots[i], &a->senv);
 			a->slots[i].owner = NULL;
@@ -266,7 +303,7 @@ other_work(const struct agent *a, const struct session *s)
 static void
 on_shutdown(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 {
-	sr_info("run %s over: %s", s->run_id, env->shutdown->reason);
+	sr_info("run %s over: %s", s->run.run_id, env->shutdown->reason);
 	s->over = true;
 	sr_ag_kill_session_work(a, s);
 	if (!other_work(a, s))

@@ -56,7 +56,8 @@ usage(FILE *f)
 	      "--authorized-keys F)\n"
 	      "           [--name NAME] [--profile pytest|generic --cmd "
 	      "TEMPLATE [--exit-codes MAP]]\n"
-	      "           [--kill-grace S] [--lost S] [-v]\n",
+	      "           [--kill-grace S] [--lost S] [--forkserver on|off] "
+	      "[-v]\n",
 	      f);
 }
 
@@ -74,6 +75,7 @@ static const struct option longopts[] = {
     {"exit-codes", required_argument, NULL, 'E'},
     {"kill-grace", required_argument, NULL, 'g'},
     {"lost", required_argument, NULL, 'L'},
+    {"forkserver", required_argument, NULL, 'F'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},

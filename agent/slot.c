@@ -35,7 +35,7 @@ cur_file(const struct sr_slot *s)
 
 int
 sr_slot_assign(struct sr_slot *s, const struct sr_slot_env *e,
-               const Shardrun__Assignment *a, const char *run_id,
+               const Shardrun__Assignment *a, const struct sr_slot_run *run,
                double received)
 {
 	int rv = 0;
@@ -51,7 +51,7 @@ sr_slot_assign(struct sr_slot *s, const struct sr_slot_env *e,
 		sr_strv_free(&s->selectors);
 		return (rv ? rv : SR_EPROTO);
 	}
-	snprintf(s->run_id, sizeof(s->run_id), "%s", run_id);
+	s->run = run;
 	s->busy = true;
 	s->unit = a->unit;
 	s->attempt = a->attempt;
@@ -177,7 +177,7 @@ build_env(const struct sr_slot *s, const struct sr_slot_env *e, const char *tmp,
 	if (rv == 0)
 		rv = add_env(env, "TMPDIR", tmp);
 	if (rv == 0)
-		rv = add_env(env, "SHARDRUN_RUN_ID", s->run_id);
+		rv = add_env(env, "SHARDRUN_RUN_ID", s->run->run_id);
 	if (rv == 0)
 		rv = add_env(env, "SHARDRUN_FILE", cur_file(s));
 	snprintf(num, sizeof(num), "%u", s->attempt);
@@ -248,8 +248,76 @@ build_argv(const struct sr_slot *s, const struct sr_slot_env *e,
 	return (rv);
 }
 
+/* pytest's own arguments: what follows "-m pytest" in the argv. */
+static bool
+pytest_args(const struct sr_strv *argv, struct sr_strv *args)
+{
+	for (size_t i = 0; i + 1 < argv->n; i++) {
+		if (strcmp(argv->v[i], "-m") != 0 ||
+		    strcmp(argv->v[i + 1], "pytest") != 0)
+			continue;
+		for (size_t k = i + 2; k < argv->n; k++)
+			if (sr_strv_push(args, argv->v[k]) != 0)
+				return (false);
+		return (true);
+	}
+	return (false);
+}
+
+static void
+fs_start(struct sr_slot *s, const struct sr_slot_env *e)
+{
+	struct sr_strv env;
+	struct sr_fs_start st;
+
+	sr_strv_init(&env);
+	for (size_t i = 0; i < e->base_env->n; i++)
+		(void) sr_strv_push(&env, e->base_env->v[i]);
+	if (sr_spawner_pidns(e->cfg->spawner))
+		(void) sr_strv_push(&env, "SHARDRUN_PIDNS=1");
+	st.sp = e->cfg->spawner;
+	st.spawn_id = (*e->next_spawn_id)++;
+	st.dir = s->dir;
+	st.python = e->cfg->profile->python;
+	st.workspace = e->cfg->workspace;
+	st.preload = &s->run->preload;
+	st.dirs = &s->run->dirs;
+	st.env = &env;
+	s->fs_run = s->run;
+	if (sr_forksrv_start(&s->fs, &st) != 0)
+		sr_warn("slot %u: cannot start the fork server", s->index);
+	sr_strv_free(&env);
+}
+
+/*
+ * Hand the try to the slot's fork server when the run wants one and it is
+ * ready; start one (for the next file) when there is none for this run.
+ */
+static bool
+fs_launch(struct sr_slot *s, const struct sr_slot_env *e,
+          const struct sr_strv *argv, const struct sr_strv *env,
+          const char *log)
+{
+	struct sr_strv args;
+	bool ok;
+
+	if (!s->run->forkserver || strcmp(e->cfg->profile->name, "pytest") != 0)
+		return (false);
+	if (s->fs_run != s->run)
+		sr_slot_fs_stop(s, NULL);
+	if (s->fs.state == SR_FS_OFF)
+		fs_start(s, e);
+	if (s->fs.state != SR_FS_READY)
+		return (false);
+	sr_strv_init(&args);
+	ok = pytest_args(argv, &args) &&
+	     sr_forksrv_run(&s->fs, &args, e->cfg->workspace, log, env) == 0;
+	sr_strv_free(&args);
+	return (ok);
+}
+
 static int
-spawn(struct sr_slot *s, const struct sr_slot_env *e)
+spawn(struct sr_slot *s, const struct sr_slot_env *e, bool plain)
 {
 	struct sr_spawn_req req;
 	struct sr_strv argv;
@@ -258,19 +326,25 @@ spawn(struct sr_slot *s, const struct sr_slot_env *e)
 	char log[PATH_MAX + 16];
 	int rv;
 
-	s->spawn_id = (*e->next_spawn_id)++;
 	sr_strv_init(&argv);
 	sr_strv_init(&env);
+	s->via_fs = false;
 	if ((rv = make_dirs(s, e, tmp, sizeof(tmp))) == 0 &&
 	    (rv = build_argv(s, e, tmp, &argv)) == 0 &&
 	    (rv = build_env(s, e, tmp, &env)) == 0) {
 		snprintf(log, sizeof(log), "%s/output.log", s->dir);
-		req.id = s->spawn_id;
-		req.argv = (const char *const *) argv.v;
-		req.envp = (const char *const *) env.v;
-		req.cwd = e->cfg->workspace;
-		req.log = log;
-		rv = sr_spawner_spawn(e->cfg->spawner, &req);
+		if (!plain && fs_launch(s, e, &argv, &env, log)) {
+			s->via_fs = true;
+			s->spawn_id = 0;
+		} else {
+			s->spawn_id = (*e->next_spawn_id)++;
+			req.id = s->spawn_id;
+			req.argv = (const char *const *) argv.v;
+			req.envp = (const char *const *) env.v;
+			req.cwd = e->cfg->workspace;
+			req.log = log;
+			rv = sr_spawner_spawn(e->cfg->spawner, &req);
+		}
 	}
 	sr_strv_free(&argv);
 	sr_strv_free(&env);
@@ -303,7 +377,7 @@ try_file(struct sr_slot *s, const struct sr_slot_env *e)
 	s->signalled = false;
 	s->deadline = s->timeout_s > 0 ? s->started + s->timeout_s : 0;
 	s->kill_at = 0;
-	if ((rv = spawn(s, e)) != 0) {
+	if ((rv = spawn(s, e, false)) != 0) {
 		finish(s, e, SHARDRUN__OUTCOME__ERROR, -1, 0,
 		       "could not hand the attempt to the spawner", 0);
 		return;
@@ -405,6 +479,16 @@ sr_slot_on_exit(struct sr_slot *s, const struct sr_slot_env *e,
 	advance(s, e);
 }
 
+/* Signal the current try's whole process tree. */
+static void
+signal_try(struct sr_slot *s, const struct sr_slot_env *e, int sig)
+{
+	if (s->via_fs)
+		(void) sr_forksrv_signal(&s->fs, sig);
+	else
+		(void) sr_spawner_kill(e->cfg->spawner, s->spawn_id, sig);
+}
+
 void
 sr_slot_tick(struct sr_slot *s, const struct sr_slot_env *e, double now)
 {
@@ -417,10 +501,10 @@ sr_slot_tick(struct sr_slot *s, const struct sr_slot_env *e, double now)
 			        cur_file(s), s->timeout_s);
 			s->signalled = true;
 			s->kill_at = now + s->kill_grace_s;
-			sr_spawner_kill(e->cfg->spawner, s->spawn_id, SIGTERM);
+			signal_try(s, e, SIGTERM);
 		} else if (s->kill_at > 0 && now >= s->kill_at) {
 			s->kill_at = 0;
-			sr_spawner_kill(e->cfg->spawner, s->spawn_id, SIGKILL);
+			signal_try(s, e, SIGKILL);
 		}
 		break;
 	case PHASE_CHECKING:
@@ -444,7 +528,7 @@ sr_slot_abort(struct sr_slot *s, const struct sr_slot_env *e)
 		return;
 	if (s->phase == PHASE_RUNNING) {
 		s->cancelled = true;
-		sr_spawner_kill(e->cfg->spawner, s->spawn_id, SIGKILL);
+		signal_try(s, e, SIGKILL);
 		return; /* released when the exit arrives */
 	}
 	sr_slot_release(s);
@@ -452,7 +536,7 @@ sr_slot_abort(struct sr_slot *s, const struct sr_slot_env *e)
 
 int
 sr_slot_enqueue(struct sr_slot *s, const Shardrun__Assignment *a, void *owner,
-                const char *run_id)
+                const struct sr_slot_run *run)
 {
 	struct sr_slot_next *n;
 
@@ -467,7 +551,7 @@ sr_slot_enqueue(struct sr_slot *s, const Shardrun__Assignment *a, void *owner,
 	n->unit = a->unit;
 	n->attempt = a->attempt;
 	n->received = sr_now();
-	snprintf(n->run_id, sizeof(n->run_id), "%s", run_id);
+	n->run = run;
 	s->nnext++;
 	return (0);
 }
@@ -495,7 +579,7 @@ sr_slot_start_next(struct sr_slot *s, const struct sr_slot_env *e)
 		if (a == NULL)
 			continue;
 		s->owner = n.owner;
-		if (sr_slot_assign(s, e, a, n.run_id, n.received) != 0)
+		if (sr_slot_assign(s, e, a, n.run, n.received) != 0)
 			s->owner = NULL;
 		shardrun__assignment__free_unpacked(a, NULL);
 	}
@@ -515,4 +599,57 @@ sr_slot_drop_queued(struct sr_slot *s, const void *owner, uint32_t unit,
 		else
 			i++;
 	}
+}
+
+/* The server could not fork for this try: run it the plain way. */
+static void
+fs_fallback(struct sr_slot *s, const struct sr_slot_env *e, const char *why)
+{
+	sr_info("slot %u: fork server unusable (%s); spawning instead",
+	        s->index, why);
+	sr_forksrv_stop(&s->fs);
+	s->fs.state = SR_FS_DEAD; /* for the rest of this run (fs_run) */
+	if (s->busy && s->phase == PHASE_RUNNING && s->via_fs &&
+	    spawn(s, e, true) != 0)
+		finish(s, e, SHARDRUN__OUTCOME__ERROR, -1, 0,
+		       "could not hand the attempt to the spawner", 0);
+}
+
+void
+sr_slot_fs_event(struct sr_slot *s, const struct sr_slot_env *e)
+{
+	struct sr_fs_ev ev;
+	struct sr_spawn_ev sev = {0};
+	bool running = s->busy && s->phase == PHASE_RUNNING && s->via_fs;
+
+	while (sr_forksrv_read(&s->fs, &ev) == 0) {
+		if (ev.type == SR_FS_EV_NOFORK) {
+			fs_fallback(s, e, ev.why);
+		} else if (ev.type == SR_FS_EV_STATUS && running) {
+			sev.status = ev.status;
+			sr_slot_on_exit(s, e, &sev);
+		} else if (ev.type == SR_FS_EV_GONE) {
+			/* Killed by us for a timeout or a cancel: start another
+			 * for the next file; died by itself: not again. */
+			bool ours = running && (s->signalled || s->cancelled);
+
+			sr_forksrv_stop(&s->fs);
+			s->fs.state = ours ? SR_FS_OFF : SR_FS_DEAD;
+			if (running) {
+				sev.status = SIGKILL; /* a wait status */
+				sr_slot_on_exit(s, e, &sev);
+			}
+			return;
+		}
+		running = s->busy && s->phase == PHASE_RUNNING && s->via_fs;
+	}
+}
+
+void
+sr_slot_fs_stop(struct sr_slot *s, const struct sr_slot_run *run)
+{
+	if (run != NULL && s->fs_run != run)
+		return;
+	sr_forksrv_stop(&s->fs);
+	s->fs_run = NULL;
 }

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "agent.h"
+#include "forksrv.h"
 #include "shardrun.pb-c.h"
 #include "spawner.h"
 #include "sr/util.h"
@@ -45,6 +46,15 @@ struct sr_slot_env {
 	void *arg;
 };
 
+/* What a slot needs to know about the run a unit belongs to. Owned by the
+ * agent's session; valid while any of its units is queued or running. */
+struct sr_slot_run {
+	char run_id[33];
+	bool forkserver;        /* run files through a preloading fork server */
+	struct sr_strv preload; /* modules it imports once */
+	struct sr_strv dirs;    /* directories put on its sys.path */
+};
+
 /* An assignment waiting for its slot (the coordinator prefetches short
  * units so a slot never idles through a round trip). */
 #define SR_SLOT_QUEUE 4
@@ -53,7 +63,7 @@ struct sr_slot_next {
 	uint8_t *packed; /* Shardrun__Assignment */
 	size_t len;
 	void *owner;
-	char run_id[33];
+	const struct sr_slot_run *run;
 	uint32_t unit;
 	uint32_t attempt;
 	double received;
@@ -63,7 +73,7 @@ struct sr_slot {
 	unsigned index;
 	bool busy;   /* holds a unit */
 	void *owner; /* the session that assigned it */
-	char run_id[33];
+	const struct sr_slot_run *run;
 	uint32_t unit;
 	uint32_t attempt;
 	bool exclusive;
@@ -89,6 +99,9 @@ struct sr_slot {
 	double next_at; /* next check or retry */
 	int last_exit;  /* exit code that caused a check */
 	char dir[PATH_MAX];
+	bool via_fs;            /* the current try runs in the fork server */
+	struct sr_forksrv fs;
+	const struct sr_slot_run *fs_run; /* the run the server was made for */
 	struct sr_slot_next next[SR_SLOT_QUEUE];
 	unsigned nnext;
 };
@@ -96,8 +109,8 @@ struct sr_slot {
 /* Take a unit that arrived at `received` (monotonic; its results' start
  * times count from then). Files and selectors are copied. */
 int sr_slot_assign(struct sr_slot *s, const struct sr_slot_env *e,
-                   const Shardrun__Assignment *a, const char *run_id,
-                   double received);
+                   const Shardrun__Assignment *a,
+                   const struct sr_slot_run *run, double received);
 /* The spawner reported an exit for this slot's current try. */
 void sr_slot_on_exit(struct sr_slot *s, const struct sr_slot_env *e,
                      const struct sr_spawn_ev *ev);
@@ -109,9 +122,13 @@ void sr_slot_abort(struct sr_slot *s, const struct sr_slot_env *e);
 void sr_slot_release(struct sr_slot *s);
 /* Queue an assignment behind the running unit; SR_EAGAIN when full. */
 int sr_slot_enqueue(struct sr_slot *s, const Shardrun__Assignment *a,
-                    void *owner, const char *run_id);
+                    void *owner, const struct sr_slot_run *run);
 /* Start the next queued unit on an idle slot; false when none is left. */
 bool sr_slot_start_next(struct sr_slot *s, const struct sr_slot_env *e);
+/* The fork server's fd became readable. */
+void sr_slot_fs_event(struct sr_slot *s, const struct sr_slot_env *e);
+/* Stop the fork server made for this run (NULL: whatever run). */
+void sr_slot_fs_stop(struct sr_slot *s, const struct sr_slot_run *run);
 /* Forget queued units of this owner (NULL: all), or only the one with this
  * unit and attempt when unit != 0. */
 void sr_slot_drop_queued(struct sr_slot *s, const void *owner, uint32_t unit,

@@ -47,6 +47,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True  # keep bench/ free of __pycache__
 import gen  # noqa: E402
 
 PY = "/usr/bin/python3"
@@ -503,9 +504,9 @@ def summarize(suite, runs, plans):
             for f, d in (r.get("durations") or {}).items():
                 per_file.setdefault(f, []).append(d)
     obs = None
+    obs_files = {f: statistics.median(v) for f, v in per_file.items()}
     if per_file and len(per_file) == len(suite.files):
-        obs = lb({f: statistics.median(v) for f, v in per_file.items()},
-                 suite.slots)
+        obs = lb(obs_files, suite.slots)
     true_lb = suite.true_lb()
     rows = []
     for name, rs in runs.items():
@@ -544,6 +545,8 @@ def summarize(suite, runs, plans):
         "truth_max_s": max(suite.truth.values()),
         "lb_true_s": true_lb,
         "lb_observed_s": obs,
+        "observed_file_median_s": {f: round(v, 4)
+                                   for f, v in sorted(obs_files.items())},
         "import_cost_s": suite.meta.get("import_cost_s"),
         "calibration_iters_per_s": (suite.meta.get("calibration") or {})
         .get("iters_per_s"),

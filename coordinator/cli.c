@@ -39,6 +39,8 @@ enum {
 	OPT_LEASE,
 	OPT_SHARDS,
 	OPT_INDEX,
+	OPT_FORKSERVER,
+	OPT_PRELOAD,
 };
 
 static const struct option longopts[] = {
@@ -69,6 +71,8 @@ static const struct option longopts[] = {
     {"lease", required_argument, NULL, OPT_LEASE},
     {"shards", required_argument, NULL, OPT_SHARDS},
     {"index", required_argument, NULL, OPT_INDEX},
+    {"forkserver", required_argument, NULL, OPT_FORKSERVER},
+    {"preload", required_argument, NULL, OPT_PRELOAD},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {NULL, 0, NULL, 0},
@@ -90,6 +94,7 @@ sr_opts_init(struct sr_opts *o)
 	o->heartbeat_s = 1;
 	o->lease_s = 10;
 	o->shard_index = -1;
+	o->forkserver = true;
 }
 
 void
@@ -176,6 +181,13 @@ parse_choice(struct sr_opts *o, int c, const char *arg)
 		}
 		o->profile = arg;
 		return (0);
+	case OPT_FORKSERVER:
+		if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0) {
+			sr_error("--forkserver: expected on or off");
+			return (SR_EINVAL);
+		}
+		o->forkserver = strcmp(arg, "on") == 0;
+		return (0);
 	case OPT_COLLECT:
 		if (strcmp(arg, "pytest") != 0 && strcmp(arg, "fast") != 0) {
 			sr_error("--collect: expected fast or pytest");
@@ -221,7 +233,11 @@ parse_one(struct sr_opts *o, int c, const char *arg)
 		return (0);
 	case OPT_PROFILE:
 	case OPT_COLLECT:
+	case OPT_FORKSERVER:
 		return (parse_choice(o, c, arg));
+	case OPT_PRELOAD:
+		o->preload = arg;
+		return (0);
 	case OPT_CMD:
 		o->cmd = arg;
 		return (0);

@@ -31,6 +31,14 @@
 #include "sr/util.h"
 #include "suite.h"
 
+/* How often each top-level module is imported by the scanned files (one
+ * count per file), for the fork server's preload list. */
+struct sr_imports {
+	struct sr_strv names;
+	unsigned *counts;
+	size_t files; /* files scanned */
+};
+
 struct sr_collect_opts {
 	const char *root;                 /* workspace root (cwd) */
 	struct sr_strv serial_markers;    /* default serial, parallel_unsafe,
@@ -38,6 +46,7 @@ struct sr_collect_opts {
 	struct sr_strv exclusive_markers; /* default exclusive */
 	bool exact;                       /* --collect pytest */
 	const char *python;               /* interpreter for exact collection */
+	struct sr_imports *imports; /* optional: counted by fast collection */
 };
 
 /* Defaults for the marker lists; free with sr_collect_opts_free. */
@@ -57,6 +66,13 @@ int sr_collect(const struct sr_collect_opts *o, const struct sr_strv *paths,
  * regular file is taken; files are taken as they are. */
 int sr_collect_generic(const char *root, const struct sr_strv *paths,
                        struct sr_suite *out);
+
+void sr_imports_init(struct sr_imports *im);
+void sr_imports_free(struct sr_imports *im);
+/* Modules imported by at least `share` of the files (and two of them),
+ * most imported first, at most max, pytest itself excluded. */
+int sr_imports_frequent(const struct sr_imports *im, double share,
+                        size_t max, struct sr_strv *out);
 
 /* Parse one Python source for markers and test count (exposed for tests). */
 int sr_scan_python(const char *src, const struct sr_collect_opts *o,

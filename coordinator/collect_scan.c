@@ -34,6 +34,7 @@ struct scan {
 	bool pend_serial, pend_excl; /* markers of pending decorators */
 	bool serial, excl;
 	unsigned ntests;
+	struct sr_strv mods; /* top-level imports (only when counted) */
 };
 
 static bool
@@ -169,6 +170,29 @@ imports_mark(const char *t)
 	return (false);
 }
 
+/* "import a.b, c as d" / "from a.b import x": the top-level names. */
+static void
+imports(struct scan *s, const char *t)
+{
+	const char *p = word(t, "import");
+	bool from = false;
+
+	if (p == NULL && (p = word(t, "from")) != NULL)
+		from = true;
+	while (p != NULL && *p != '\0') {
+		size_t n = 0;
+
+		while (isident(p[n]))
+			n++;
+		if (n > 0 && n < 64)
+			(void) sr_strv_pushn(&s->mods, p, n);
+		if (from)
+			return;
+		if ((p = strchr(p + n, ',')) != NULL)
+			p += 1 + strspn(p + 1, " \t");
+	}
+}
+
 static void
 scan_line(struct scan *s, const char *t, int ind)
 {
@@ -201,11 +225,47 @@ scan_line(struct scan *s, const char *t, int ind)
 			markers(s, t, &s->serial, &s->excl);
 		else if (top && imports_mark(t))
 			s->alias = true;
+		if (top && s->o->imports != NULL)
+			imports(s, t);
 		return;
 	}
 	s->serial |= apply && s->pend_serial;
 	s->excl |= apply && s->pend_excl;
 	s->pend_serial = s->pend_excl = false;
+}
+
+static bool
+seen_before(const struct sr_strv *v, size_t i)
+{
+	for (size_t k = 0; k < i; k++)
+		if (strcmp(v->v[k], v->v[i]) == 0)
+			return (true);
+	return (false);
+}
+
+static void
+count_imports(struct sr_imports *im, const struct sr_strv *mods)
+{
+	if (im == NULL)
+		return;
+	im->files++;
+	for (size_t i = 0; i < mods->n; i++) {
+		size_t k = 0;
+		unsigned *c;
+
+		if (seen_before(mods, i))
+			continue; /* once per file */
+		while (k < im->names.n && strcmp(im->names.v[k], mods->v[i]))
+			k++;
+		if (k == im->names.n) {
+			c = realloc(im->counts, (k + 1) * sizeof(*c));
+			if (c == NULL || sr_strv_push(&im->names, mods->v[i]))
+				return;
+			im->counts = c;
+			c[k] = 0;
+		}
+		im->counts[k]++;
+	}
 }
 
 int
@@ -223,8 +283,54 @@ sr_scan_python(const char *src, const struct sr_collect_opts *o, bool *serial,
 	while ((ind = next_line(&src, buf)) >= 0)
 		scan_line(&s, buf, ind);
 	free(buf);
+	count_imports(s.o->imports, &s.mods);
+	sr_strv_free(&s.mods);
 	*serial = s.serial;
 	*exclusive = s.excl;
 	*ntests = s.ntests;
 	return (0);
+}
+
+void
+sr_imports_init(struct sr_imports *im)
+{
+	sr_strv_init(&im->names);
+	im->counts = NULL;
+	im->files = 0;
+}
+
+void
+sr_imports_free(struct sr_imports *im)
+{
+	sr_strv_free(&im->names);
+	free(im->counts);
+	im->counts = NULL;
+}
+
+int
+sr_imports_frequent(const struct sr_imports *im, double share, size_t max,
+                    struct sr_strv *out)
+{
+	bool *taken = calloc(im->names.n + 1, sizeof(*taken));
+	int rv = 0;
+
+	if (taken == NULL)
+		return (SR_ENOMEM);
+	for (size_t got = 0; got < max && rv == 0; got++) {
+		size_t best = im->names.n;
+
+		for (size_t k = 0; k < im->names.n; k++)
+			if (!taken[k] && strcmp(im->names.v[k], "pytest") != 0 &&
+			    strcmp(im->names.v[k], "__future__") != 0 &&
+			    (best == im->names.n ||
+			     im->counts[k] > im->counts[best]))
+				best = k;
+		if (best == im->names.n || im->counts[best] < 2 ||
+		    im->counts[best] < share * (double) im->files)
+			break;
+		taken[best] = true;
+		rv = sr_strv_push(out, im->names.v[best]);
+	}
+	free(taken);
+	return (rv);
 }

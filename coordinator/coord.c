@@ -435,6 +435,13 @@ send_welcome(struct coord *c, struct arec *a)
 	w.kill_grace_ms = (uint32_t) (c->cfg->kill_grace_s * 1000);
 	if (fh != NULL && fhp != NULL)
 		welcome_fingerprint(c, &w, fh, fhp);
+	w.forkserver = c->cfg->forkserver;
+	if (c->cfg->preload != NULL) {
+		w.preload = c->cfg->preload->v;
+		w.n_preload = c->cfg->preload->n;
+		w.preload_dirs = c->cfg->preload_dirs->v;
+		w.n_preload_dirs = c->cfg->preload_dirs->n;
+	}
 	e.body_case = SHARDRUN__ENVELOPE__BODY_WELCOME;
 	e.welcome = &w;
 	(void) send_to(c, a, &e);

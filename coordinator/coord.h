@@ -56,6 +56,9 @@ struct sr_coord_cfg {
 	volatile sig_atomic_t *interrupted;
 	const char *commit;    /* "" when unknown */
 	uint8_t (*hashes)[32]; /* per suite file; NULL: not checked */
+	bool forkserver;       /* pytest: preloading fork servers */
+	const struct sr_strv *preload;
+	const struct sr_strv *preload_dirs;
 };
 
 void sr_coord_cfg_init(struct sr_coord_cfg *c);

@@ -44,6 +44,8 @@ sr_setup_free(struct sr_setup *st)
 	sr_profile_free(&st->profile);
 	sr_trust_clear(&st->trust);
 	free(st->hashes);
+	sr_strv_free(&st->preload);
+	sr_strv_free(&st->preload_dirs);
 }
 
 static int
@@ -65,10 +67,39 @@ make_profile(struct sr_setup *st)
 	return (sr_profile_pytest(&st->profile, NULL));
 }
 
+/*
+ * What a fork server preloads: --preload, then the modules that at least
+ * 30% of the test files import, and the directories of the test files
+ * (pytest's default import mode puts them on sys.path).
+ */
+static int
+preload_list(struct sr_setup *st, const struct sr_imports *im)
+{
+	char dir[PATH_MAX];
+	int rv = 0;
+
+	if (st->opts.preload != NULL)
+		rv = sr_split_list(st->opts.preload, &st->preload);
+	if (rv == 0)
+		rv = sr_imports_frequent(im, 0.3, 16, &st->preload);
+	for (size_t i = 0; i < st->suite.n && rv == 0; i++) {
+		const char *p = st->suite.files[i].path;
+		const char *slash = strrchr(p, '/');
+
+		snprintf(dir, sizeof(dir), "%.*s",
+		         slash ? (int) (slash - p) : 1, slash ? p : ".");
+		if (!sr_strv_contains(&st->preload_dirs, dir) &&
+		    st->preload_dirs.n < 256)
+			rv = sr_strv_push(&st->preload_dirs, dir);
+	}
+	return (rv);
+}
+
 static int
 collect(struct sr_setup *st)
 {
 	struct sr_collect_opts co;
+	struct sr_imports im;
 	int rv;
 
 	if (strcmp(st->profile.name, "generic") == 0)
@@ -76,6 +107,7 @@ collect(struct sr_setup *st)
 		                           &st->suite));
 	if ((rv = sr_collect_opts_init(&co, st->workspace)) != 0)
 		return (rv);
+	sr_imports_init(&im);
 	if (st->opts.serial_markers != NULL) {
 		sr_strv_free(&co.serial_markers);
 		rv = sr_split_list(st->opts.serial_markers, &co.serial_markers);
@@ -87,8 +119,12 @@ collect(struct sr_setup *st)
 	}
 	co.exact = st->opts.exact;
 	co.python = st->profile.python;
+	co.imports = &im;
 	if (rv == 0)
 		rv = sr_collect(&co, &st->opts.paths, &st->suite);
+	if (rv == 0)
+		rv = preload_list(st, &im);
+	sr_imports_free(&im);
 	sr_collect_opts_free(&co);
 	return (rv);
 }
@@ -318,6 +354,9 @@ sr_setup_coord_cfg(struct sr_setup *st, struct sr_coord_cfg *cc,
 	cc->interrupted = interrupted;
 	cc->commit = st->commit;
 	cc->hashes = st->hashes;
+	cc->forkserver = o->forkserver;
+	cc->preload = &st->preload;
+	cc->preload_dirs = &st->preload_dirs;
 }
 
 bool

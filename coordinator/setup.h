@@ -34,6 +34,8 @@ struct sr_setup {
 	struct sr_trust trust;
 	unsigned local_slots; /* 0: no local agent */
 	char commit[41];      /* remote runs: the fingerprint */
+	struct sr_strv preload;      /* fork server: modules to import */
+	struct sr_strv preload_dirs; /* ... and directories for sys.path */
 	uint8_t (*hashes)[32];
 	struct sr_spawner *spawner;
 };

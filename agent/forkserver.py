@@ -1,0 +1,186 @@
+# shardrun's preloading fork server for the pytest profile.
+#
+# One runs per slot. It imports pytest and the suite's shared modules once,
+# while it is single-threaded, then forks one child per test file: the child
+# gets its own session, log, environment and working directory and runs
+# pytest.main on that one file - a process of its own, isolated and
+# crash-contained, without paying the interpreter start and the imports
+# again. If a thread exists at fork time (an import started one), forking
+# would be unsafe: the server says so and the agent spawns the file plainly.
+#
+# Protocol: newline-delimited JSON over a Unix socket (path in argv[1]).
+#   agent -> server  {"run": {"args", "cwd", "log", "env"}} | {"signal": N}
+#   server -> agent  {"ready": true} | {"nofork": why} | {"pid": P}
+#                    | {"status": S}   (a raw wait status)
+# argv[2]: the workspace root; then "-d DIR" (put on sys.path) and the
+# modules to preload.
+import json
+import os
+import select
+import signal
+import socket
+import sys
+
+
+def threads():
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1
+
+
+def send(sock, obj):
+    sock.sendall((json.dumps(obj) + "\n").encode())
+
+
+def preload(root, dirs, modules):
+    # Where pytest's default import mode would put test files' directories.
+    sys.path.insert(0, root)
+    for d in dirs:
+        sys.path.insert(0, os.path.join(root, d))
+    import pytest  # noqa: F401  (the point is to have it imported)
+    import _pytest.config  # noqa: F401
+    for name in modules:
+        try:
+            __import__(name)
+        except Exception:
+            pass  # the test itself will report a broken import
+
+
+def child(req):
+    os.setsid()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE,
+                signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    fd = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(fd, 0)
+    fd = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.chdir(req["cwd"])
+    os.environ.clear()
+    os.environ.update(req["env"])
+    sys.argv = ["pytest"] + req["args"]
+    code = 3
+    try:
+        import pytest
+        code = int(pytest.main(req["args"]))
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
+def sweep(pid, namespaced):
+    """Kill what the attempt left: everything in our PID namespace but us
+    and its init, or else the child's process group and our children."""
+    if namespaced:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass
+    else:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                break
+        except ChildProcessError:
+            break
+
+
+def handle(sock, msg, pid, namespaced):
+    """One request; returns the running child's pid (0: none)."""
+    if "signal" in msg and pid:
+        try:
+            os.kill(-1 if namespaced else -pid, msg["signal"])
+        except OSError:
+            pass
+    elif "run" in msg and not pid:
+        if threads() > 1:
+            send(sock, {"nofork": "a thread exists in the server"})
+            return 0
+        pid = os.fork()
+        if pid == 0:
+            sock.close()
+            signal.set_wakeup_fd(-1)
+            child(msg["run"])
+        send(sock, {"pid": pid})
+    return pid
+
+
+def serve(sock, namespaced):
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    buf = b""
+    pid = 0
+    while True:
+        if pid:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                sweep(pid, namespaced)
+                send(sock, {"status": status})
+                pid = 0
+        ready, _, _ = select.select([sock, wake_r], [], [])
+        if wake_r in ready:
+            try:
+                os.read(wake_r, 4096)
+            except BlockingIOError:
+                pass
+        if sock not in ready:
+            continue
+        data = sock.recv(65536)
+        if not data:
+            return
+        buf += data
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            pid = handle(sock, json.loads(line), pid, namespaced)
+
+
+def in_own_pid_namespace():
+    try:
+        return os.readlink("/proc/self/ns/pid") != \
+            os.readlink("/proc/1/ns/pid")
+    except OSError:
+        return False
+
+
+def main():
+    path, root, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
+    dirs, modules = [], []
+    while rest:
+        if rest[0] == "-d" and len(rest) > 1:
+            dirs.append(rest[1])
+            rest = rest[2:]
+        else:
+            modules.append(rest.pop(0))
+    # kill(-1) is only ever used inside a PID namespace of our own.
+    namespaced = os.environ.get("SHARDRUN_PIDNS") == "1" and \
+        os.getppid() == 1 and in_own_pid_namespace()
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except Exception:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    preload(root, dirs, modules)
+    if threads() > 1:
+        send(sock, {"nofork": "importing the preloaded modules started a "
+                              "thread"})
+        return
+    send(sock, {"ready": True})
+    serve(sock, namespaced)
+
+
+main()

@@ -1,0 +1,80 @@
+/*
+ * forksrv.h - one slot's preloading fork server (pytest profile).
+ *
+ * The server (agent/forkserver.py, compiled into the binary) is started
+ * through the spawner like any attempt - so it lives in a PID namespace of
+ * its own where the machine allows - imports pytest and the suite's shared
+ * modules once, then forks one child per file. It talks to the agent over a
+ * Unix socket in the slot's directory with newline-delimited JSON. Where a
+ * fork would be unsafe (a thread exists) it says so, and the slot spawns
+ * the file plainly instead.
+ *
+ * Ownership: the slot owns its server; sr_forksrv_stop kills it (through
+ * the spawner) and releases everything. One thread.
+ */
+#ifndef SR_FORKSRV_H
+#define SR_FORKSRV_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "spawner.h"
+#include "sr/util.h"
+
+enum sr_fs_state {
+	SR_FS_OFF = 0, /* not started (or stopped) */
+	SR_FS_STARTING,
+	SR_FS_READY,   /* idle, accepts a run */
+	SR_FS_BUSY,    /* a child runs */
+	SR_FS_DEAD,    /* refused or failed: do not use again this run */
+};
+
+enum sr_fs_ev_type {
+	SR_FS_EV_READY = 1,
+	SR_FS_EV_NOFORK,  /* the run was refused: spawn it plainly */
+	SR_FS_EV_STATUS,  /* the child ended: status is a wait status */
+	SR_FS_EV_GONE,    /* the server died */
+};
+
+struct sr_fs_ev {
+	int type;
+	int status;
+	char why[160];
+};
+
+struct sr_forksrv {
+	int state;
+	int lfd;            /* listening until the server connects */
+	int fd;
+	uint64_t spawn_id;  /* the server process, for the spawner */
+	struct sr_spawner *sp;
+	struct sr_buf in;
+	char sock_path[PATH_MAX];
+};
+
+struct sr_fs_start {
+	struct sr_spawner *sp;
+	uint64_t spawn_id;
+	const char *dir;          /* the slot's directory */
+	const char *python;
+	const char *workspace;
+	const struct sr_strv *preload;
+	const struct sr_strv *dirs; /* relative to the workspace */
+	const struct sr_strv *env;
+};
+
+int sr_forksrv_start(struct sr_forksrv *fs, const struct sr_fs_start *st);
+/* The fd to poll for POLLIN, or -1. */
+int sr_forksrv_fd(const struct sr_forksrv *fs);
+/* Next event; SR_EAGAIN when none. */
+int sr_forksrv_read(struct sr_forksrv *fs, struct sr_fs_ev *ev);
+/* Run pytest with args in a fresh child; READY only. */
+int sr_forksrv_run(struct sr_forksrv *fs, const struct sr_strv *args,
+                   const char *cwd, const char *log,
+                   const struct sr_strv *env);
+/* Signal the running child's whole tree. */
+int sr_forksrv_signal(struct sr_forksrv *fs, int sig);
+void sr_forksrv_stop(struct sr_forksrv *fs);
+
+#endif /* SR_FORKSRV_H */
