@@ -28,7 +28,7 @@ struct session {
 	bool welcomed;
 	bool checking; /* the workspace check is under way */
 	struct sr_wscheck check;
-	bool over; /* Shutdown received */
+	bool over;              /* Shutdown received */
 	struct sr_slot_run run; /* run id, fork server settings */
 	double hb_s;
 	double lost_s;

@@ -25,9 +25,8 @@ listen_on(struct sr_forksrv *fs, const char *dir)
 
 	if (snprintf(fs->sock_path, sizeof(fs->sock_path), "%s/fs.sock", dir) >=
 	        (int) sizeof(sa.sun_path) ||
-	    (fs->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC |
-	                                   SOCK_NONBLOCK,
-	                      0)) < 0)
+	    (fs->lfd = socket(
+	         AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
 		return (SR_EIO);
 	(void) unlink(fs->sock_path);
 	memcpy(sa.sun_path, fs->sock_path, strlen(fs->sock_path) + 1);
@@ -131,9 +130,9 @@ env_object(const struct sr_strv *env)
 		const char *eq = strchr(env->v[i], '=');
 		char *key;
 
-		if (eq == NULL || (key = strndup(env->v[i],
-		                                  (size_t) (eq - env->v[i]))) ==
-		                      NULL)
+		if (eq == NULL ||
+		    (key = strndup(env->v[i], (size_t) (eq - env->v[i]))) ==
+		        NULL)
 			continue;
 		json_object_set_new(o, key, json_string(eq + 1));
 		free(key);

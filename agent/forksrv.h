@@ -25,16 +25,16 @@
 enum sr_fs_state {
 	SR_FS_OFF = 0, /* not started (or stopped) */
 	SR_FS_STARTING,
-	SR_FS_READY,   /* idle, accepts a run */
-	SR_FS_BUSY,    /* a child runs */
-	SR_FS_DEAD,    /* refused or failed: do not use again this run */
+	SR_FS_READY, /* idle, accepts a run */
+	SR_FS_BUSY,  /* a child runs */
+	SR_FS_DEAD,  /* refused or failed: do not use again this run */
 };
 
 enum sr_fs_ev_type {
 	SR_FS_EV_READY = 1,
-	SR_FS_EV_NOFORK,  /* the run was refused: spawn it plainly */
-	SR_FS_EV_STATUS,  /* the child ended: status is a wait status */
-	SR_FS_EV_GONE,    /* the server died */
+	SR_FS_EV_NOFORK, /* the run was refused: spawn it plainly */
+	SR_FS_EV_STATUS, /* the child ended: status is a wait status */
+	SR_FS_EV_GONE,   /* the server died */
 };
 
 struct sr_fs_ev {
@@ -45,9 +45,9 @@ struct sr_fs_ev {
 
 struct sr_forksrv {
 	int state;
-	int lfd;            /* listening until the server connects */
+	int lfd; /* listening until the server connects */
 	int fd;
-	uint64_t spawn_id;  /* the server process, for the spawner */
+	uint64_t spawn_id; /* the server process, for the spawner */
 	struct sr_spawner *sp;
 	struct sr_buf in;
 	char sock_path[PATH_MAX];
@@ -56,7 +56,7 @@ struct sr_forksrv {
 struct sr_fs_start {
 	struct sr_spawner *sp;
 	uint64_t spawn_id;
-	const char *dir;          /* the slot's directory */
+	const char *dir; /* the slot's directory */
 	const char *python;
 	const char *workspace;
 	const struct sr_strv *preload;
@@ -71,8 +71,7 @@ int sr_forksrv_fd(const struct sr_forksrv *fs);
 int sr_forksrv_read(struct sr_forksrv *fs, struct sr_fs_ev *ev);
 /* Run pytest with args in a fresh child; READY only. */
 int sr_forksrv_run(struct sr_forksrv *fs, const struct sr_strv *args,
-                   const char *cwd, const char *log,
-                   const struct sr_strv *env);
+                   const char *cwd, const char *log, const struct sr_strv *env);
 /* Signal the running child's whole tree. */
 int sr_forksrv_signal(struct sr_forksrv *fs, int sig);
 void sr_forksrv_stop(struct sr_forksrv *fs);

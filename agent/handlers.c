@@ -119,14 +119,14 @@ take_run_settings(struct agent *a, struct session *s,
 
 	s->run.forkserver = w->forkserver && a->cfg->forkserver;
 	for (size_t i = 0; i < w->n_preload && i < 64 && rv == 0; i++)
-		rv = module_name_ok(w->preload[i]) ?
-		         sr_strv_push(&s->run.preload, w->preload[i]) :
-		         SR_EINVAL;
+		rv = module_name_ok(w->preload[i])
+		         ? sr_strv_push(&s->run.preload, w->preload[i])
+		         : SR_EINVAL;
 	for (size_t i = 0; i < w->n_preload_dirs && i < 256 && rv == 0; i++)
 		rv = strcmp(w->preload_dirs[i], ".") == 0 ||
-		             sr_path_check(w->preload_dirs[i]) == 0 ?
-		         sr_strv_push(&s->run.dirs, w->preload_dirs[i]) :
-		         SR_EINVAL;
+		             sr_path_check(w->preload_dirs[i]) == 0
+		         ? sr_strv_push(&s->run.dirs, w->preload_dirs[i])
+		         : SR_EINVAL;
 	return (rv);
 }
 

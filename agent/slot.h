@@ -99,7 +99,7 @@ struct sr_slot {
 	double next_at; /* next check or retry */
 	int last_exit;  /* exit code that caused a check */
 	char dir[PATH_MAX];
-	bool via_fs;            /* the current try runs in the fork server */
+	bool via_fs; /* the current try runs in the fork server */
 	struct sr_forksrv fs;
 	const struct sr_slot_run *fs_run; /* the run the server was made for */
 	struct sr_slot_next next[SR_SLOT_QUEUE];
@@ -109,8 +109,8 @@ struct sr_slot {
 /* Take a unit that arrived at `received` (monotonic; its results' start
  * times count from then). Files and selectors are copied. */
 int sr_slot_assign(struct sr_slot *s, const struct sr_slot_env *e,
-                   const Shardrun__Assignment *a,
-                   const struct sr_slot_run *run, double received);
+                   const Shardrun__Assignment *a, const struct sr_slot_run *run,
+                   double received);
 /* The spawner reported an exit for this slot's current try. */
 void sr_slot_on_exit(struct sr_slot *s, const struct sr_slot_env *e,
                      const struct sr_spawn_ev *ev);

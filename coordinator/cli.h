@@ -43,8 +43,8 @@ struct sr_opts {
 	unsigned shards; /* plan */
 	int shard_index; /* plan --index; -1 = all */
 	int verbose;
-	bool forkserver;           /* --forkserver on|off */
-	const char *preload;       /* --preload a,b: modules to preload */
+	bool forkserver;     /* --forkserver on|off */
+	const char *preload; /* --preload a,b: modules to preload */
 };
 
 void sr_opts_init(struct sr_opts *o);

@@ -71,8 +71,8 @@ void sr_imports_init(struct sr_imports *im);
 void sr_imports_free(struct sr_imports *im);
 /* Modules imported by at least `share` of the files (and two of them),
  * most imported first, at most max, pytest itself excluded. */
-int sr_imports_frequent(const struct sr_imports *im, double share,
-                        size_t max, struct sr_strv *out);
+int sr_imports_frequent(const struct sr_imports *im, double share, size_t max,
+                        struct sr_strv *out);
 
 /* Parse one Python source for markers and test count (exposed for tests). */
 int sr_scan_python(const char *src, const struct sr_collect_opts *o,

@@ -320,7 +320,8 @@ sr_imports_frequent(const struct sr_imports *im, double share, size_t max,
 		size_t best = im->names.n;
 
 		for (size_t k = 0; k < im->names.n; k++)
-			if (!taken[k] && strcmp(im->names.v[k], "pytest") != 0 &&
+			if (!taken[k] &&
+			    strcmp(im->names.v[k], "pytest") != 0 &&
 			    strcmp(im->names.v[k], "__future__") != 0 &&
 			    (best == im->names.n ||
 			     im->counts[k] > im->counts[best]))

@@ -32,8 +32,8 @@ struct sr_setup {
 	struct sr_history hist;
 	char hist_path[PATH_MAX];
 	struct sr_trust trust;
-	unsigned local_slots; /* 0: no local agent */
-	char commit[41];      /* remote runs: the fingerprint */
+	unsigned local_slots;        /* 0: no local agent */
+	char commit[41];             /* remote runs: the fingerprint */
 	struct sr_strv preload;      /* fork server: modules to import */
 	struct sr_strv preload_dirs; /* ... and directories for sys.path */
 	uint8_t (*hashes)[32];

@@ -1,0 +1,113 @@
+"""The preloading fork server: shared modules imported once per slot, each
+file still in a process of its own, a thread at import time makes it step
+aside, crashes and hangs stay contained."""
+import json
+import os
+
+import srtest
+
+# The shared module records every import of itself (pid per line).
+SHARED = """
+import os
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                       "imports.log"), "a") as f:
+    f.write("%d\\n" % os.getpid())
+SEEN = []
+{extra}
+"""
+
+TEST = """
+import os
+import shared_mod
+
+def test_ok():
+    # Module state is per process: a file sharing a process with another
+    # would find the other's entry here.
+    shared_mod.SEEN.append(__file__)
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "runs.log"), "a") as f:
+        f.write("%s %d %s\\n" % (os.environ["SHARDRUN_FILE"],
+                                 len(shared_mod.SEEN), os.getcwd()))
+"""
+
+
+class ForkServer(srtest.TestCase):
+    def suite(self, n, extra=""):
+        self.ws.write("tests/shared_mod.py", SHARED.format(extra=extra))
+        for i in range(n):
+            self.ws.write("tests/test_%02d.py" % i, TEST)
+
+    def lines(self, name):
+        path = self.ws.path("tests/" + name)
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return f.read().split("\n")[:-1]
+
+    def test_imports_once_per_slot_each_file_own_process(self):
+        self.suite(12)
+        r = srtest.run(self.ws, ["-n", "2"])
+        self.assertEqual(r.code, 0, r)
+        runs = [l.split() for l in self.lines("runs.log")]
+        self.assertEqual(len(runs), 12)
+        # Each file in a process of its own, in the workspace, told its name.
+        self.assertEqual({seen for _, seen, _ in runs}, {"1"})
+        self.assertEqual({cwd for _, _, cwd in runs}, {self.ws.root})
+        self.assertEqual(sorted(f for f, _, _ in runs),
+                         ["tests/test_%02d.py" % i for i in range(12)])
+        # Imported by the two servers and at most by the files that ran
+        # before a server was ready, not by all twelve.
+        self.assertLess(len(self.lines("imports.log")), 8)
+
+    def test_off_imports_every_time(self):
+        self.suite(6)
+        r = srtest.run(self.ws, ["-n", "2", "--forkserver", "off"])
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(len(self.lines("imports.log")), 6)
+
+    def test_thread_at_import_means_no_fork(self):
+        self.suite(6, extra="import threading, time\n"
+                            "threading.Thread(target=time.sleep, args=(60,),"
+                            " daemon=True).start()\n")
+        r = srtest.run(self.ws, ["-n", "2"])
+        self.assertEqual(r.code, 0, r)
+        # Every file was spawned plainly, so each imported the module.
+        self.assertGreaterEqual(len(self.lines("imports.log")), 6)
+        self.assert_one_result_per_file(
+            r, ["tests/test_%02d.py" % i for i in range(6)])
+
+    def test_crash_and_hang_in_forked_children(self):
+        self.suite(4)
+        self.ws.write("tests/test_segv.py", """
+            import os, signal
+            import shared_mod
+            def test_crash():
+                os.kill(os.getpid(), signal.SIGSEGV)
+            """)
+        self.ws.write("tests/test_hang.py", """
+            import subprocess, sys, time
+            import shared_mod
+            def test_hang():
+                subprocess.Popen([sys.executable, "-c",
+                                  "import time; time.sleep(600)", "TOKEN"],
+                                 start_new_session=True)
+                time.sleep(600)
+            """)
+        hist = {"version": 1, "files": {
+            "tests/test_segv.py": {"duration_s": 0.05, "runs": 1},
+            "tests/test_hang.py": {"duration_s": 0.04, "runs": 1}}}
+        self.ws.write(".shardrun/durations.json", json.dumps(hist))
+        r = srtest.run(self.ws, ["-n", "1", "--timeout", "3",
+                                 "--kill-grace", "1", "--no-history"])
+        self.assertEqual(r.code, 1, r)
+        self.assertEqual(r.file("tests/test_segv.py")["outcome"], "crashed")
+        self.assertEqual(r.file("tests/test_segv.py")["signal"], "SEGV")
+        self.assertEqual(r.file("tests/test_hang.py")["outcome"], "timeout")
+        for i in range(4):
+            self.assertEqual(r.file("tests/test_%02d.py" % i)["outcome"],
+                             "passed")
+        self.assertEqual(self.ws.wait_no_survivors(3.0), [])
+
+
+if __name__ == "__main__":
+    srtest.main()
