@@ -128,15 +128,8 @@ pend_add(struct session *s, const Shardrun__Result *r)
 {
 	struct pending *p;
 
-	if (s->npend == s->pcap) {
-		size_t cap = s->pcap ? s->pcap * 2 : 16;
-		struct pending *v = realloc(s->pend, cap * sizeof(*v));
-
-		if (v == NULL)
-			return (SR_ENOMEM);
-		s->pend = v;
-		s->pcap = cap;
-	}
+	if (sr_grow(&s->pend, &s->pcap, s->npend, sizeof(*s->pend), 16) != 0)
+		return (SR_ENOMEM);
 	p = &s->pend[s->npend];
 	p->len = shardrun__result__get_packed_size(r);
 	if ((p->packed = malloc(p->len ? p->len : 1)) == NULL)

@@ -344,15 +344,8 @@ emit_exit(struct helper *h, uint64_t id, int status, int err, long rss)
 static int
 track(struct helper *h, uint64_t id, pid_t pid, int statusfd)
 {
-	if (h->natt == h->cap) {
-		size_t cap = h->cap ? h->cap * 2 : 16;
-		struct attempt *v = realloc(h->att, cap * sizeof(*v));
-
-		if (v == NULL)
-			return (SR_ENOMEM);
-		h->att = v;
-		h->cap = cap;
-	}
+	if (sr_grow(&h->att, &h->cap, h->natt, sizeof(*h->att), 16) != 0)
+		return (SR_ENOMEM);
 	h->att[h->natt].id = id;
 	h->att[h->natt].pid = pid;
 	h->att[h->natt].statusfd = statusfd;

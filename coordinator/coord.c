@@ -258,15 +258,9 @@ eligible(void *arg, const struct sr_unit *u)
 static int
 track_running(struct arec *a, uint32_t id)
 {
-	if (a->nrunning == a->runcap) {
-		size_t cap = a->runcap ? a->runcap * 2 : 8;
-		uint32_t *v = realloc(a->running, cap * sizeof(*v));
-
-		if (v == NULL)
-			return (SR_ENOMEM);
-		a->running = v;
-		a->runcap = cap;
-	}
+	if (sr_grow(&a->running, &a->runcap, a->nrunning, sizeof(*a->running),
+	            8) != 0)
+		return (SR_ENOMEM);
 	a->running[a->nrunning++] = id;
 	return (0);
 }

@@ -74,15 +74,8 @@ insert_at(struct sr_history *h, size_t i, const char *path, double dur,
 {
 	char *copy;
 
-	if (h->n == h->cap) {
-		size_t cap = h->cap ? h->cap * 2 : 64;
-		struct sr_hist_entry *ne = realloc(h->e, cap * sizeof(*ne));
-
-		if (ne == NULL)
-			return (SR_ENOMEM);
-		h->e = ne;
-		h->cap = cap;
-	}
+	if (sr_grow(&h->e, &h->cap, h->n, sizeof(*h->e), 64) != 0)
+		return (SR_ENOMEM);
 	if ((copy = strdup(path)) == NULL)
 		return (SR_ENOMEM);
 	memmove(&h->e[i + 1], &h->e[i], (h->n - i) * sizeof(h->e[0]));

@@ -6,6 +6,7 @@
 
 #include "plan.h"
 #include "sr/err.h"
+#include "sr/util.h"
 
 void
 sr_plan_init(struct sr_plan *p)
@@ -122,15 +123,8 @@ sift_down(struct sr_plan *p, size_t i)
 int
 sr_plan_push(struct sr_plan *p, struct sr_unit *u)
 {
-	if (p->nheap == p->heapcap) {
-		size_t cap = p->heapcap ? p->heapcap * 2 : 64;
-		struct sr_heap_ent *h = realloc(p->heap, cap * sizeof(*h));
-
-		if (h == NULL)
-			return (SR_ENOMEM);
-		p->heap = h;
-		p->heapcap = cap;
-	}
+	if (sr_grow(&p->heap, &p->heapcap, p->nheap, sizeof(*p->heap), 64) != 0)
+		return (SR_ENOMEM);
 	u->state = SR_UNIT_QUEUED;
 	u->agent = NULL;
 	p->heap[p->nheap].weight = u->weight;
@@ -189,15 +183,8 @@ sr_plan_take(struct sr_plan *p, bool (*ok)(void *arg, const struct sr_unit *u),
 static int
 reserve_unit(struct sr_plan *p)
 {
-	if (p->n == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 64;
-		struct sr_unit **v = realloc(p->units, cap * sizeof(*v));
-
-		if (v == NULL)
-			return (SR_ENOMEM);
-		p->units = v;
-		p->cap = cap;
-	}
+	if (sr_grow(&p->units, &p->cap, p->n, sizeof(*p->units), 64) != 0)
+		return (SR_ENOMEM);
 	return (0);
 }
 

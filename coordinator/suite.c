@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "sr/err.h"
+#include "sr/util.h"
 
 #include "suite.h"
 
@@ -57,15 +58,8 @@ sr_suite_add(struct sr_suite *s, const char *path, size_t *idx)
 	struct sr_file *f;
 	char *copy;
 
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 64;
-		struct sr_file *nf = realloc(s->files, cap * sizeof(*nf));
-
-		if (nf == NULL)
-			return (SR_ENOMEM);
-		s->files = nf;
-		s->cap = cap;
-	}
+	if (sr_grow(&s->files, &s->cap, s->n, sizeof(*s->files), 64) != 0)
+		return (SR_ENOMEM);
 	if ((copy = strdup(path)) == NULL)
 		return (SR_ENOMEM);
 	f = &s->files[s->n];

@@ -37,6 +37,25 @@ sr_wall(void)
 	return ((double) ts.tv_sec + (double) ts.tv_nsec / 1e9);
 }
 
+int
+sr_grow(void *vp, size_t *cap, size_t n, size_t size, size_t first)
+{
+	void **p = vp;
+	size_t ncap;
+	void *np;
+
+	if (n < *cap)
+		return (0);
+	ncap = *cap ? *cap * 2 : first;
+	if (ncap <= n)
+		ncap = n + 1;
+	if ((np = realloc(*p, ncap * size)) == NULL)
+		return (SR_ENOMEM);
+	*p = np;
+	*cap = ncap;
+	return (0);
+}
+
 void
 sr_strv_init(struct sr_strv *sv)
 {

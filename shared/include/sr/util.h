@@ -41,6 +41,13 @@ int sr_buf_printf(struct sr_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void sr_buf_free(struct sr_buf *b);
 
+/*
+ * Make room for element n of a growable array: *vp holds *cap elements of
+ * `size` bytes. When n == *cap the array doubles (from `first`). On
+ * failure the array is unchanged and SR_ENOMEM returned.
+ */
+int sr_grow(void *vp, size_t *cap, size_t n, size_t size, size_t first);
+
 /* Read a whole file (at most max bytes, else SR_ETOOBIG). *out is NUL
  * terminated and owned by the caller. */
 int sr_read_file(const char *path, size_t max, char **out, size_t *len);
