@@ -93,6 +93,17 @@ sr_strv_push(struct sr_strv *sv, const char *s)
 	return (sr_strv_pushn(sv, s, strlen(s)));
 }
 
+/* Push every string of a NULL-terminated list. */
+int
+sr_strv_push_all(struct sr_strv *sv, const char *const *list)
+{
+	int rv = 0;
+
+	for (; *list != NULL && rv == 0; list++)
+		rv = sr_strv_push(sv, *list);
+	return (rv);
+}
+
 void
 sr_strv_free(struct sr_strv *sv)
 {

@@ -26,6 +26,7 @@ struct sr_strv {
 void sr_strv_init(struct sr_strv *sv);
 int sr_strv_push(struct sr_strv *sv, const char *s); /* copies s */
 int sr_strv_pushn(struct sr_strv *sv, const char *s, size_t len);
+int sr_strv_push_all(struct sr_strv *sv, const char *const *list);
 void sr_strv_free(struct sr_strv *sv);
 bool sr_strv_contains(const struct sr_strv *sv, const char *s);
 
