@@ -41,6 +41,7 @@ enum {
 	OPT_INDEX,
 	OPT_FORKSERVER,
 	OPT_PRELOAD,
+	OPT_SPLIT,
 };
 
 static const struct option longopts[] = {
@@ -73,6 +74,7 @@ static const struct option longopts[] = {
     {"index", required_argument, NULL, OPT_INDEX},
     {"forkserver", required_argument, NULL, OPT_FORKSERVER},
     {"preload", required_argument, NULL, OPT_PRELOAD},
+    {"split", required_argument, NULL, OPT_SPLIT},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {NULL, 0, NULL, 0},
@@ -95,6 +97,7 @@ sr_opts_init(struct sr_opts *o)
 	o->lease_s = 10;
 	o->shard_index = -1;
 	o->forkserver = true;
+	o->split = true;
 }
 
 void
@@ -182,11 +185,14 @@ parse_choice(struct sr_opts *o, int c, const char *arg)
 		o->profile = arg;
 		return (0);
 	case OPT_FORKSERVER:
+	case OPT_SPLIT:
 		if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0) {
-			sr_error("--forkserver: expected on or off");
+			sr_error("--%s: expected on or off",
+			         c == OPT_SPLIT ? "split" : "forkserver");
 			return (SR_EINVAL);
 		}
-		o->forkserver = strcmp(arg, "on") == 0;
+		*(c == OPT_SPLIT ? &o->split : &o->forkserver) =
+		    strcmp(arg, "on") == 0;
 		return (0);
 	case OPT_COLLECT:
 		if (strcmp(arg, "pytest") != 0 && strcmp(arg, "fast") != 0) {
@@ -234,6 +240,7 @@ parse_one(struct sr_opts *o, int c, const char *arg)
 	case OPT_PROFILE:
 	case OPT_COLLECT:
 	case OPT_FORKSERVER:
+	case OPT_SPLIT:
 		return (parse_choice(o, c, arg));
 	case OPT_PRELOAD:
 		o->preload = arg;

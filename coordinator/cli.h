@@ -44,6 +44,7 @@ struct sr_opts {
 	int shard_index; /* plan --index; -1 = all */
 	int verbose;
 	bool forkserver;     /* --forkserver on|off */
+	bool split;          /* --split on|off */
 	const char *preload; /* --preload a,b: modules to preload */
 };
 

@@ -57,6 +57,9 @@ struct sr_coord_cfg {
 	const char *commit;    /* "" when unknown */
 	uint8_t (*hashes)[32]; /* per suite file; NULL: not checked */
 	bool forkserver;       /* pytest: preloading fork servers */
+	bool split;            /* pytest: split files longer than a share */
+	const char *workspace; /* for asking pytest about split files */
+	const char *python;
 	const struct sr_strv *preload;
 	const struct sr_strv *preload_dirs;
 };

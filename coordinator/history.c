@@ -374,19 +374,37 @@ sr_history_estimate(const struct sr_history *h, struct sr_suite *s)
 	free(e);
 }
 
-/*
- * Only the first attempt counts, and only if it passed (or found no
- * tests): a rerun that passed after a failure, a crash or a timeout says
- * nothing about how long a healthy run takes, and recording a hang would
- * let it raise its own timeout next time.
- */
-static int
-healthy(const struct sr_file *f)
+static bool
+passed(const struct sr_attempt *a)
 {
-	if (f->natt == 0)
-		return (0);
-	return (f->att[0].outcome == SHARDRUN__OUTCOME__PASSED ||
-	        f->att[0].outcome == SHARDRUN__OUTCOME__NO_TESTS);
+	return (a->outcome == SHARDRUN__OUTCOME__PASSED ||
+	        a->outcome == SHARDRUN__OUTCOME__NO_TESTS);
+}
+
+/*
+ * Only first attempts count, and only if they passed (or found no tests):
+ * a rerun that passed after a failure, a crash or a timeout says nothing
+ * about how long a healthy run takes, and recording a hang would let it
+ * raise its own timeout next time. A split file is healthy when the first
+ * attempt of every part passed; its duration is their sum.
+ */
+static bool
+healthy(const struct sr_file *f, double *dur)
+{
+	uint32_t parts = f->nparts ? f->nparts : 1;
+
+	*dur = 0;
+	for (uint32_t p = 0; p < parts; p++) {
+		const struct sr_attempt *first = NULL;
+
+		for (size_t i = 0; i < f->natt && first == NULL; i++)
+			if (f->att[i].part == p)
+				first = &f->att[i];
+		if (first == NULL || !passed(first))
+			return (false);
+		*dur += first->duration_s;
+	}
+	return (true);
 }
 
 int
@@ -396,16 +414,15 @@ sr_history_update(struct sr_history *h, const struct sr_suite *s)
 
 	for (size_t i = 0; i < s->n; i++) {
 		const struct sr_file *f = &s->files[i];
+		double dur;
 
-		if (!healthy(f))
+		if (!healthy(f, &dur))
 			continue;
-		if (!valid_duration(f->att[0].duration_s)) {
-			sr_warn("%s: duration %g not recorded", f->path,
-			        f->att[0].duration_s);
+		if (!valid_duration(dur)) {
+			sr_warn("%s: duration %g not recorded", f->path, dur);
 			continue;
 		}
-		if ((rv = sr_history_record(h, f->path,
-		                            f->att[0].duration_s)) != 0)
+		if ((rv = sr_history_record(h, f->path, dur)) != 0)
 			return (rv);
 	}
 	return (0);

@@ -25,6 +25,7 @@ unit_release(struct sr_unit *u)
 	if (u->got != &u->one_got)
 		free(u->got);
 	free(u->avoid);
+	sr_strv_free(&u->selectors);
 }
 
 void
@@ -165,6 +166,8 @@ sr_plan_take(struct sr_plan *p, bool (*ok)(void *arg, const struct sr_unit *u),
 	while (p->nheap > 0 && nref < 64) {
 		struct sr_unit *u = p->units[heap_pop(p) - 1];
 
+		if (u->state == SR_UNIT_DROPPED)
+			continue;
 		if (ok == NULL || ok(arg, u)) {
 			got = u;
 			break;
@@ -206,9 +209,10 @@ unit_files(struct sr_unit *u, const size_t *files, size_t nfiles)
 	return (0);
 }
 
-int
-sr_plan_add(struct sr_plan *p, const struct sr_suite *s, const size_t *files,
-            size_t nfiles, bool serial, uint32_t *id)
+/* A new unit, registered but not queued. */
+static int
+unit_new(struct sr_plan *p, const struct sr_suite *s, const size_t *files,
+         size_t nfiles, bool serial, struct sr_unit **out)
 {
 	struct sr_unit *u;
 	int rv;
@@ -228,6 +232,41 @@ sr_plan_add(struct sr_plan *p, const struct sr_suite *s, const size_t *files,
 	}
 	p->units[p->n++] = u;
 	u->id = (uint32_t) p->n;
+	u->state = SR_UNIT_DONE; /* until queued */
+	*out = u;
+	return (0);
+}
+
+int
+sr_plan_add(struct sr_plan *p, const struct sr_suite *s, const size_t *files,
+            size_t nfiles, bool serial, uint32_t *id)
+{
+	struct sr_unit *u;
+	int rv;
+
+	if ((rv = unit_new(p, s, files, nfiles, serial, &u)) != 0 ||
+	    (rv = sr_plan_push(p, u)) != 0)
+		return (rv);
+	*id = u->id;
+	return (0);
+}
+
+int
+sr_plan_add_part(struct sr_plan *p, const struct sr_suite *s, size_t file,
+                 uint32_t part, const struct sr_strv *ids, double weight,
+                 uint32_t *id)
+{
+	struct sr_unit *u;
+	int rv;
+
+	if ((rv = unit_new(p, s, &file, 1, false, &u)) != 0)
+		return (rv);
+	for (size_t i = 0; i < ids->n && rv == 0; i++)
+		rv = sr_strv_push(&u->selectors, ids->v[i]);
+	if (rv != 0)
+		return (rv);
+	u->part = part;
+	u->weight = weight;
 	if ((rv = sr_plan_push(p, u)) != 0)
 		return (rv);
 	*id = u->id;
@@ -378,4 +417,11 @@ sr_static_plan_free(struct sr_static_plan *sp)
 	sp->order = NULL;
 	sp->shard_of = NULL;
 	sp->loads = NULL;
+}
+
+void
+sr_plan_drop(struct sr_plan *p, struct sr_unit *u)
+{
+	(void) p;
+	u->state = SR_UNIT_DROPPED; /* sr_plan_take skips it */
 }

@@ -25,22 +25,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sr/util.h"
 #include "suite.h"
 
 enum sr_unit_state {
 	SR_UNIT_QUEUED = 0,
 	SR_UNIT_RUNNING,
 	SR_UNIT_DONE,
+	SR_UNIT_DROPPED, /* replaced by its parts; still in the heap, skipped */
 };
 
 struct sr_unit {
-	double weight;     /* estimated seconds */
-	double dispatched; /* monotonic time of the dispatch */
-	uint32_t *files;   /* suite indices, in run order */
-	bool *got;         /* per file: result received this attempt */
-	void *agent;       /* coordinator's agent record while running */
-	char *avoid;       /* agent name to avoid (crashed there) */
-	uint32_t id;       /* 1-based; plan->units[id - 1] */
+	double weight;            /* estimated seconds */
+	double dispatched;        /* monotonic time of the dispatch */
+	uint32_t *files;          /* suite indices, in run order */
+	bool *got;                /* per file: result received this attempt */
+	void *agent;              /* coordinator's agent record while running */
+	char *avoid;              /* agent name to avoid (crashed there) */
+	struct sr_strv selectors; /* a part of a split file: its test ids */
+	uint32_t part;            /* which part (0 when not split) */
+	uint32_t id;              /* 1-based; plan->units[id - 1] */
 	uint32_t nfiles;
 	uint32_t attempt; /* dispatch count; the wire's attempt number */
 	uint32_t slot;
@@ -78,6 +82,13 @@ int sr_plan_build(struct sr_plan *p, const struct sr_suite *s);
 int sr_plan_add(struct sr_plan *p, const struct sr_suite *s,
                 const size_t *files, size_t nfiles, bool serial, uint32_t *id);
 struct sr_unit *sr_plan_unit(const struct sr_plan *p, uint32_t id);
+/* A new queued unit for one part of a split file: the test ids are
+ * copied, the weight given. */
+int sr_plan_add_part(struct sr_plan *p, const struct sr_suite *s, size_t file,
+                     uint32_t part, const struct sr_strv *ids, double weight,
+                     uint32_t *id);
+/* Take a queued unit out of the queue for good (it was split). */
+void sr_plan_drop(struct sr_plan *p, struct sr_unit *u);
 /* Queue a unit again (state QUEUED). */
 int sr_plan_push(struct sr_plan *p, struct sr_unit *u);
 /*

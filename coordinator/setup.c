@@ -355,6 +355,9 @@ sr_setup_coord_cfg(struct sr_setup *st, struct sr_coord_cfg *cc,
 	cc->commit = st->commit;
 	cc->hashes = st->hashes;
 	cc->forkserver = o->forkserver;
+	cc->split = o->split && strcmp(st->profile.name, "pytest") == 0;
+	cc->workspace = st->workspace;
+	cc->python = st->profile.python;
 	cc->preload = &st->preload;
 	cc->preload_dirs = &st->preload_dirs;
 }

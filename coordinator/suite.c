@@ -47,6 +47,7 @@ sr_suite_free(struct sr_suite *s)
 			attempt_free(&f->att[j]);
 		free(f->att);
 		free(f->path);
+		free(f->part_final);
 	}
 	free(s->files);
 	sr_suite_init(s);
@@ -146,4 +147,63 @@ sr_final_name(int final)
 	if (final < 0 || final >= SR_FINAL_COUNT)
 		return ("unknown");
 	return (final_names[final]);
+}
+
+int
+sr_file_split(struct sr_file *f, uint32_t n)
+{
+	int *v = calloc(n, sizeof(*v));
+
+	if (v == NULL || n < 2) {
+		free(v);
+		return (n < 2 ? SR_EINVAL : SR_ENOMEM);
+	}
+	free(f->part_final);
+	f->part_final = v;
+	f->nparts = f->parts_left = n;
+	return (0);
+}
+
+const struct sr_attempt *
+sr_file_part_last(const struct sr_file *f, uint32_t part)
+{
+	for (size_t i = f->natt; i > 0; i--)
+		if (f->att[i - 1].part == part)
+			return (&f->att[i - 1]);
+	return (NULL);
+}
+
+bool
+sr_file_span(const struct sr_file *f, double *start, double *end, double *work)
+{
+	uint32_t n = f->nparts ? f->nparts : 1;
+	bool any = false;
+
+	*start = *end = *work = 0;
+	for (uint32_t p = 0; p < n; p++) {
+		const struct sr_attempt *a =
+		    f->nparts ? sr_file_part_last(f, p) : sr_file_last(f);
+
+		if (a == NULL)
+			continue;
+		if (!any || a->start_s < *start)
+			*start = a->start_s;
+		if (!any || a->start_s + a->duration_s > *end)
+			*end = a->start_s + a->duration_s;
+		*work += a->duration_s;
+		any = true;
+	}
+	return (any);
+}
+
+int
+sr_final_worst(int a, int b)
+{
+	static const int rank[SR_FINAL_COUNT] = {
+	    [SR_FINAL_PENDING] = 0, [SR_FINAL_PASSED] = 1,
+	    [SR_FINAL_FLAKY] = 2,   [SR_FINAL_FAILED] = 3,
+	    [SR_FINAL_TIMEOUT] = 4, [SR_FINAL_CRASHED] = 5,
+	    [SR_FINAL_ERROR] = 6};
+
+	return (rank[a] >= rank[b] ? a : b);
 }

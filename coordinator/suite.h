@@ -42,6 +42,7 @@ struct sr_attempt {
 	char *junit; /* the attempt's JUnit XML (may be NULL) */
 	size_t junit_len;
 	char *message; /* agent's explanation (may be NULL) */
+	uint32_t part; /* which part of a split file (0 when not split) */
 };
 
 struct sr_file {
@@ -57,6 +58,12 @@ struct sr_file {
 	size_t natt;
 	uint32_t restarts; /* crash requeues used */
 	uint32_t reruns;   /* failure reruns used */
+	/* A file longer than a fair share is split into parts (chunks of its
+	 * test ids); each part ends with a final result of its own, and the
+	 * file's is the worst of them. */
+	uint32_t nparts; /* 0: not split */
+	uint32_t parts_left;
+	int *part_final; /* per part, enum sr_final */
 };
 
 struct sr_suite {
@@ -75,6 +82,19 @@ void sr_suite_sort(struct sr_suite *s);
 int sr_file_add_attempt(struct sr_file *f, const struct sr_attempt *a);
 /* The last attempt, or NULL. */
 const struct sr_attempt *sr_file_last(const struct sr_file *f);
+/* Make the file a split one with n parts. */
+int sr_file_split(struct sr_file *f, uint32_t n);
+/* The last attempt of one part of a split file, or NULL. */
+const struct sr_attempt *sr_file_part_last(const struct sr_file *f,
+                                           uint32_t part);
+/* When the file's final attempts ran: the earliest start, the latest end,
+ * and the sum of their durations (one attempt, unless split). false when
+ * nothing ran. */
+bool sr_file_span(const struct sr_file *f, double *start, double *end,
+                  double *work);
+/* Of two finals, the one that says more is wrong (error > crashed >
+ * timeout > failed > flaky > passed). */
+int sr_final_worst(int a, int b);
 
 const char *sr_final_name(int final); /* "passed", "failed", "flaky", ... */
 

@@ -1,0 +1,73 @@
+/*
+ * coord_int.h - the coordinator's state, shared by coord.c (sessions and
+ * the loop), coord_units.c (dispatch and final results) and coord_msg.c
+ * (messages from agents). Internal to coordinator/. One thread owns it.
+ */
+#ifndef SR_COORD_INT_H
+#define SR_COORD_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "coord.h"
+#include "plan.h"
+#include "progress.h"
+#include "sr/node.h"
+
+#define HANDSHAKE_S       10.0
+#define LOST_ASSIGNMENT_S 5.0
+
+struct arec {
+	struct sr_peer *peer;
+	char name[96];
+	bool hello;
+	unsigned slots;
+	bool *waiting;     /* per slot: asked for work */
+	uint32_t *running; /* ids of the units running there */
+	size_t nrunning;
+	size_t runcap;
+	bool exclusive; /* an exclusive unit runs there */
+	bool draining;  /* takes nothing until idle (for an exclusive) */
+	uint8_t *depth; /* per slot: units assigned and not done */
+	uint32_t *last; /* per slot: the unit assigned last */
+	struct arec *next;
+};
+
+/* Units estimated shorter than this may be queued behind a running one. */
+#define PREFETCH_S 0.5
+
+struct coord {
+	const struct sr_coord_cfg *cfg;
+	struct sr_suite *suite;
+	struct sr_node *node;
+	struct sr_plan plan;
+	struct arec *agents;
+	unsigned nagents;
+	uint8_t run_id[16];
+	double t0;
+	double wait_until;
+	bool dispatching;
+	bool serial_running;
+	double alone_since; /* no agent connected since then */
+	size_t nfinal;
+	unsigned max_slots; /* most slots connected at once */
+	struct sr_progress prog;
+	int status;
+};
+
+/* coord.c */
+int sr_co_send(struct coord *c, struct arec *a, Shardrun__Envelope *e);
+
+/* coord_units.c */
+void sr_co_set_final(struct coord *c, struct sr_file *f, int final);
+void sr_co_judge(struct coord *c, struct sr_unit *u, size_t file,
+                 struct arec *a);
+void sr_co_unit_done(struct coord *c, struct sr_unit *u);
+void sr_co_agent_lost(struct coord *c, struct arec *a, const char *why);
+void sr_co_dispatch(struct coord *c);
+
+/* coord_msg.c */
+void sr_co_handle(struct coord *c, struct arec *a,
+                  const Shardrun__Envelope *env);
+
+#endif /* SR_COORD_INT_H */

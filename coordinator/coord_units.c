@@ -1,0 +1,341 @@
+/*
+ * coord_units.c - units and final results: pull dispatch (LPT order, the
+ * serial group, exclusive files, prefetch of short units), and what each
+ * attempt means for its file (passed, flaky, rerun, requeue, crashed...).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coord_int.h"
+#include "sr/err.h"
+#include "sr/log.h"
+#include "sr/util.h"
+#include "split.h"
+
+/* ---- final results ---- */
+
+/* An attempt of this part before the last one did not pass. */
+static bool
+failed_before(const struct sr_file *f, uint32_t part)
+{
+	for (size_t i = 0; i + 1 < f->natt; i++)
+		if (f->att[i].part == part &&
+		    f->att[i].outcome != SHARDRUN__OUTCOME__PASSED &&
+		    f->att[i].outcome != SHARDRUN__OUTCOME__NO_TESTS)
+			return (true);
+	return (false);
+}
+
+void
+sr_co_set_final(struct coord *c, struct sr_file *f, int final)
+{
+	f->final = final;
+	c->nfinal++;
+	sr_progress_file(&c->prog, f);
+}
+
+/* One part (or the whole file) has its final result. A split file ends
+ * when its last part does, with the worst of them. */
+static void
+settle(struct coord *c, struct sr_file *f, const struct sr_unit *u, int final)
+{
+	int worst = SR_FINAL_PASSED;
+
+	if (f->nparts == 0) {
+		sr_co_set_final(c, f, final);
+		return;
+	}
+	f->part_final[u->part] = final;
+	if (--f->parts_left > 0)
+		return;
+	for (uint32_t p = 0; p < f->nparts; p++)
+		worst = sr_final_worst(worst, f->part_final[p]);
+	sr_co_set_final(c, f, worst);
+}
+
+/* Another attempt of the same file, or part of it, as a new unit. */
+static void
+requeue(struct coord *c, const struct sr_unit *old, size_t file,
+        const char *avoid)
+{
+	struct sr_unit *u;
+	uint32_t id;
+	int rv;
+
+	if (old->selectors.n > 0)
+		rv = sr_plan_add_part(&c->plan, c->suite, file, old->part,
+		                      &old->selectors, old->weight, &id);
+	else
+		rv =
+		    sr_plan_add(&c->plan, c->suite, &file, 1, old->serial, &id);
+	if (rv != 0) {
+		sr_error("out of memory requeueing %s",
+		         c->suite->files[file].path);
+		settle(c, &c->suite->files[file], old, SR_FINAL_ERROR);
+		return;
+	}
+	u = sr_plan_unit(&c->plan, id);
+	u->serial = old->serial;
+	if (avoid != NULL)
+		u->avoid = strdup(avoid);
+}
+
+/* Decide what one attempt means for its file (or its part). */
+void
+sr_co_judge(struct coord *c, struct sr_unit *u, size_t file, struct arec *a)
+{
+	struct sr_file *f = &c->suite->files[file];
+	const struct sr_attempt *at = sr_file_last(f);
+
+	switch (at->outcome) {
+	case SHARDRUN__OUTCOME__PASSED:
+	case SHARDRUN__OUTCOME__NO_TESTS:
+		settle(c, f, u,
+		       failed_before(f, u->part) ? SR_FINAL_FLAKY
+		                                 : SR_FINAL_PASSED);
+		break;
+	case SHARDRUN__OUTCOME__FAILED:
+		if (f->reruns < c->cfg->reruns) {
+			f->reruns++;
+			requeue(c, u, file, NULL);
+		} else {
+			settle(c, f, u, SR_FINAL_FAILED);
+		}
+		break;
+	case SHARDRUN__OUTCOME__CRASHED:
+		if (f->restarts < c->cfg->max_restarts) {
+			f->restarts++;
+			requeue(c, u, file, a->name);
+		} else {
+			settle(c, f, u, SR_FINAL_CRASHED);
+		}
+		break;
+	case SHARDRUN__OUTCOME__TIMEOUT:
+		settle(c, f, u, SR_FINAL_TIMEOUT);
+		break;
+	default:
+		settle(c, f, u, SR_FINAL_ERROR);
+		break;
+	}
+}
+
+/* ---- units and agents ---- */
+
+void
+sr_co_unit_done(struct coord *c, struct sr_unit *u)
+{
+	struct arec *a = u->agent;
+
+	u->state = SR_UNIT_DONE;
+	u->agent = NULL;
+	if (u->serial)
+		c->serial_running = false;
+	if (a != NULL) {
+		for (size_t i = 0; i < a->nrunning; i++) {
+			if (a->running[i] == u->id) {
+				a->running[i] = a->running[--a->nrunning];
+				break;
+			}
+		}
+		if (u->exclusive)
+			a->exclusive = false;
+		if (a->depth[u->slot] > 0)
+			a->depth[u->slot]--;
+	}
+}
+
+/* The unit's agent is gone: files without a result this attempt go back to
+ * the queue. Losing an agent counts as a restart of the file that was
+ * running, so a file that kills its agent every time still ends. */
+static void
+unit_lost(struct coord *c, struct sr_unit *u)
+{
+	const char *name = ((struct arec *) u->agent)->name;
+	bool first = true;
+
+	for (size_t i = 0; i < u->nfiles; i++) {
+		struct sr_file *f = &c->suite->files[u->files[i]];
+
+		if (u->got[i] || f->final != SR_FINAL_PENDING)
+			continue;
+		if (first && f->restarts >= c->cfg->max_restarts) {
+			struct sr_attempt at = {0};
+
+			at.outcome = SHARDRUN__OUTCOME__CRASHED;
+			at.exit_code = -1;
+			at.agent = (char *) name;
+			at.message = "its agent was lost on every attempt";
+			at.start_s = u->dispatched - c->t0;
+			at.part = u->part;
+			sr_file_add_attempt(f, &at);
+			settle(c, f, u, SR_FINAL_CRASHED);
+		} else {
+			if (first)
+				f->restarts++;
+			requeue(c, u, u->files[i], NULL);
+		}
+		first = false;
+	}
+	sr_co_unit_done(c, u);
+}
+
+void
+sr_co_agent_lost(struct coord *c, struct arec *a, const char *why)
+{
+	sr_warn("agent %s lost (%s): requeueing its work", a->name, why);
+	while (a->nrunning > 0)
+		unit_lost(c, sr_plan_unit(&c->plan, a->running[0]));
+	if (a->hello) {
+		c->nagents--;
+		c->prog.slots -= a->slots;
+	}
+	if (a->waiting != NULL)
+		memset(a->waiting, 0, a->slots * sizeof(*a->waiting));
+	a->hello = false;
+}
+
+struct pick {
+	struct coord *c;
+	struct arec *a;
+};
+
+static bool
+eligible(void *arg, const struct sr_unit *u)
+{
+	struct pick *pk = arg;
+
+	if (u->serial && pk->c->serial_running)
+		return (false);
+	if (u->avoid != NULL && pk->c->nagents > 1 &&
+	    strcmp(u->avoid, pk->a->name) == 0)
+		return (false);
+	if (u->exclusive && pk->a->nrunning > 0) {
+		pk->a->draining = true;
+		return (false);
+	}
+	return (!pk->a->draining || u->exclusive);
+}
+
+static int
+track_running(struct arec *a, uint32_t id)
+{
+	if (sr_grow(&a->running, &a->runcap, a->nrunning, sizeof(*a->running),
+	            8) != 0)
+		return (SR_ENOMEM);
+	a->running[a->nrunning++] = id;
+	return (0);
+}
+
+static void
+assign(struct coord *c, struct arec *a, unsigned slot, struct sr_unit *u)
+{
+	Shardrun__Envelope e = SHARDRUN__ENVELOPE__INIT;
+	Shardrun__Assignment as = SHARDRUN__ASSIGNMENT__INIT;
+	char **files = malloc(u->nfiles * sizeof(*files));
+
+	if (files == NULL || track_running(a, u->id) != 0) {
+		free(files);
+		sr_plan_push(&c->plan, u);
+		return;
+	}
+	for (size_t i = 0; i < u->nfiles; i++)
+		files[i] = c->suite->files[u->files[i]].path;
+	u->state = SR_UNIT_RUNNING;
+	u->agent = a;
+	u->slot = slot;
+	u->attempt++;
+	u->dispatched = sr_now();
+	u->ngot = 0;
+	memset(u->got, 0, u->nfiles * sizeof(*u->got));
+	a->waiting[slot] = false;
+	a->depth[slot]++;
+	a->last[slot] = u->id;
+	if (u->exclusive) {
+		a->exclusive = true;
+		a->draining = false;
+	}
+	if (u->serial)
+		c->serial_running = true;
+	as.unit = u->id;
+	as.attempt = u->attempt;
+	as.slot = slot;
+	as.files = files;
+	as.n_files = u->nfiles;
+	as.selectors = u->selectors.v;
+	as.n_selectors = u->selectors.n;
+	as.timeout_ms = c->cfg->timeout_s < 4e6
+	                    ? (uint32_t) (c->cfg->timeout_s * 1000)
+	                    : 4000000000u;
+	as.exclusive = u->exclusive;
+	as.kill_grace_ms = c->cfg->kill_grace_s < 4e6
+	                       ? (uint32_t) (c->cfg->kill_grace_s * 1000) + 1
+	                       : 4000000000u;
+	e.body_case = SHARDRUN__ENVELOPE__BODY_ASSIGNMENT;
+	e.assignment = &as;
+	(void) sr_co_send(c, a, &e);
+	free(files);
+}
+
+static bool
+prefetchable(void *arg, const struct sr_unit *u)
+{
+	return (u->weight < PREFETCH_S && !u->serial && !u->exclusive &&
+	        eligible(arg, u));
+}
+
+/*
+ * Short units: keep one more queued behind a busy slot's short unit, so
+ * the slot does not idle through a round trip after every file. Only while
+ * plenty of work is left, so the end of the run stays dynamic.
+ */
+static void
+prefetch(struct coord *c, struct arec *a, struct pick *pk)
+{
+	const struct sr_unit *top = sr_plan_peek(&c->plan);
+
+	if (a->exclusive || a->draining || top == NULL ||
+	    top->weight >= PREFETCH_S ||
+	    c->plan.nheap < 2 * (size_t) c->prog.slots + 1)
+		return;
+	for (unsigned s = 0; s < a->slots; s++) {
+		struct sr_unit *cur = sr_plan_unit(&c->plan, a->last[s]);
+		struct sr_unit *u;
+
+		if (a->depth[s] != 1 || a->waiting[s] || cur == NULL ||
+		    cur->state != SR_UNIT_RUNNING || cur->weight >= PREFETCH_S)
+			continue;
+		if ((u = sr_plan_take(&c->plan, prefetchable, pk)) == NULL)
+			return;
+		assign(c, a, s, u);
+	}
+}
+
+static void
+dispatch_agent(struct coord *c, struct arec *a)
+{
+	struct pick pk = {c, a};
+
+	a->draining = false; /* eligible() sets it again while needed */
+	for (unsigned s = 0; s < a->slots; s++) {
+		struct sr_unit *u;
+
+		if (!a->waiting[s] || a->exclusive)
+			continue;
+		if ((u = sr_plan_take(&c->plan, eligible, &pk)) == NULL)
+			return;
+		assign(c, a, s, u);
+	}
+	prefetch(c, a, &pk);
+}
+
+void
+sr_co_dispatch(struct coord *c)
+{
+	if (!c->dispatching)
+		return;
+	for (struct arec *a = c->agents; a != NULL; a = a->next)
+		if (a->hello)
+			dispatch_agent(c, a);
+}
