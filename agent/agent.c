@@ -401,7 +401,8 @@ check_refused(struct agent *a)
 
 	if (!a->cfg->once || a->ever_up)
 		return;
-	if (st->auth_failures > 0 || st->versions > 0) {
+	if (st->auth_failures > 0 || st->versions > 0 ||
+	    st->handshake_failures > 0) {
 		sr_error("the coordinator did not accept this agent's "
 		         "credentials (%s): check the cluster key or node keys",
 		         st->versions > 0 ? "protocol version"
@@ -473,8 +474,10 @@ agent_init(struct agent *a, const struct sr_agent_cfg *c)
 		a->slots[i].fs.fd = a->slots[i].fs.lfd = -1;
 	}
 	sr_strv_init(&a->env);
+	/* Tests get the agent's environment, less its secrets. */
 	for (char **e = environ; e != NULL && *e != NULL && rv == 0; e++)
-		rv = sr_strv_push(&a->env, *e);
+		if (strncmp(*e, "SHARDRUN_CLUSTER_KEY=", 21) != 0)
+			rv = sr_strv_push(&a->env, *e);
 	snprintf(a->tmp_root, sizeof(a->tmp_root), "%s/shardrun-%ld-%p",
 	         getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long) getpid(),
 	         (void *) a);

@@ -50,7 +50,8 @@ refuse(struct agent *a, struct session *s, const char *why, const char *file)
 	e.refuse = &r;
 	(void) sr_ag_send(a, s, &e);
 	s->over = true;
-	a->status = SR_EINVAL;
+	if (a->cfg->once)
+		a->status = SR_EINVAL; /* a fleet agent goes on serving */
 	if (a->cfg->once)
 		a->done = true;
 }
@@ -308,10 +309,13 @@ on_shutdown(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 	sr_ag_kill_session_work(a, s);
 	if (!other_work(a, s))
 		(void) sr_spawner_sweep(a->cfg->spawner);
-	if (a->cfg->once)
-		a->done = true;
-	else
+	if (!a->cfg->once) {
 		sr_node_drop(a->node, s->peer);
+		return;
+	}
+	a->done = true;
+	if (!env->shutdown->done) /* aborted, not completed */
+		a->status = SR_ECLOSED;
 }
 
 static void
@@ -320,7 +324,8 @@ on_refuse(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 	sr_error("coordinator refused this agent: %s", env->refuse->reason);
 	s->over = true;
 	sr_ag_kill_session_work(a, s);
-	a->status = SR_EAUTH;
+	if (a->cfg->once)
+		a->status = SR_EAUTH;
 	if (a->cfg->once)
 		a->done = true;
 }

@@ -285,7 +285,7 @@ on_refuse(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 	         env->refuse->reason, env->refuse->file[0] ? ": " : "",
 	         env->refuse->file);
 	sr_co_agent_lost(c, a, "refused");
-	sr_node_drop(c->node, a->peer);
+	sr_node_forget(c->node, a->peer);
 }
 
 typedef void (*handler_fn)(struct coord *, struct arec *,

@@ -276,6 +276,23 @@ sr_node_send_raw(struct sr_node *n, uint32_t pipe, const void *p, size_t len)
 	return (raw_send(n, pipe, p, len));
 }
 
+/* A pipe we dialed: stop redialing its address (the peer refused us, or
+ * we refused it; dialing again would only repeat that, many times a
+ * second). A pipe from a listener is just closed. */
+static void
+forget_dialer(uint32_t id)
+{
+	nng_pipe p = NNG_PIPE_INITIALIZER;
+	nng_dialer d;
+
+	p.id = id;
+	d = nng_pipe_dialer(p);
+	if (nng_dialer_id(d) > 0) {
+		sr_warn("no longer dialing that peer");
+		nng_dialer_close(d);
+	}
+}
+
 static void
 close_pipe(uint32_t id)
 {
@@ -431,10 +448,12 @@ on_handshake(struct sr_node *n, struct sr_peer *p, const uint8_t *f, size_t len,
 	}
 	if (rv != 0) {
 		count_error(n, rv);
+		n->stats.handshake_failures++;
 		sr_warn("handshake with %s refused: %s%s%s", p->addr,
 		        sr_strerror(rv), *sr_hs_reason(p->hs) ? ": " : "",
 		        sr_hs_reason(p->hs));
 		/* Close a moment later, so the refusal leaves first. */
+		forget_dialer(p->id);
 		p->dead = true;
 		p->close_at = sr_now() + 0.25;
 		return (SR_EAGAIN);
@@ -564,6 +583,13 @@ sr_node_send(struct sr_node *n, struct sr_peer *p, Shardrun__Envelope *e)
 	rv = raw_send(n, p->id, f, flen);
 	free(f);
 	return (rv);
+}
+
+void
+sr_node_forget(struct sr_node *n, struct sr_peer *p)
+{
+	forget_dialer(p->id);
+	sr_node_drop(n, p);
 }
 
 void

@@ -59,12 +59,13 @@ struct sr_event {
 
 /* Counters of refused input; read them for logs and tests. */
 struct sr_node_stats {
-	uint64_t bad_frames;    /* garbage, truncated, wrong kind */
-	uint64_t auth_failures; /* handshake refused, tampered frames */
-	uint64_t replays;       /* repeated or stale sealed frames */
-	uint64_t versions;      /* other major protocol version */
-	uint64_t unauth_drops;  /* sealed frames before the handshake */
-	uint64_t oversized;     /* frames over SR_MAX_FRAME */
+	uint64_t bad_frames;         /* garbage, truncated, wrong kind */
+	uint64_t auth_failures;      /* handshake refused, tampered frames */
+	uint64_t replays;            /* repeated or stale sealed frames */
+	uint64_t versions;           /* other major protocol version */
+	uint64_t unauth_drops;       /* sealed frames before the handshake */
+	uint64_t oversized;          /* frames over SR_MAX_FRAME */
+	uint64_t handshake_failures; /* handshakes that failed, any reason */
 };
 
 struct sr_node;
@@ -83,6 +84,8 @@ int sr_node_poll(struct sr_node *n, struct sr_event *ev);
 int sr_node_send(struct sr_node *n, struct sr_peer *p, Shardrun__Envelope *e);
 /* Close a peer's connection (its SR_EV_DOWN follows). */
 void sr_node_drop(struct sr_node *n, struct sr_peer *p);
+/* Close it and, if we dialed it, stop dialing its address. */
+void sr_node_forget(struct sr_node *n, struct sr_peer *p);
 /* Close connections whose handshake did not finish within limit_s, and
  * refused ones whose refusal has had time to leave. Call it often. */
 void sr_node_expire(struct sr_node *n, double now, double limit_s);
