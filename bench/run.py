@@ -309,6 +309,7 @@ class Bench:
         res["durations"] = durs
         res["makespan_s"] = d.get("makespan_s")
         res["lower_bound_s"] = d.get("lower_bound_s")
+        res.update(slot_gaps(d))
         return res
 
     def shardrun_local(self, suite, hist, rep, name):
@@ -513,6 +514,27 @@ class Bench:
 
 
 # ------------------------------------------------------------------ summary
+
+def slot_gaps(d):
+    """From a shardrun results JSON: how long slots sat idle between files
+    (dispatch latency) and after their last file (the tail)."""
+    lanes = {}
+    for r in d.get("files", []):
+        if r.get("start_s") is None or r.get("end_s") is None:
+            continue
+        lanes.setdefault((r.get("agent"), r.get("slot")), []).append(
+            (r["start_s"], r["end_s"]))
+    end = max((e for v in lanes.values() for _, e in v), default=0.0)
+    gaps = tail = 0.0
+    for v in lanes.values():
+        v.sort()
+        gaps += sum(max(0.0, b[0] - a[1]) for a, b in zip(v, v[1:]))
+        tail += end - v[-1][1]
+    return {"slots_used": len(lanes), "slot_gap_sum_s": round(gaps, 4),
+            "slot_tail_sum_s": round(tail, 4),
+            "last_start_s": round(max((s for v in lanes.values()
+                                       for s, _ in v), default=0.0), 4)}
+
 
 def lb(durs, k):
     v = list(durs.values())

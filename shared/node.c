@@ -380,7 +380,8 @@ apply_pipe_event(struct sr_node *n, const struct pipe_ev *e)
 	if (p->up)
 		return (p);
 	if (!p->dead)
-		sr_info("%s closed the connection during the handshake",
+		sr_warn("%s closed the connection during the handshake (a "
+		        "different key on its side?)",
 		        p->addr);
 	peer_free(p);
 	return (NULL);
@@ -453,7 +454,7 @@ on_handshake(struct sr_node *n, struct sr_peer *p, const uint8_t *f, size_t len,
 		        sr_strerror(rv), *sr_hs_reason(p->hs) ? ": " : "",
 		        sr_hs_reason(p->hs));
 		/* Close a moment later, so the refusal leaves first. */
-		forget_dialer(p->id);
+		p->forget = true;
 		p->dead = true;
 		p->close_at = sr_now() + 0.25;
 		return (SR_EAGAIN);
@@ -608,6 +609,8 @@ sr_node_expire(struct sr_node *n, double now, double limit_s)
 
 		if (p->close_at > 0 && now >= p->close_at) {
 			p->close_at = 0;
+			if (p->forget)
+				forget_dialer(p->id);
 			close_pipe(p->id);
 		}
 		if (p->dead && !p->up && now - p->since > 6 * limit_s) {

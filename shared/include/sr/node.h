@@ -48,6 +48,7 @@ struct sr_peer {
 	struct sr_session sess;
 	bool dead;
 	bool started;    /* ADD_POST seen: the agent has sent its INIT */
+	bool forget;     /* when closing: stop dialing its address too */
 	double close_at; /* close the pipe then (after a refusal) */
 };
 
