@@ -70,8 +70,9 @@ class MultiHost(srtest.TestCase):
             [srtest.SHARDRUN_AGENT, "--connect",
              "tcp://%s:%d" % (self.hosts.addr(i), PORT),
              "--workspace", workspace or self.ws.root, "--slots", "2",
-             "--name", name, "--cluster-key-file", key or self.key,
-             "--lost", "6", "-v"] + list(extra),
+             "--name", name, "--lost", "6", "-v"] +
+            ([] if "--keys" in extra else
+             ["--cluster-key-file", key or self.key]) + list(extra),
             stdout=log, stderr=subprocess.STDOUT, env=self.env(name))
         self.procs.append(p)
         return p
@@ -81,9 +82,11 @@ class MultiHost(srtest.TestCase):
         cmd = [srtest.SHARDRUN, "run", "tests",
                "--listen", "tcp://0.0.0.0:%d" % PORT,
                "--agents-min", str(agents_min), "--wait", "30",
-               "--cluster-key-file", self.key, "--heartbeat", "0.5",
+               "--heartbeat", "0.5",
                "--lease", "4", "--json", self.ws.path(".out/results.json"),
                "--no-history"] + list(extra)
+        if "--keys" not in extra:
+            cmd += ["--cluster-key-file", self.key]
         p = self.hosts.popen(self.hosts.coord, cmd, cwd=self.ws.root,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env=self.env("coordinator"))
@@ -158,6 +161,33 @@ class MultiHost(srtest.TestCase):
         # The cut-off agent gives up on its own and kills its work.
         self.assertNotEqual(agents[1].wait(timeout=30), 0)
         self.assertLess(time.time() - t_cut, 40)
+
+    def test_node_keys_with_authorized_lists(self):
+        self.suite(6, 0.1)
+        lines = {}
+        for who in ("coord", "a1", "stranger"):
+            p = subprocess.run([srtest.SHARDRUN, "keygen", "--node",
+                                self.ws.path("keys/" + who)],
+                               capture_output=True, text=True, check=True)
+            lines[who] = p.stdout.strip()
+        self.ws.write("coord_authorized", lines["a1"] + "\n")
+        self.ws.write("agent_authorized", lines["coord"] + "\n")
+        c = self.coordinator(agents_min=1, extra=[
+            "--keys", self.ws.path("keys/coord"), "--authorized-keys",
+            self.ws.path("coord_authorized")])
+        # A node key nobody listed is refused, and the agent gives up.
+        stranger = self.agent(2, extra=[
+            "--keys", self.ws.path("keys/stranger"), "--authorized-keys",
+            self.ws.path("agent_authorized")])
+        self.assertEqual(stranger.wait(timeout=20), 2)
+        self.agent(1, extra=[
+            "--keys", self.ws.path("keys/a1"), "--authorized-keys",
+            self.ws.path("agent_authorized")])
+        code, out, err, res = self.finish(c)
+        self.assertEqual(code, 0, err)
+        self.assertIn("is not in the authorized keys", err)
+        self.assertEqual({f["agent"] for f in res["files"]}, {"a1"})
+        self.check_invariant(res, 6)
 
     def test_wrong_key_is_refused_and_logged(self):
         self.suite(4, 0.1)
