@@ -38,8 +38,17 @@ def preload(root, dirs, modules):
     sys.path.insert(0, root)
     for d in dirs:
         sys.path.insert(0, os.path.join(root, d))
+    import importlib
     import pytest  # noqa: F401  (the point is to have it imported)
-    import _pytest.config  # noqa: F401
+    import _pytest.config
+    # What pytest.main imports on every start: its own plugins. (Not the
+    # installed ones: pytest rewrites their asserts on import, and warns
+    # about a plugin imported before it could.)
+    for name in _pytest.config.default_plugins:
+        try:
+            importlib.import_module("_pytest." + name)
+        except Exception:
+            pass
     for name in modules:
         try:
             __import__(name)
