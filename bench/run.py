@@ -72,6 +72,9 @@ QUICK = {
 QUICK_IMPORT_COST = 0.2
 
 REF = "shardrun-local-exact"
+CONFIGS = (REF, "shardrun-local-noisy", "shardrun-agent-exact", "xdist-load",
+           "xdist-loadfile", "xdist-loadscope", "static-lpt-exact",
+           "static-lpt-noisy")
 
 # Process groups we started and have not reaped yet (killed on Ctrl-C).
 LIVE = set()
@@ -479,6 +482,8 @@ class Bench:
             p = self.plans[hist]
             c.append(("static-lpt-" + hist,
                       lambda r, n, p=p: self.static(suite, p, r, n)))
+        if self.a.configs:
+            c = [x for x in c if x[0] in self.a.configs]
         return c
 
     def warm_up(self, suite):
@@ -739,6 +744,9 @@ def parse(argv):
     ap.add_argument("--timeout", type=float, default=None,
                     help="seconds per config run (default from the truth: "
                     "60 + 4 x (sum/K + max + per-file start cost))")
+    ap.add_argument("--configs", help="comma-separated subset of the "
+                    "configurations (default all; for diagnosis: the table "
+                    "of a subset is not a comparison)")
     ap.add_argument("--markdown", help="also write the tables here")
     ap.add_argument("--json", help="write the raw numbers here")
     ap.add_argument("--shardrun", default=os.path.join(
@@ -752,6 +760,10 @@ def parse(argv):
     a = ap.parse_args(argv)
     a.shardrun = os.path.abspath(a.shardrun)
     a.agent = os.path.abspath(a.agent)
+    a.configs = a.configs.split(",") if a.configs else None
+    for c in a.configs or []:
+        if c not in CONFIGS:
+            ap.error("unknown config %r (one of %s)" % (c, ",".join(CONFIGS)))
     a.kinds = a.kinds.split(",") if a.kinds else list(KINDS)
     for k in a.kinds:
         if k not in KINDS:
