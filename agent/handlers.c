@@ -80,6 +80,8 @@ welcome_done(struct agent *a, struct session *s)
 	sr_wscheck_free(&s->check);
 	s->welcomed = true;
 	sr_info("serving run %s from %s", s->run.run_id, s->peer->addr);
+	for (unsigned i = 0; i < a->cfg->slots; i++)
+		sr_slot_fs_prestart(&a->slots[i], &a->senv, &s->run);
 	rebalance(a, s);
 	sr_ag_offer_all(a);
 }

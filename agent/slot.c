@@ -23,6 +23,7 @@
 #define CHECKS        3 /* failed stats before a file counts as missing */
 #define CHECK_SPACE_S 0.1
 #define BACKOFF_MAX_S 8.0
+#define FS_WAIT_S     60.0 /* longest wait for a fork server to be ready */
 
 static void advance(struct sr_slot *s, const struct sr_slot_env *e);
 static void try_file(struct sr_slot *s, const struct sr_slot_env *e);
@@ -230,6 +231,14 @@ make_dirs(struct sr_slot *s, const struct sr_slot_env *e, char *tmp,
 }
 
 static int
+make_dirs_only(struct sr_slot *s, const struct sr_slot_env *e)
+{
+	char tmp[PATH_MAX];
+
+	return (make_dirs(s, e, tmp, sizeof(tmp)));
+}
+
+static int
 build_argv(const struct sr_slot *s, const struct sr_slot_env *e,
            const char *tmp, struct sr_strv *argv)
 {
@@ -246,6 +255,13 @@ build_argv(const struct sr_slot *s, const struct sr_slot_env *e,
 		rv = sr_profile_argv(e->cfg->profile, &one, junit, tmp, argv);
 	sr_strv_free(&one);
 	return (rv);
+}
+
+static bool
+fs_wanted(const struct sr_slot *s, const struct sr_slot_env *e)
+{
+	return (s->run->forkserver &&
+	        strcmp(e->cfg->profile->name, "pytest") == 0);
 }
 
 /* pytest's own arguments: what follows "-m pytest" in the argv. */
@@ -284,6 +300,7 @@ fs_start(struct sr_slot *s, const struct sr_slot_env *e)
 	st.dirs = &s->run->dirs;
 	st.env = &env;
 	s->fs_run = s->run;
+	s->fs_waited_out = false;
 	if (sr_forksrv_start(&s->fs, &st) != 0)
 		sr_warn("slot %u: cannot start the fork server", s->index);
 	sr_strv_free(&env);
@@ -301,13 +318,8 @@ fs_launch(struct sr_slot *s, const struct sr_slot_env *e,
 	struct sr_strv args;
 	bool ok;
 
-	if (!s->run->forkserver || strcmp(e->cfg->profile->name, "pytest") != 0)
-		return (false);
-	if (s->fs_run != s->run)
-		sr_slot_fs_stop(s, NULL);
-	if (s->fs.state == SR_FS_OFF)
-		fs_start(s, e);
-	if (s->fs.state != SR_FS_READY)
+	if (!fs_wanted(s, e) || s->fs_run != s->run ||
+	    s->fs.state != SR_FS_READY)
 		return (false);
 	sr_strv_init(&args);
 	ok = pytest_args(argv, &args) &&
@@ -351,6 +363,29 @@ spawn(struct sr_slot *s, const struct sr_slot_env *e, bool plain)
 	return (rv);
 }
 
+/*
+ * While the run's fork server warms up, the file waits for it rather than
+ * starting plainly: a plain start pays the same imports the server is
+ * paying, and then every later file would too. Bounded by FS_WAIT_S.
+ */
+static bool
+fs_should_wait(struct sr_slot *s, const struct sr_slot_env *e)
+{
+	if (!fs_wanted(s, e) || s->fs_waited_out)
+		return (false);
+	if (s->fs_run != s->run)
+		sr_slot_fs_stop(s, NULL);
+	if (s->fs.state == SR_FS_OFF && make_dirs_only(s, e) == 0)
+		fs_start(s, e);
+	if (s->fs.state != SR_FS_STARTING)
+		return (false);
+	if (s->phase != PHASE_FS_WAIT) {
+		s->phase = PHASE_FS_WAIT;
+		s->next_at = sr_now() + FS_WAIT_S;
+	}
+	return (true);
+}
+
 static void
 try_file(struct sr_slot *s, const struct sr_slot_env *e)
 {
@@ -372,12 +407,14 @@ try_file(struct sr_slot *s, const struct sr_slot_env *e)
 		       0);
 		return;
 	}
+	if (fs_should_wait(s, e))
+		return;
 	s->tries++;
 	s->started = sr_now();
 	s->signalled = false;
 	s->deadline = s->timeout_s > 0 ? s->started + s->timeout_s : 0;
 	s->kill_at = 0;
-	if ((rv = spawn(s, e, false)) != 0) {
+	if ((rv = spawn(s, e, s->fs_waited_out)) != 0) {
 		finish(s, e, SHARDRUN__OUTCOME__ERROR, -1, 0,
 		       "could not hand the attempt to the spawner", 0);
 		return;
@@ -515,6 +552,15 @@ sr_slot_tick(struct sr_slot *s, const struct sr_slot_env *e, double now)
 		if (now >= s->next_at)
 			try_file(s, e);
 		break;
+	case PHASE_FS_WAIT:
+		if (now >= s->next_at) {
+			sr_info("slot %u: fork server not ready after %.0fs; "
+			        "spawning plainly",
+			        s->index, FS_WAIT_S);
+			s->fs_waited_out = true;
+			try_file(s, e);
+		}
+		break;
 	default:
 		break;
 	}
@@ -609,8 +655,10 @@ fs_fallback(struct sr_slot *s, const struct sr_slot_env *e, const char *why)
 	        s->index, why);
 	sr_forksrv_stop(&s->fs);
 	s->fs.state = SR_FS_DEAD; /* for the rest of this run (fs_run) */
-	if (s->busy && s->phase == PHASE_RUNNING && s->via_fs &&
-	    spawn(s, e, true) != 0)
+	if (s->busy && s->phase == PHASE_FS_WAIT)
+		try_file(s, e);
+	else if (s->busy && s->phase == PHASE_RUNNING && s->via_fs &&
+	         spawn(s, e, true) != 0)
 		finish(s, e, SHARDRUN__OUTCOME__ERROR, -1, 0,
 		       "could not hand the attempt to the spawner", 0);
 }
@@ -623,7 +671,11 @@ sr_slot_fs_event(struct sr_slot *s, const struct sr_slot_env *e)
 	bool running = s->busy && s->phase == PHASE_RUNNING && s->via_fs;
 
 	while (sr_forksrv_read(&s->fs, &ev) == 0) {
-		if (ev.type == SR_FS_EV_NOFORK) {
+		bool waiting = s->busy && s->phase == PHASE_FS_WAIT;
+
+		if (ev.type == SR_FS_EV_READY && waiting) {
+			try_file(s, e);
+		} else if (ev.type == SR_FS_EV_NOFORK) {
 			fs_fallback(s, e, ev.why);
 		} else if (ev.type == SR_FS_EV_STATUS && running) {
 			sev.status = ev.status;
@@ -635,14 +687,17 @@ sr_slot_fs_event(struct sr_slot *s, const struct sr_slot_env *e)
 
 			sr_forksrv_stop(&s->fs);
 			s->fs.state = ours ? SR_FS_OFF : SR_FS_DEAD;
+			if (waiting)
+				try_file(s, e); /* spawns plainly */
 			if (running) {
 				sev.status = SIGKILL; /* a wait status */
 				sr_slot_on_exit(s, e, &sev);
 			}
-			return;
+			break;
 		}
 		running = s->busy && s->phase == PHASE_RUNNING && s->via_fs;
 	}
+	advance(s, e);
 }
 
 void
@@ -652,4 +707,19 @@ sr_slot_fs_stop(struct sr_slot *s, const struct sr_slot_run *run)
 		return;
 	sr_forksrv_stop(&s->fs);
 	s->fs_run = NULL;
+}
+
+void
+sr_slot_fs_prestart(struct sr_slot *s, const struct sr_slot_env *e,
+                    const struct sr_slot_run *run)
+{
+	const struct sr_slot_run *keep = s->run;
+
+	if (s->busy || s->fs.state != SR_FS_OFF || !run->forkserver ||
+	    strcmp(e->cfg->profile->name, "pytest") != 0)
+		return;
+	s->run = run;
+	if (make_dirs_only(s, e) == 0)
+		fs_start(s, e);
+	s->run = keep;
 }

@@ -31,6 +31,7 @@ enum slot_phase {
 	PHASE_RUNNING,  /* an attempt process exists */
 	PHASE_CHECKING, /* spaced presence checks of a missing file */
 	PHASE_BACKOFF,  /* waiting before a transient retry */
+	PHASE_FS_WAIT,  /* waiting for the fork server to be ready */
 };
 
 struct sr_slot;
@@ -99,7 +100,8 @@ struct sr_slot {
 	double next_at; /* next check or retry */
 	int last_exit;  /* exit code that caused a check */
 	char dir[PATH_MAX];
-	bool via_fs; /* the current try runs in the fork server */
+	bool via_fs;        /* the current try runs in the fork server */
+	bool fs_waited_out; /* the server took too long: spawn plainly */
 	struct sr_forksrv fs;
 	const struct sr_slot_run *fs_run; /* the run the server was made for */
 	struct sr_slot_next next[SR_SLOT_QUEUE];
@@ -127,6 +129,10 @@ int sr_slot_enqueue(struct sr_slot *s, const Shardrun__Assignment *a,
 bool sr_slot_start_next(struct sr_slot *s, const struct sr_slot_env *e);
 /* The fork server's fd became readable. */
 void sr_slot_fs_event(struct sr_slot *s, const struct sr_slot_env *e);
+/* Start an idle slot's fork server for a run now, so it is warm by the
+ * first file. */
+void sr_slot_fs_prestart(struct sr_slot *s, const struct sr_slot_env *e,
+                         const struct sr_slot_run *run);
 /* Stop the fork server made for this run (NULL: whatever run). */
 void sr_slot_fs_stop(struct sr_slot *s, const struct sr_slot_run *run);
 /* Forget queued units of this owner (NULL: all), or only the one with this

@@ -120,7 +120,6 @@ class MultiHost(srtest.TestCase):
             limit = 2 if f["attempts"] > 1 or lost_agents else 1
             self.assertGreaterEqual(done[name], 1, name)
             self.assertLessEqual(done[name], limit, name)
-            self.assertNotIn(f["agent"], lost_agents, f)
 
     def test_three_agents_share_a_suite(self):
         self.suite(24, 0.3)
