@@ -214,9 +214,9 @@ decline(struct agent *a, struct session *s, const Shardrun__Assignment *as)
 }
 
 static void
-on_assignment(struct agent *a, struct session *s, const Shardrun__Envelope *env)
+take_assignment(struct agent *a, struct session *s,
+                const Shardrun__Assignment *as)
 {
-	const Shardrun__Assignment *as = env->assignment;
 	struct sr_slot *slot;
 
 	if (!valid_assignment(a, as)) {
@@ -243,10 +243,8 @@ on_assignment(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 }
 
 static void
-on_ack(struct agent *a, struct session *s, const Shardrun__Envelope *env)
+take_ack(struct agent *a, struct session *s, const Shardrun__ResultAck *k)
 {
-	const Shardrun__ResultAck *k = env->result_ack;
-
 	(void) a;
 	for (size_t i = 0; i < s->npend; i++) {
 		struct pending *p = &s->pend[i];
@@ -340,6 +338,30 @@ on_heartbeat(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 	(void) env; /* last_rx is what matters; the node layer updates it */
 }
 
+static void
+on_assignment(struct agent *a, struct session *s, const Shardrun__Envelope *env)
+{
+	take_assignment(a, s, env->assignment);
+}
+
+static void
+on_ack(struct agent *a, struct session *s, const Shardrun__Envelope *env)
+{
+	take_ack(a, s, env->result_ack);
+}
+
+/* A turn of the coordinator's loop: acknowledgements, then assignments. */
+static void
+on_batch(struct agent *a, struct session *s, const Shardrun__Envelope *env)
+{
+	const Shardrun__Batch *b = env->batch;
+
+	for (size_t i = 0; i < b->n_acks; i++)
+		take_ack(a, s, b->acks[i]);
+	for (size_t i = 0; i < b->n_assignments && !s->over; i++)
+		take_assignment(a, s, b->assignments[i]);
+}
+
 typedef void (*handler_fn)(struct agent *, struct session *,
                            const Shardrun__Envelope *);
 
@@ -355,6 +377,7 @@ static const struct {
     {SHARDRUN__ENVELOPE__BODY_ASSIGNMENT, on_assignment, true},
     {SHARDRUN__ENVELOPE__BODY_RESULT_ACK, on_ack, true},
     {SHARDRUN__ENVELOPE__BODY_CANCEL, on_cancel, true},
+    {SHARDRUN__ENVELOPE__BODY_BATCH, on_batch, true},
 };
 
 void

@@ -102,6 +102,11 @@ on_msg(struct sr_node *n, struct sr_peer *p, const Shardrun__Envelope *e,
 		s->unit = e->assignment->unit;
 		s->attempt = e->assignment->attempt;
 		(*busy)++;
+	} else if (e->body_case == SHARDRUN__ENVELOPE__BODY_BATCH &&
+	           e->batch->n_assignments > 0 && s->unit == 0) {
+		s->unit = e->batch->assignments[0]->unit;
+		s->attempt = e->batch->assignments[0]->attempt;
+		(*busy)++;
 	}
 }
 

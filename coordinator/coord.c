@@ -41,6 +41,76 @@ sr_coord_cfg_init(struct sr_coord_cfg *c)
 
 /* ---- sessions and the loop ---- */
 
+/* One Assignment for a unit assigned this turn (files point into the
+ * suite; the files array is the caller's to free). */
+static bool
+fill_assignment(struct coord *c, struct arec *a, uint32_t id,
+                Shardrun__Assignment *as)
+{
+	struct sr_unit *u = sr_plan_unit(&c->plan, id);
+	char **files;
+
+	if (u == NULL || u->state != SR_UNIT_RUNNING || u->agent != a ||
+	    (files = malloc(u->nfiles * sizeof(*files))) == NULL)
+		return (false);
+	for (size_t i = 0; i < u->nfiles; i++)
+		files[i] = c->suite->files[u->files[i]].path;
+	shardrun__assignment__init(as);
+	as->unit = u->id;
+	as->attempt = u->attempt;
+	as->slot = u->slot;
+	as->files = files;
+	as->n_files = u->nfiles;
+	as->selectors = u->selectors.v;
+	as->n_selectors = u->selectors.n;
+	as->timeout_ms = c->cfg->timeout_s < 4e6
+	                     ? (uint32_t) (c->cfg->timeout_s * 1000)
+	                     : 4000000000u;
+	as->exclusive = u->exclusive;
+	as->kill_grace_ms = c->cfg->kill_grace_s < 4e6
+	                        ? (uint32_t) (c->cfg->kill_grace_s * 1000) + 1
+	                        : 4000000000u;
+	return (true);
+}
+
+static void
+flush_agent(struct coord *c, struct arec *a)
+{
+	Shardrun__Envelope e = SHARDRUN__ENVELOPE__INIT;
+	Shardrun__Batch b = SHARDRUN__BATCH__INIT;
+	Shardrun__Assignment *as = calloc(a->nout + 1, sizeof(*as));
+	Shardrun__Assignment **asp = calloc(a->nout + 1, sizeof(*asp));
+	Shardrun__ResultAck **ackp = calloc(a->nacks + 1, sizeof(*ackp));
+
+	for (size_t i = 0; as != NULL && asp != NULL && i < a->nout; i++)
+		if (fill_assignment(c, a, a->out_units[i],
+		                    &as[b.n_assignments]))
+			asp[b.n_assignments] = &as[b.n_assignments],
+			b.n_assignments++;
+	for (size_t i = 0; ackp != NULL && i < a->nacks; i++)
+		ackp[b.n_acks++] = &a->acks[i];
+	b.assignments = asp;
+	b.acks = ackp;
+	e.body_case = SHARDRUN__ENVELOPE__BODY_BATCH;
+	e.batch = &b;
+	if (b.n_assignments + b.n_acks > 0)
+		(void) sr_co_send(c, a, &e);
+	for (size_t i = 0; as != NULL && i < b.n_assignments; i++)
+		free(as[i].files);
+	free(as);
+	free(asp);
+	free(ackp);
+	a->nout = a->nacks = 0;
+}
+
+void
+sr_co_flush(struct coord *c)
+{
+	for (struct arec *a = c->agents; a != NULL; a = a->next)
+		if (a->nout + a->nacks > 0)
+			flush_agent(c, a);
+}
+
 static struct arec *
 arec_new(struct coord *c, struct sr_peer *p)
 {
@@ -69,6 +139,8 @@ arec_free(struct coord *c, struct arec *a)
 	free(a->running);
 	free(a->depth);
 	free(a->last);
+	free(a->out_units);
+	free(a->acks);
 	free(a);
 }
 
@@ -190,6 +262,7 @@ shutdown_all(struct coord *c, bool done, const char *why)
 	Shardrun__Envelope e = SHARDRUN__ENVELOPE__INIT;
 	Shardrun__Shutdown s = SHARDRUN__SHUTDOWN__INIT;
 
+	sr_co_flush(c); /* the last acknowledgements first */
 	s.reason = (char *) why;
 	s.done = done;
 	e.body_case = SHARDRUN__ENVELOPE__BODY_SHUTDOWN;
@@ -222,6 +295,7 @@ loop(struct coord *c)
 		check_orphaned(c, now);
 		sr_node_expire(c->node, now, HANDSHAKE_S);
 		sr_co_dispatch(c);
+		sr_co_flush(c);
 		if (c->dispatching)
 			sr_progress_tick(&c->prog, now);
 	}

@@ -15,7 +15,7 @@
 #include "sr/node.h"
 
 #define HANDSHAKE_S       10.0
-#define LOST_ASSIGNMENT_S 5.0
+#define LOST_ASSIGNMENT_S 3.0
 
 struct arec {
 	struct sr_peer *peer;
@@ -30,6 +30,13 @@ struct arec {
 	bool draining;  /* takes nothing until idle (for an exclusive) */
 	uint8_t *depth; /* per slot: units assigned and not done */
 	uint32_t *last; /* per slot: the unit assigned last */
+	/* What this turn of the loop has for the agent, sent as one Batch. */
+	uint32_t *out_units; /* units assigned to it */
+	size_t nout;
+	size_t outcap;
+	Shardrun__ResultAck *acks;
+	size_t nacks;
+	size_t ackcap;
 	struct arec *next;
 };
 
@@ -57,6 +64,9 @@ struct coord {
 
 /* coord.c */
 int sr_co_send(struct coord *c, struct arec *a, Shardrun__Envelope *e);
+
+/* Send what the turn collected for each agent (coord.c). */
+void sr_co_flush(struct coord *c);
 
 /* coord_units.c */
 void sr_co_set_final(struct coord *c, struct sr_file *f, int final);

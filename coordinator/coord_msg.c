@@ -146,18 +146,18 @@ on_work_request(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 	a->waiting[slot] = true;
 }
 
+/* Acknowledged in the turn's Batch (sr_co_flush). */
 static void
 ack(struct coord *c, struct arec *a, const Shardrun__Result *r)
 {
-	Shardrun__Envelope e = SHARDRUN__ENVELOPE__INIT;
-	Shardrun__ResultAck k = SHARDRUN__RESULT_ACK__INIT;
-
-	k.unit = r->unit;
-	k.attempt = r->attempt;
-	k.index = r->index;
-	e.body_case = SHARDRUN__ENVELOPE__BODY_RESULT_ACK;
-	e.result_ack = &k;
-	(void) sr_co_send(c, a, &e);
+	(void) c;
+	if (sr_grow(&a->acks, &a->ackcap, a->nacks, sizeof(*a->acks), 16) != 0)
+		return; /* the agent resends; the next turn acknowledges it */
+	shardrun__result_ack__init(&a->acks[a->nacks]);
+	a->acks[a->nacks].unit = r->unit;
+	a->acks[a->nacks].attempt = r->attempt;
+	a->acks[a->nacks].index = r->index;
+	a->nacks++;
 }
 
 static void

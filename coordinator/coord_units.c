@@ -231,17 +231,13 @@ track_running(struct arec *a, uint32_t id)
 static void
 assign(struct coord *c, struct arec *a, unsigned slot, struct sr_unit *u)
 {
-	Shardrun__Envelope e = SHARDRUN__ENVELOPE__INIT;
-	Shardrun__Assignment as = SHARDRUN__ASSIGNMENT__INIT;
-	char **files = malloc(u->nfiles * sizeof(*files));
-
-	if (files == NULL || track_running(a, u->id) != 0) {
-		free(files);
+	if (track_running(a, u->id) != 0 ||
+	    sr_grow(&a->out_units, &a->outcap, a->nout, sizeof(*a->out_units),
+	            16) != 0) {
 		sr_plan_push(&c->plan, u);
 		return;
 	}
-	for (size_t i = 0; i < u->nfiles; i++)
-		files[i] = c->suite->files[u->files[i]].path;
+	a->out_units[a->nout++] = u->id; /* sent by sr_co_flush */
 	u->state = SR_UNIT_RUNNING;
 	u->agent = a;
 	u->slot = slot;
@@ -258,24 +254,6 @@ assign(struct coord *c, struct arec *a, unsigned slot, struct sr_unit *u)
 	}
 	if (u->serial)
 		c->serial_running = true;
-	as.unit = u->id;
-	as.attempt = u->attempt;
-	as.slot = slot;
-	as.files = files;
-	as.n_files = u->nfiles;
-	as.selectors = u->selectors.v;
-	as.n_selectors = u->selectors.n;
-	as.timeout_ms = c->cfg->timeout_s < 4e6
-	                    ? (uint32_t) (c->cfg->timeout_s * 1000)
-	                    : 4000000000u;
-	as.exclusive = u->exclusive;
-	as.kill_grace_ms = c->cfg->kill_grace_s < 4e6
-	                       ? (uint32_t) (c->cfg->kill_grace_s * 1000) + 1
-	                       : 4000000000u;
-	e.body_case = SHARDRUN__ENVELOPE__BODY_ASSIGNMENT;
-	e.assignment = &as;
-	(void) sr_co_send(c, a, &e);
-	free(files);
 }
 
 static bool

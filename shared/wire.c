@@ -79,6 +79,8 @@ sr_wire_kind(const Shardrun__Envelope *env)
 		return ("refuse");
 	case SHARDRUN__ENVELOPE__BODY_CANCEL:
 		return ("cancel");
+	case SHARDRUN__ENVELOPE__BODY_BATCH:
+		return ("batch");
 	default:
 		return ("unknown");
 	}

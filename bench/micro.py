@@ -1,0 +1,206 @@
+#!/usr/bin/python3
+"""shardrun's micro benchmarks, side by side in one run:
+
+  overhead  files per second through the real protocol (authenticated,
+            sealed) with /bin/true as the command, against the raw
+            posix_spawn rate on the same number of lanes, measured in the
+            same run (bench/spawnrate.c); local mode and one agent over
+            loopback TCP; with PID namespaces and with process groups
+  plan      planning time and peak memory for 1,000,000 files
+            (bench/planbench.c)
+  agents    one coordinator with 200 simulated agents connected over
+            loopback TCP, all heartbeating: the coordinator's CPU over 10 s
+            (bench/simagents.c)
+
+  micro.py [--quick] [--build DIR] [--markdown FILE]
+
+--quick runs small sizes only, to check that everything works (CI).
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, check=True,
+                          **kw)
+
+
+def spawn_rate(build, lanes, count):
+    out = sh([os.path.join(build, "bench", "sr-spawnrate"), "-n", str(lanes),
+              "-c", str(count), "/bin/true"]).stdout
+    return json.loads(out)["rate"]
+
+
+def shardrun_rate(build, work, lanes, count, pidns, agent):
+    env = dict(os.environ)
+    env.pop("SHARDRUN_NO_PIDNS", None)
+    if not pidns:
+        env["SHARDRUN_NO_PIDNS"] = "1"
+    hist = os.path.join(work, "hist.json")
+    common = ["--profile", "generic", "--cmd", "/bin/true {file}",
+              "--history", hist, "--no-history", "files"]
+    sr = os.path.join(build, "shardrun")
+    if not agent:
+        cmd = [sr, "run", "-n", str(lanes)] + common
+        t0 = time.monotonic()
+        sh(cmd, cwd=work, env=env)
+        return count / (time.monotonic() - t0)
+    key = os.path.join(work, "k.key")
+    if not os.path.exists(key):
+        sh([sr, "keygen", "--cluster-key", key])
+    port = 17000 + os.getpid() % 2000
+    url = "tcp://127.0.0.1:%d" % port
+    t0 = time.monotonic()
+    c = subprocess.Popen([sr, "run", "--listen", url, "--agents-min", "1",
+                          "--cluster-key-file", key] + common, cwd=work,
+                         env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    a = subprocess.Popen([os.path.join(build, "shardrun-agent"), "--connect",
+                          url, "--workspace", work, "--slots", str(lanes),
+                          "--cluster-key-file", key, "--profile", "generic",
+                          "--cmd", "/bin/true {file}"], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if c.wait(timeout=600) != 0:
+        raise RuntimeError("coordinator failed")
+    a.wait(timeout=60)
+    return count / (time.monotonic() - t0)
+
+
+def overhead(build, quick):
+    lanes, count, reps = (2, 300, 1) if quick else (2, 3000, 3)
+    work = tempfile.mkdtemp(prefix="sr-micro-")
+    try:
+        os.makedirs(os.path.join(work, "files"))
+        for i in range(count):
+            open(os.path.join(work, "files", "f%05d" % i), "w").close()
+        # Exact history: every file is known to be short (it is).
+        hist = {"version": 1, "files": {"files/f%05d" % i:
+                                        {"duration_s": 0.001, "runs": 1}
+                                        for i in range(count)}}
+        with open(os.path.join(work, "hist.json"), "w") as f:
+            json.dump(hist, f)
+        rows = []
+        for pidns in (True, False):
+            for agent in (False, True):
+                raw, ours = [], []
+                for _ in range(reps):  # interleaved: raw, then ours
+                    raw.append(spawn_rate(build, lanes, count))
+                    ours.append(shardrun_rate(build, work, lanes, count,
+                                              pidns, agent))
+                r, o = statistics.median(raw), statistics.median(ours)
+                rows.append(("%s, %s" % ("agent over TCP" if agent else
+                                         "local", "PID namespace" if pidns
+                                         else "process group"),
+                             r, o, o / r))
+        return {"lanes": lanes, "files": count, "repeat": reps, "rows": rows}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def plan(build, quick):
+    files = 100000 if quick else 1000000
+    out = sh([os.path.join(build, "bench", "sr-planbench"), "-f",
+              str(files), "-k", "64"]).stdout
+    return json.loads(out)
+
+
+def cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def agents(build, quick):
+    n, secs = (20, 4) if quick else (200, 10)
+    work = tempfile.mkdtemp(prefix="sr-agents-")
+    try:
+        os.makedirs(os.path.join(work, "jobs"))
+        for i in range(n):
+            with open(os.path.join(work, "jobs", "j%03d.sh" % i), "w") as f:
+                f.write("sleep 1000\n")
+        sr = os.path.join(build, "shardrun")
+        key = os.path.join(work, "k.key")
+        sh([sr, "keygen", "--cluster-key", key])
+        url = "tcp://127.0.0.1:%d" % (19000 + os.getpid() % 2000)
+        c = subprocess.Popen([sr, "run", "--profile", "generic", "--cmd",
+                              "sh {file}", "--listen", url, "--agents-min",
+                              str(n), "--cluster-key-file", key,
+                              "--no-history", "jobs"], cwd=work,
+                             stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        sim = subprocess.Popen([os.path.join(build, "bench", "sr-simagents"),
+                                "-u", url, "-k", key, "-n", str(n), "-s",
+                                str(secs + 8)], stdout=subprocess.PIPE,
+                               text=True)
+        time.sleep(4)  # all connected, each holding one endless file
+        t0, c0 = time.monotonic(), cpu_ticks(c.pid)
+        time.sleep(secs)
+        used = (cpu_ticks(c.pid) - c0) / os.sysconf("SC_CLK_TCK")
+        share = used / (time.monotonic() - t0)
+        out = json.loads(sim.communicate(timeout=60)[0])
+        c.kill()
+        c.wait()
+        return {"agents": n, "up": out["up"], "busy": out["busy"],
+                "seconds": secs, "coordinator_cpu_share": share}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def markdown(res):
+    o = res["overhead"]
+    lines = ["### Per-file overhead (/bin/true, %d lanes, %d files, median "
+             "of %d)" % (o["lanes"], o["files"], o["repeat"]), "",
+             "| shardrun | raw posix_spawn files/s | shardrun files/s | "
+             "ratio |", "| --- | ---: | ---: | ---: |"]
+    for name, raw, ours, ratio in o["rows"]:
+        lines.append("| %s | %.0f | %.0f | %.2f |" % (name, raw, ours, ratio))
+    p = res["plan"]
+    lines += ["", "### Planning %d files (%d slots)" % (p["files"],
+                                                         p["slots"]), "",
+              "| estimates s | build s | hand out every unit s | static split s "
+              "| total s | peak RSS MB |", "| ---: | ---: | ---: | ---: | "
+              "---: | ---: |",
+              "| %.3f | %.3f | %.3f | %.3f | %.3f | %.1f |" % (
+                  p["estimate_s"], p["build_s"], p["dispatch_s"],
+                  p["static_s"], p["total_s"], p["peak_rss_mb"])]
+    a = res["agents"]
+    lines += ["", "### One coordinator, %d agents over loopback TCP" %
+              a["agents"], "",
+              "| agents up | holding work | coordinator CPU (share of one "
+              "core, %d s) |" % a["seconds"], "| ---: | ---: | ---: |",
+              "| %d | %d | %.1f%% |" % (a["up"], a["busy"],
+                                        100 * a["coordinator_cpu_share"])]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
+    ap.add_argument("--markdown")
+    args = ap.parse_args()
+    build = os.path.abspath(args.build)
+    res = {"overhead": overhead(build, args.quick),
+           "plan": plan(build, args.quick),
+           "agents": agents(build, args.quick)}
+    text = markdown(res)
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+    ok = res["agents"]["up"] == res["agents"]["agents"] and all(
+        r[2] > 0 for r in res["overhead"]["rows"])
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
