@@ -324,7 +324,7 @@ session_timers(struct agent *a, double now)
 
 		if (s->checking)
 			sr_ag_check_step(a, s);
-		if ((s->welcomed || s->checking) &&
+		if ((s->welcomed || s->checking || s->preparing) &&
 		    now - s->last_hb >= s->hb_s) {
 			s->last_hb = now;
 			heartbeat(a, s);
@@ -381,6 +381,12 @@ spawner_events(struct agent *a)
 			    s->spawn_id == ev.id) {
 				sr_slot_on_exit(s, &a->senv, &ev);
 				sr_ag_offer_all(a);
+				break;
+			}
+		}
+		for (struct session *s = a->sessions; s != NULL; s = s->next) {
+			if (s->preparing && s->prep_id == ev.id) {
+				sr_ag_prepare_exit(a, s, &ev);
 				break;
 			}
 		}

@@ -41,6 +41,9 @@ struct sr_agent_cfg {
 	double backoff_s;            /* first backoff; doubles, capped 8 s */
 	double lost_s;               /* coordinator silent: give up */
 	bool forkserver;             /* allow preloading fork servers */
+	struct sr_strv prepare;      /* fleet: commands run before a run at
+	                                another commit, with {commit} and
+	                                {workspace}; no shell */
 	volatile sig_atomic_t *stop; /* set to ask the agent to stop */
 };
 

@@ -26,7 +26,11 @@ struct pending {
 struct session {
 	struct sr_peer *peer;
 	bool welcomed;
-	bool checking; /* the workspace check is under way */
+	bool checking;  /* the workspace check is under way */
+	bool preparing; /* the prepare commands are running */
+	size_t prep_step;
+	uint64_t prep_id; /* the running command's spawn id */
+	char prep_commit[41];
 	struct sr_wscheck check;
 	bool over;              /* Shutdown received */
 	struct sr_slot_run run; /* run id, fork server settings */
@@ -63,11 +67,20 @@ int sr_ag_send(struct agent *a, struct session *s, Shardrun__Envelope *e);
 void sr_ag_offer_all(struct agent *a);
 void sr_ag_withdraw(struct agent *a, unsigned slot);
 
+/* prepare.c */
+/* Start preparing the workspace for this commit: SR_EAGAIN when there is
+ * nothing to prepare, 0 when a command runs (its exit comes later). */
+int sr_ag_prepare(struct agent *a, struct session *s, const char *commit);
+void sr_ag_prepare_exit(struct agent *a, struct session *s,
+                        const struct sr_spawn_ev *ev);
+
 /* handlers.c */
 void sr_ag_dispatch(struct agent *a, struct session *s,
                     const Shardrun__Envelope *env);
 void sr_ag_send_hello(struct agent *a, struct session *s);
 void sr_ag_check_step(struct agent *a, struct session *s);
+void sr_ag_refuse(struct agent *a, struct session *s, const char *why,
+                  const char *file);
 void sr_ag_kill_session_work(struct agent *a, struct session *s);
 
 #endif /* SR_AGENT_INT_H */

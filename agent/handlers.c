@@ -36,8 +36,9 @@ sr_ag_send_hello(struct agent *a, struct session *s)
 	(void) sr_ag_send(a, s, &e);
 }
 
-static void
-refuse(struct agent *a, struct session *s, const char *why, const char *file)
+void
+sr_ag_refuse(struct agent *a, struct session *s, const char *why,
+             const char *file)
 {
 	Shardrun__Envelope e = SHARDRUN__ENVELOPE__INIT;
 	Shardrun__Refuse r = SHARDRUN__REFUSE__INIT;
@@ -50,10 +51,10 @@ refuse(struct agent *a, struct session *s, const char *why, const char *file)
 	e.refuse = &r;
 	(void) sr_ag_send(a, s, &e);
 	s->over = true;
-	if (a->cfg->once)
+	if (a->cfg->once) {
 		a->status = SR_EINVAL; /* a fleet agent goes on serving */
-	if (a->cfg->once)
 		a->done = true;
+	}
 }
 
 /* A new run gets its fair share of the slots other runs hold idle. */
@@ -96,7 +97,7 @@ sr_ag_check_step(struct agent *a, struct session *s)
 		welcome_done(a, s);
 	} else if (rv < 0) {
 		s->checking = false;
-		refuse(a, s, s->check.why, s->check.file);
+		sr_ag_refuse(a, s, s->check.why, s->check.file);
 		sr_wscheck_free(&s->check);
 	}
 }
@@ -141,26 +142,31 @@ on_welcome(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 	if (s->welcomed || s->checking)
 		return;
 	if (w->run_id.len != 16) {
-		refuse(a, s, "malformed welcome", NULL);
+		sr_ag_refuse(a, s, "malformed welcome", NULL);
 		return;
 	}
 	if (strcmp(w->profile, a->cfg->profile->name) != 0) {
-		refuse(a, s, "the run uses another profile", w->profile);
+		sr_ag_refuse(a, s, "the run uses another profile", w->profile);
 		return;
 	}
 	sr_hex(w->run_id.data, 16, s->run.run_id);
 	s->hb_s = w->heartbeat_ms > 0 ? w->heartbeat_ms / 1000.0 : 1.0;
 	s->lost_s = w->lease_ms > 0 ? w->lease_ms / 1000.0 : a->cfg->lost_s;
 	if (take_run_settings(a, s, w) != 0) {
-		refuse(a, s, "malformed fork server settings", NULL);
+		sr_ag_refuse(a, s, "malformed fork server settings", NULL);
 		return;
 	}
 	if (sr_wscheck_init(&s->check, w) != 0) {
-		refuse(a, s, "out of memory checking the workspace", NULL);
+		sr_ag_refuse(a, s, "out of memory checking the workspace",
+		             NULL);
 		return;
 	}
-	s->checking = true;
-	sr_ag_check_step(a, s);
+	if (sr_ag_prepare(a, s, w->commit) == 0)
+		return; /* the check starts when the workspace is ready */
+	if (!s->over) {
+		s->checking = true;
+		sr_ag_check_step(a, s);
+	}
 }
 
 static bool

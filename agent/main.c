@@ -57,7 +57,8 @@ usage(FILE *f)
 	      "           [--name NAME] [--profile pytest|generic --cmd "
 	      "TEMPLATE [--exit-codes MAP]]\n"
 	      "           [--kill-grace S] [--lost S] [--forkserver on|off] "
-	      "[-v]\n",
+	      "[-v]\n"
+	      "           [--prepare 'CMD with {commit} {workspace}']...\n",
 	      f);
 }
 
@@ -76,6 +77,7 @@ static const struct option longopts[] = {
     {"kill-grace", required_argument, NULL, 'g'},
     {"lost", required_argument, NULL, 'L'},
     {"forkserver", required_argument, NULL, 'F'},
+    {"prepare", required_argument, NULL, 'P'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -138,6 +140,11 @@ parse_opt(struct aopts *o, int c, const char *arg)
 	case 'L':
 		o->cfg.lost_s = atof(arg);
 		return (0);
+	case 'F':
+		o->cfg.forkserver = strcmp(arg, "off") != 0;
+		return (0);
+	case 'P':
+		return (sr_strv_push(&o->cfg.prepare, arg));
 	case 'v':
 		sr_log_set_level(sr_log_level() + 1);
 		return (0);
@@ -240,5 +247,6 @@ main(int argc, char **argv)
 	sr_trust_clear(&o.trust);
 	sr_strv_free(&o.cfg.connect);
 	sr_strv_free(&o.cfg.listen);
+	sr_strv_free(&o.cfg.prepare);
 	return (rv == 0 ? 0 : 2);
 }

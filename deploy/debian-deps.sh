@@ -9,4 +9,4 @@ apt-get install -y --no-install-recommends \
     libnng-dev libprotobuf-c-dev protobuf-c-compiler libsodium-dev \
     libjansson-dev libxml2-dev libcmocka-dev \
     python3 python3-pytest python3-pytest-xdist \
-    iproute2 procps
+    iproute2 procps git
