@@ -14,6 +14,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <nng/nng.h>
+#include <nng/protocol/pair1/pair.h>
+#include <nng/supplemental/util/platform.h>
+
 #include "sr/node.h"
 #include "sr/util.h"
 #include "sr/wire.h"
@@ -222,6 +226,72 @@ test_other_major_version_dropped(void **state)
 	                 SR_EPROTO);
 }
 
+/* Send one INIT of protocol version `major` from a plain socket over real
+ * TCP; returns the reply frame, if any. */
+static char *
+init_with_major(struct sr_node *coord, const char *url, uint32_t major)
+{
+	Shardrun__Handshake h = SHARDRUN__HANDSHAKE__INIT;
+	struct sr_event ev;
+	nng_socket raw;
+	nng_msg *m;
+	uint8_t eph[32] = {9}, nonce[32] = {7}, frame[512];
+	size_t n;
+	char *reply = NULL;
+
+	assert_int_equal(nng_pair1_open_poly(&raw), 0);
+	assert_int_equal(nng_socket_set_ms(raw, NNG_OPT_RECVTIMEO, 50), 0);
+	assert_int_equal(nng_dial(raw, url, NULL, 0), 0);
+	h.major = major;
+	h.step = 1;
+	h.role = SHARDRUN__ROLE__ROLE_AGENT;
+	h.eph_pk.data = eph;
+	h.eph_pk.len = 32;
+	h.nonce.data = nonce;
+	h.nonce.len = 32;
+	frame[0] = 'H';
+	n = 1 + shardrun__handshake__pack(&h, frame + 1);
+	nng_msleep(100);
+	assert_int_equal(nng_send(raw, frame, n, 0), 0);
+	for (int i = 0; i < 40 && reply == NULL; i++) {
+		while (sr_node_poll(coord, &ev) == 0)
+			if (ev.type == SR_EV_MSG)
+				sr_wire_free(ev.env);
+		if (nng_recvmsg(raw, &m, 0) == 0) {
+			reply = strndup(nng_msg_body(m), nng_msg_len(m));
+			nng_msg_free(m);
+		}
+	}
+	nng_close(raw);
+	return (reply);
+}
+
+/* Peers speaking another protocol version, over real TCP: refused before
+ * anything else, counted, and told why when the version is known. */
+static void
+test_other_versions_refused_over_tcp(void **state)
+{
+	struct sr_node *coord;
+	struct sr_trust t;
+	char *reply;
+
+	(void) state;
+	sr_trust_cluster_random(&t);
+	assert_int_equal(sr_node_open(&coord, SR_ROLE_COORDINATOR, &t), 0);
+	assert_int_equal(sr_node_listen(coord, "tcp://127.0.0.1:17881"), 0);
+	/* Version 0, the one before ours, reads as no version at all. */
+	free(init_with_major(coord, "tcp://127.0.0.1:17881", 0));
+	assert_int_equal(sr_node_stats(coord)->handshake_failures, 1);
+	reply =
+	    init_with_major(coord, "tcp://127.0.0.1:17881", SR_PROTO_MAJOR + 1);
+	assert_non_null(reply);
+	assert_int_equal(sr_node_stats(coord)->versions, 1);
+	assert_int_equal(sr_node_stats(coord)->handshake_failures, 2);
+	free(reply);
+	sr_node_close(coord);
+	sr_trust_clear(&t);
+}
+
 int
 main(void)
 {
@@ -230,6 +300,7 @@ main(void)
 	    cmocka_unit_test(test_wrong_key_refused),
 	    cmocka_unit_test(test_replay_tamper_version),
 	    cmocka_unit_test(test_other_major_version_dropped),
+	    cmocka_unit_test(test_other_versions_refused_over_tcp),
 	};
 
 	sr_init("test_node");
