@@ -384,6 +384,9 @@ spawner_events(struct agent *a)
 				break;
 			}
 		}
+		for (unsigned i = 0; i < a->cfg->slots; i++)
+			if (a->slots[i].fs.spawn_id == ev.id)
+				sr_slot_fs_exited(&a->slots[i], &a->senv);
 		for (struct session *s = a->sessions; s != NULL; s = s->next) {
 			if (s->preparing && s->prep_id == ev.id) {
 				sr_ag_prepare_exit(a, s, &ev);
@@ -423,8 +426,10 @@ static void
 forkserver_events(struct agent *a, const struct pollfd *pfd)
 {
 	for (unsigned i = 0; i < a->cfg->slots; i++)
-		if (pfd[i].fd >= 0 && (pfd[i].revents & (POLLIN | POLLHUP)))
+		if (pfd[i].fd >= 0 && (pfd[i].revents & (POLLIN | POLLHUP))) {
 			sr_slot_fs_event(&a->slots[i], &a->senv);
+			sr_ag_offer_all(a);
+		}
 }
 
 static void

@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "forksrv.h"
 #include "sr/err.h"
 #include "sr/log.h"
+#include "sr/util.h"
 
 static int
 listen_on(struct sr_forksrv *fs, const char *dir)
@@ -73,6 +75,7 @@ sr_forksrv_start(struct sr_forksrv *fs, const struct sr_fs_start *st)
 	fs->lfd = fs->fd = -1;
 	fs->sp = st->sp;
 	fs->spawn_id = st->spawn_id;
+	fs->pidns = st->pidns;
 	sr_buf_init(&fs->in);
 	sr_strv_init(&argv);
 	snprintf(log, sizeof(log), "%s/forkserver.log", st->dir);
@@ -103,6 +106,30 @@ sr_forksrv_fd(const struct sr_forksrv *fs)
 	return (fs->fd >= 0 ? fs->fd : fs->lfd);
 }
 
+/* The whole line or nothing usable: wait for room, at most 2 s. */
+static int
+send_all(int fd, const char *p, size_t n)
+{
+	double end = sr_now() + 2.0;
+
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+
+		if (w > 0) {
+			p += w;
+			n -= (size_t) w;
+		} else if (w < 0 && (errno == EAGAIN || errno == EINTR) &&
+		           sr_now() < end) {
+			struct pollfd pfd = {fd, POLLOUT, 0};
+
+			(void) poll(&pfd, 1, 100);
+		} else {
+			return (SR_EIO);
+		}
+	}
+	return (0);
+}
+
 static int
 send_json(struct sr_forksrv *fs, json_t *msg)
 {
@@ -115,9 +142,14 @@ send_json(struct sr_forksrv *fs, json_t *msg)
 		return (SR_ENOMEM);
 	n = strlen(text);
 	text[n++] = '\n'; /* json_dumps leaves room: replaces the NUL */
-	if (send(fs->fd, text, n, MSG_NOSIGNAL) != (ssize_t) n)
-		rv = SR_EIO;
+	rv = send_all(fs->fd, text, n);
 	free(text);
+	if (rv != 0) {
+		/* A request cut short would garble the stream: give up on
+		 * this server. */
+		sr_forksrv_stop(fs);
+		fs->state = SR_FS_DEAD;
+	}
 	return (rv);
 }
 
@@ -159,6 +191,16 @@ sr_forksrv_run(struct sr_forksrv *fs, const struct sr_strv *args,
 	return (rv);
 }
 
+/* Without a namespace the child has a session of its own: killing the
+ * server would not reach it. */
+static void
+kill_child(struct sr_forksrv *fs)
+{
+	if (!fs->pidns && fs->child > 0)
+		(void) kill(-fs->child, SIGKILL);
+	fs->child = 0;
+}
+
 int
 sr_forksrv_signal(struct sr_forksrv *fs, int sig)
 {
@@ -166,8 +208,11 @@ sr_forksrv_signal(struct sr_forksrv *fs, int sig)
 		return (SR_EAGAIN);
 	if (sig == SIGKILL) {
 		/* It may be wedged: end the server and everything it forked;
-		 * the child's end is reported as the server going away. */
+		 * the child's end is reported as the server going away. No
+		 * new file goes to it meanwhile. */
+		kill_child(fs);
 		(void) sr_spawner_kill(fs->sp, fs->spawn_id, SIGKILL);
+		fs->state = SR_FS_KILLING;
 		return (0);
 	}
 	return (send_json(fs, json_pack("{s:i}", "signal", sig)));
@@ -176,8 +221,9 @@ sr_forksrv_signal(struct sr_forksrv *fs, int sig)
 void
 sr_forksrv_stop(struct sr_forksrv *fs)
 {
+	kill_child(fs);
 	if (fs->state == SR_FS_STARTING || fs->state == SR_FS_READY ||
-	    fs->state == SR_FS_BUSY)
+	    fs->state == SR_FS_BUSY || fs->state == SR_FS_KILLING)
 		(void) sr_spawner_kill(fs->sp, fs->spawn_id, SIGKILL);
 	if (fs->fd >= 0)
 		close(fs->fd);
@@ -225,9 +271,14 @@ parse_reply(struct sr_forksrv *fs, const char *line, struct sr_fs_ev *ev)
 	} else if ((v = json_object_get(m, "status")) != NULL) {
 		ev->type = SR_FS_EV_STATUS;
 		ev->status = (int) json_integer_value(v);
-		fs->state = SR_FS_READY;
+		fs->child = 0;
+		if (fs->state == SR_FS_BUSY)
+			fs->state = SR_FS_READY;
+	} else if ((v = json_object_get(m, "pid")) != NULL) {
+		fs->child = (int) json_integer_value(v);
+		got = false;
 	} else {
-		got = false; /* {"pid": ...}: nothing to do */
+		got = false;
 	}
 	json_decref(m);
 	return (got);
@@ -273,6 +324,7 @@ sr_forksrv_read(struct sr_forksrv *fs, struct sr_fs_ev *ev)
 	if (rv == SR_ECLOSED) {
 		memset(ev, 0, sizeof(*ev));
 		ev->type = SR_FS_EV_GONE;
+		ev->status = fs->state == SR_FS_KILLING; /* we killed it */
 		close(fs->fd);
 		fs->fd = -1;
 		fs->state = SR_FS_DEAD;

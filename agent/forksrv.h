@@ -25,9 +25,10 @@
 enum sr_fs_state {
 	SR_FS_OFF = 0, /* not started (or stopped) */
 	SR_FS_STARTING,
-	SR_FS_READY, /* idle, accepts a run */
-	SR_FS_BUSY,  /* a child runs */
-	SR_FS_DEAD,  /* refused or failed: do not use again this run */
+	SR_FS_READY,   /* idle, accepts a run */
+	SR_FS_BUSY,    /* a child runs */
+	SR_FS_DEAD,    /* refused or failed: do not use again this run */
+	SR_FS_KILLING, /* we killed it; its end is on the way */
 };
 
 enum sr_fs_ev_type {
@@ -39,7 +40,7 @@ enum sr_fs_ev_type {
 
 struct sr_fs_ev {
 	int type;
-	int status;
+	int status; /* STATUS: a wait status; GONE: 1 if we killed it */
 	char why[160];
 };
 
@@ -48,6 +49,9 @@ struct sr_forksrv {
 	int lfd; /* listening until the server connects */
 	int fd;
 	uint64_t spawn_id; /* the server process, for the spawner */
+	bool pidns;        /* the server has a PID namespace of its own */
+	int child;         /* the running child's pid (host pid without a
+	                      namespace), 0 when none */
 	struct sr_spawner *sp;
 	struct sr_buf in;
 	char sock_path[PATH_MAX];
@@ -62,6 +66,7 @@ struct sr_fs_start {
 	const struct sr_strv *preload;
 	const struct sr_strv *dirs; /* relative to the workspace */
 	const struct sr_strv *env;
+	bool pidns;
 };
 
 int sr_forksrv_start(struct sr_forksrv *fs, const struct sr_fs_start *st);

@@ -6,6 +6,7 @@
  * Welcome, Shutdown, Refuse and Heartbeat, only after the run's Welcome
  * and the workspace check.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,12 +135,23 @@ take_run_settings(struct agent *a, struct session *s,
 	return (rv);
 }
 
+/* While another run's checkout is being prepared, no run may start: its
+ * files would change under it. */
+static bool
+preparing_elsewhere(const struct agent *a, const struct session *s)
+{
+	for (const struct session *o = a->sessions; o != NULL; o = o->next)
+		if (o != s && o->preparing)
+			return (true);
+	return (false);
+}
+
 static void
 on_welcome(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 {
 	const Shardrun__Welcome *w = env->welcome;
 
-	if (s->welcomed || s->checking)
+	if (s->welcomed || s->checking || s->preparing)
 		return;
 	if (w->run_id.len != 16) {
 		sr_ag_refuse(a, s, "malformed welcome", NULL);
@@ -159,6 +171,11 @@ on_welcome(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 	if (sr_wscheck_init(&s->check, w) != 0) {
 		sr_ag_refuse(a, s, "out of memory checking the workspace",
 		             NULL);
+		return;
+	}
+	if (preparing_elsewhere(a, s)) {
+		sr_ag_refuse(
+		    a, s, "busy preparing the workspace for another run", NULL);
 		return;
 	}
 	if (sr_ag_prepare(a, s, w->commit) == 0)
@@ -267,6 +284,10 @@ take_ack(struct agent *a, struct session *s, const Shardrun__ResultAck *k)
 void
 sr_ag_kill_session_work(struct agent *a, struct session *s)
 {
+	if (s->preparing) {
+		(void) sr_spawner_kill(a->cfg->spawner, s->prep_id, SIGKILL);
+		s->preparing = false;
+	}
 	for (unsigned i = 0; i < a->cfg->slots; i++) {
 		if (a->offered[i] && a->offer_to[i] == s)
 			sr_ag_withdraw(a, i);

@@ -299,6 +299,7 @@ fs_start(struct sr_slot *s, const struct sr_slot_env *e)
 	st.preload = &s->run->preload;
 	st.dirs = &s->run->dirs;
 	st.env = &env;
+	st.pidns = sr_spawner_pidns(e->cfg->spawner);
 	s->fs_run = s->run;
 	s->fs_waited_out = false;
 	if (sr_forksrv_start(&s->fs, &st) != 0)
@@ -572,6 +573,12 @@ sr_slot_abort(struct sr_slot *s, const struct sr_slot_env *e)
 {
 	if (!s->busy)
 		return;
+	if (s->phase == PHASE_RUNNING && s->via_fs) {
+		/* The server goes with its child; no exit will be reported. */
+		sr_forksrv_stop(&s->fs);
+		sr_slot_release(s);
+		return;
+	}
 	if (s->phase == PHASE_RUNNING) {
 		s->cancelled = true;
 		signal_try(s, e, SIGKILL);
@@ -673,8 +680,10 @@ sr_slot_fs_event(struct sr_slot *s, const struct sr_slot_env *e)
 	while (sr_forksrv_read(&s->fs, &ev) == 0) {
 		bool waiting = s->busy && s->phase == PHASE_FS_WAIT;
 
-		if (ev.type == SR_FS_EV_READY && waiting) {
-			try_file(s, e);
+		if (ev.type == SR_FS_EV_READY) {
+			s->fs_waited_out = false;
+			if (waiting)
+				try_file(s, e);
 		} else if (ev.type == SR_FS_EV_NOFORK) {
 			fs_fallback(s, e, ev.why);
 		} else if (ev.type == SR_FS_EV_STATUS && running) {
@@ -683,7 +692,8 @@ sr_slot_fs_event(struct sr_slot *s, const struct sr_slot_env *e)
 		} else if (ev.type == SR_FS_EV_GONE) {
 			/* Killed by us for a timeout or a cancel: start another
 			 * for the next file; died by itself: not again. */
-			bool ours = running && (s->signalled || s->cancelled);
+			bool ours = ev.status == 1 ||
+			            (running && (s->signalled || s->cancelled));
 
 			sr_forksrv_stop(&s->fs);
 			s->fs.state = ours ? SR_FS_OFF : SR_FS_DEAD;
@@ -722,4 +732,26 @@ sr_slot_fs_prestart(struct sr_slot *s, const struct sr_slot_env *e,
 	if (make_dirs_only(s, e) == 0)
 		fs_start(s, e);
 	s->run = keep;
+}
+
+void
+sr_slot_fs_exited(struct sr_slot *s, const struct sr_slot_env *e)
+{
+	struct sr_spawn_ev sev = {0};
+	bool running = s->busy && s->phase == PHASE_RUNNING && s->via_fs;
+	bool waiting = s->busy && s->phase == PHASE_FS_WAIT;
+	bool ours = s->fs.state == SR_FS_KILLING;
+
+	if (s->fs.fd >= 0 || s->fs.state == SR_FS_OFF ||
+	    s->fs.state == SR_FS_DEAD)
+		return; /* connected: its socket reports the end */
+	sr_forksrv_stop(&s->fs);
+	s->fs.state = ours ? SR_FS_OFF : SR_FS_DEAD;
+	if (waiting)
+		try_file(s, e);
+	if (running) {
+		sev.status = SIGKILL;
+		sr_slot_on_exit(s, e, &sev);
+	}
+	advance(s, e);
 }

@@ -127,6 +127,8 @@ int sr_slot_enqueue(struct sr_slot *s, const Shardrun__Assignment *a,
                     void *owner, const struct sr_slot_run *run);
 /* Start the next queued unit on an idle slot; false when none is left. */
 bool sr_slot_start_next(struct sr_slot *s, const struct sr_slot_env *e);
+/* The spawner saw the fork server's process end. */
+void sr_slot_fs_exited(struct sr_slot *s, const struct sr_slot_env *e);
 /* The fork server's fd became readable. */
 void sr_slot_fs_event(struct sr_slot *s, const struct sr_slot_env *e);
 /* Start an idle slot's fork server for a run now, so it is warm by the

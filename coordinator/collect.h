@@ -47,6 +47,7 @@ struct sr_collect_opts {
 	bool exact;                       /* --collect pytest */
 	const char *python;               /* interpreter for exact collection */
 	struct sr_imports *imports; /* optional: counted by fast collection */
+	double timeout_s; /* exact collection: give up after (0: never) */
 };
 
 /* Defaults for the marker lists; free with sr_collect_opts_free. */

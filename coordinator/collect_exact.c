@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,9 +126,35 @@ exact_argv(const struct sr_collect_opts *o, const char *real,
 	return (rv);
 }
 
+/* Wait for pid, at most timeout_s (0: for ever); then kill it. */
+static int
+wait_for(pid_t pid, double timeout_s, int *st)
+{
+	double end = sr_now() + timeout_s;
+	pid_t w;
+
+	for (;;) {
+		w = waitpid(pid, st, timeout_s > 0 ? WNOHANG : 0);
+		if (w == pid)
+			return (0);
+		if (w < 0 && errno != EINTR)
+			return (SR_EIO);
+		if (timeout_s > 0 && sr_now() >= end) {
+			kill(pid, SIGKILL);
+			(void) waitpid(pid, st, 0);
+			sr_warn(
+			    "collect: pytest took longer than %.1fs, stopped",
+			    timeout_s);
+			return (SR_ETIMEOUT);
+		}
+		if (w == 0)
+			usleep(10000);
+	}
+}
+
 static int
 spawn_wait(char *const argv[], char *const envp[], const char *cwd,
-           const char *log, int *status)
+           const char *log, double timeout_s, int *status)
 {
 	posix_spawn_file_actions_t fa;
 	pid_t pid;
@@ -145,9 +172,8 @@ spawn_wait(char *const argv[], char *const envp[], const char *cwd,
 		sr_error("collect: cannot run %s: %s", argv[0], strerror(rv));
 		return (SR_EIO);
 	}
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return (SR_EIO);
+	if ((rv = wait_for(pid, timeout_s, &st)) != 0)
+		return (rv);
 	*status = st;
 	return (0);
 }
@@ -165,7 +191,7 @@ exact_run(const struct sr_collect_opts *o, const char *real,
 	snprintf(log, sizeof(log), "%s/log", dir);
 	if ((rv = exact_argv(o, real, args, &argv)) == 0 &&
 	    (rv = exact_env(dir, &env)) == 0)
-		rv = spawn_wait(argv.v, env.v, real, log, &st);
+		rv = spawn_wait(argv.v, env.v, real, log, o->timeout_s, &st);
 	sr_strv_free(&argv);
 	sr_strv_free(&env);
 	if (rv != 0 ||

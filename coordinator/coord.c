@@ -61,8 +61,10 @@ fill_assignment(struct coord *c, struct arec *a, uint32_t id,
 	as->slot = u->slot;
 	as->files = files;
 	as->n_files = u->nfiles;
-	as->selectors = u->selectors.v;
-	as->n_selectors = u->selectors.n;
+	if (u->selectors != NULL) {
+		as->selectors = u->selectors->v;
+		as->n_selectors = u->selectors->n;
+	}
 	as->timeout_ms = c->cfg->timeout_s < 4e6
 	                     ? (uint32_t) (c->cfg->timeout_s * 1000)
 	                     : 4000000000u;

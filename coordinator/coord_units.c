@@ -64,9 +64,9 @@ requeue(struct coord *c, const struct sr_unit *old, size_t file,
 	uint32_t id;
 	int rv;
 
-	if (old->selectors.n > 0)
+	if (old->selectors != NULL)
 		rv = sr_plan_add_part(&c->plan, c->suite, file, old->part,
-		                      &old->selectors, old->weight, &id);
+		                      old->selectors, old->weight, &id);
 	else
 		rv =
 		    sr_plan_add(&c->plan, c->suite, &file, 1, old->serial, &id);
@@ -80,6 +80,20 @@ requeue(struct coord *c, const struct sr_unit *old, size_t file,
 	u->serial = old->serial;
 	if (avoid != NULL)
 		u->avoid = strdup(avoid);
+}
+
+/* The budgets of the file, or of this part of a split file: each part has
+ * its own, as a file of its own would. */
+static uint32_t *
+restarts_of(struct sr_file *f, const struct sr_unit *u)
+{
+	return (f->nparts ? &f->part_restarts[u->part] : &f->restarts);
+}
+
+static uint32_t *
+reruns_of(struct sr_file *f, const struct sr_unit *u)
+{
+	return (f->nparts ? &f->part_reruns[u->part] : &f->reruns);
 }
 
 /* Decide what one attempt means for its file (or its part). */
@@ -97,16 +111,16 @@ sr_co_judge(struct coord *c, struct sr_unit *u, size_t file, struct arec *a)
 		                                 : SR_FINAL_PASSED);
 		break;
 	case SHARDRUN__OUTCOME__FAILED:
-		if (f->reruns < c->cfg->reruns) {
-			f->reruns++;
+		if (*reruns_of(f, u) < c->cfg->reruns) {
+			(*reruns_of(f, u))++;
 			requeue(c, u, file, NULL);
 		} else {
 			settle(c, f, u, SR_FINAL_FAILED);
 		}
 		break;
 	case SHARDRUN__OUTCOME__CRASHED:
-		if (f->restarts < c->cfg->max_restarts) {
-			f->restarts++;
+		if (*restarts_of(f, u) < c->cfg->max_restarts) {
+			(*restarts_of(f, u))++;
 			requeue(c, u, file, a->name);
 		} else {
 			settle(c, f, u, SR_FINAL_CRASHED);
@@ -160,7 +174,7 @@ unit_lost(struct coord *c, struct sr_unit *u)
 
 		if (u->got[i] || f->final != SR_FINAL_PENDING)
 			continue;
-		if (first && f->restarts >= c->cfg->max_restarts) {
+		if (first && *restarts_of(f, u) >= c->cfg->max_restarts) {
 			struct sr_attempt at = {0};
 
 			at.outcome = SHARDRUN__OUTCOME__CRASHED;
@@ -173,7 +187,7 @@ unit_lost(struct coord *c, struct sr_unit *u)
 			settle(c, f, u, SR_FINAL_CRASHED);
 		} else {
 			if (first)
-				f->restarts++;
+				(*restarts_of(f, u))++;
 			requeue(c, u, u->files[i], NULL);
 		}
 		first = false;

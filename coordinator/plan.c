@@ -25,7 +25,10 @@ unit_release(struct sr_unit *u)
 	if (u->got != &u->one_got)
 		free(u->got);
 	free(u->avoid);
-	sr_strv_free(&u->selectors);
+	if (u->selectors != NULL) {
+		sr_strv_free(u->selectors);
+		free(u->selectors);
+	}
 }
 
 void
@@ -261,8 +264,10 @@ sr_plan_add_part(struct sr_plan *p, const struct sr_suite *s, size_t file,
 
 	if ((rv = unit_new(p, s, &file, 1, false, &u)) != 0)
 		return (rv);
+	if ((u->selectors = calloc(1, sizeof(*u->selectors))) == NULL)
+		return (SR_ENOMEM);
 	for (size_t i = 0; i < ids->n && rv == 0; i++)
-		rv = sr_strv_push(&u->selectors, ids->v[i]);
+		rv = sr_strv_push(u->selectors, ids->v[i]);
 	if (rv != 0)
 		return (rv);
 	u->part = part;

@@ -36,15 +36,16 @@ enum sr_unit_state {
 };
 
 struct sr_unit {
-	double weight;            /* estimated seconds */
-	double dispatched;        /* monotonic time of the dispatch */
-	uint32_t *files;          /* suite indices, in run order */
-	bool *got;                /* per file: result received this attempt */
-	void *agent;              /* coordinator's agent record while running */
-	char *avoid;              /* agent name to avoid (crashed there) */
-	struct sr_strv selectors; /* a part of a split file: its test ids */
-	uint32_t part;            /* which part (0 when not split) */
-	uint32_t id;              /* 1-based; plan->units[id - 1] */
+	double weight;     /* estimated seconds */
+	double dispatched; /* monotonic time of the dispatch */
+	uint32_t *files;   /* suite indices, in run order */
+	bool *got;         /* per file: result received this attempt */
+	void *agent;       /* coordinator's agent record while running */
+	char *avoid;       /* agent name to avoid (crashed there) */
+	struct sr_strv *selectors; /* a part of a split file: its test ids
+	                              (NULL otherwise: most units) */
+	uint32_t part;             /* which part (0 when not split) */
+	uint32_t id;               /* 1-based; plan->units[id - 1] */
 	uint32_t nfiles;
 	uint32_t attempt; /* dispatch count; the wire's attempt number */
 	uint32_t slot;

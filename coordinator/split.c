@@ -54,7 +54,7 @@ candidates(const struct sr_plan *p, double share, struct sr_unit **out,
 		struct sr_unit *u = p->units[i];
 
 		if (u->state == SR_UNIT_QUEUED && u->nfiles == 1 &&
-		    !u->serial && !u->exclusive && u->selectors.n == 0 &&
+		    !u->serial && !u->exclusive && u->selectors == NULL &&
 		    sr_split_parts(u->weight, 2, share) > 0)
 			out[n++] = u;
 	}
@@ -64,7 +64,8 @@ candidates(const struct sr_plan *p, double share, struct sr_unit **out,
 
 /* The test ids of one file, as pytest collects them. */
 static int
-test_ids(const struct sr_split_cfg *cfg, const char *file, struct sr_strv *ids)
+test_ids(const struct sr_split_cfg *cfg, const char *file, double left,
+         struct sr_strv *ids)
 {
 	struct sr_collect_opts co;
 	struct sr_suite tmp;
@@ -76,6 +77,7 @@ test_ids(const struct sr_split_cfg *cfg, const char *file, struct sr_strv *ids)
 	    (rv = sr_collect_opts_init(&co, cfg->root)) != 0)
 		return (-1);
 	co.python = cfg->python;
+	co.timeout_s = left > 0.1 ? left : 0.1; /* heartbeats wait meanwhile */
 	sr_suite_init(&tmp);
 	sr_strv_init(&args);
 	if ((rv = sr_strv_push(&args, file)) == 0)
@@ -129,7 +131,7 @@ sr_split_long(struct sr_plan *p, struct sr_suite *s,
 		uint32_t k;
 
 		sr_strv_init(&ids);
-		if (test_ids(cfg, path, &ids) == 0 &&
+		if (test_ids(cfg, path, end - sr_now(), &ids) == 0 &&
 		    (k = sr_split_parts(cand[i]->weight, ids.n, share)) > 0 &&
 		    split_unit(p, s, cand[i], &ids, k) == 0) {
 			sr_info(

@@ -48,6 +48,8 @@ sr_suite_free(struct sr_suite *s)
 		free(f->att);
 		free(f->path);
 		free(f->part_final);
+		free(f->part_restarts);
+		free(f->part_reruns);
 	}
 	free(s->files);
 	sr_suite_init(s);
@@ -153,13 +155,21 @@ int
 sr_file_split(struct sr_file *f, uint32_t n)
 {
 	int *v = calloc(n, sizeof(*v));
+	uint32_t *rs = calloc(n, sizeof(*rs));
+	uint32_t *rr = calloc(n, sizeof(*rr));
 
-	if (v == NULL || n < 2) {
+	if (v == NULL || rs == NULL || rr == NULL || n < 2) {
 		free(v);
+		free(rs);
+		free(rr);
 		return (n < 2 ? SR_EINVAL : SR_ENOMEM);
 	}
 	free(f->part_final);
+	free(f->part_restarts);
+	free(f->part_reruns);
 	f->part_final = v;
+	f->part_restarts = rs;
+	f->part_reruns = rr;
 	f->nparts = f->parts_left = n;
 	return (0);
 }

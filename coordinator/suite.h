@@ -63,7 +63,9 @@ struct sr_file {
 	 * file's is the worst of them. */
 	uint32_t nparts; /* 0: not split */
 	uint32_t parts_left;
-	int *part_final; /* per part, enum sr_final */
+	int *part_final;         /* per part, enum sr_final */
+	uint32_t *part_restarts; /* per part: its own restart budget used */
+	uint32_t *part_reruns;   /* per part: its own rerun budget used */
 };
 
 struct sr_suite {
