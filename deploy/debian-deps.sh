@@ -1,12 +1,9 @@
 #!/bin/sh
-# Installs what shardrun needs to build, test and run on Debian 12.
+# Installs what shardrun needs to build, test and run on Debian 12: the
+# packages listed in deploy/debian-packages.txt.
 # Usage: sudo deploy/debian-deps.sh
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \
-    build-essential cmake pkg-config \
-    libnng-dev libprotobuf-c-dev protobuf-c-compiler libsodium-dev \
-    libjansson-dev libxml2-dev libcmocka-dev \
-    python3 python3-pytest python3-pytest-xdist \
-    iproute2 procps git
+    $(grep -v '^#' "$(dirname "$0")/debian-packages.txt")
