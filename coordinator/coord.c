@@ -336,10 +336,11 @@ measured_bound(const struct sr_suite *s, unsigned slots)
 	for (size_t i = 0; i < s->n && w != NULL; i++) {
 		const struct sr_file *f = &s->files[i];
 
-		for (uint32_t p = 0; p < (f->nparts ? f->nparts : 1); p++) {
+		uint32_t np = sr_file_nparts(f);
+
+		for (uint32_t p = 0; p < (np ? np : 1); p++) {
 			const struct sr_attempt *at =
-			    f->nparts ? sr_file_part_last(f, p)
-			              : sr_file_last(f);
+			    np ? sr_file_part_last(f, p) : sr_file_last(f);
 			double d = at != NULL ? at->duration_s : 0;
 
 			if (f->serial)

@@ -43,15 +43,15 @@ settle(struct coord *c, struct sr_file *f, const struct sr_unit *u, int final)
 {
 	int worst = SR_FINAL_PASSED;
 
-	if (f->nparts == 0) {
+	if (f->parts == NULL) {
 		sr_co_set_final(c, f, final);
 		return;
 	}
-	f->part_final[u->part] = final;
-	if (--f->parts_left > 0)
+	f->parts->final[u->part] = final;
+	if (--f->parts->left > 0)
 		return;
-	for (uint32_t p = 0; p < f->nparts; p++)
-		worst = sr_final_worst(worst, f->part_final[p]);
+	for (uint32_t p = 0; p < f->parts->n; p++)
+		worst = sr_final_worst(worst, f->parts->final[p]);
 	sr_co_set_final(c, f, worst);
 }
 
@@ -87,13 +87,13 @@ requeue(struct coord *c, const struct sr_unit *old, size_t file,
 static uint32_t *
 restarts_of(struct sr_file *f, const struct sr_unit *u)
 {
-	return (f->nparts ? &f->part_restarts[u->part] : &f->restarts);
+	return (f->parts ? &f->parts->restarts[u->part] : &f->restarts);
 }
 
 static uint32_t *
 reruns_of(struct sr_file *f, const struct sr_unit *u)
 {
-	return (f->nparts ? &f->part_reruns[u->part] : &f->reruns);
+	return (f->parts ? &f->parts->reruns[u->part] : &f->reruns);
 }
 
 /* Decide what one attempt means for its file (or its part). */

@@ -391,7 +391,7 @@ passed(const struct sr_attempt *a)
 static bool
 healthy(const struct sr_file *f, double *dur)
 {
-	uint32_t parts = f->nparts ? f->nparts : 1;
+	uint32_t parts = sr_file_nparts(f) ? sr_file_nparts(f) : 1;
 
 	*dur = 0;
 	for (uint32_t p = 0; p < parts; p++) {

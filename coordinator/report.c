@@ -211,7 +211,7 @@ file_json(const struct sr_file *f)
 	    "exclusive", (int) f->exclusive, "attempt_outcomes",
 	    attempt_outcomes(f), "message", jstr(has ? a->message : NULL),
 	    "tries", (json_int_t) (has ? a->tries : 0), "parts",
-	    (json_int_t) (f->nparts ? f->nparts : 1)));
+	    (json_int_t) (f->parts ? f->parts->n : 1)));
 }
 
 static json_t *

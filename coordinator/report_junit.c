@@ -350,13 +350,13 @@ add_parts(struct junit *j, const struct sr_file *f)
 	struct sr_attempt *att = malloc((f->natt + 1) * sizeof(*att));
 	int rv = att != NULL ? 0 : SR_ENOMEM;
 
-	for (uint32_t p = 0; rv == 0 && p < f->nparts; p++) {
+	for (uint32_t p = 0; rv == 0 && p < f->parts->n; p++) {
 		struct sr_file v = *f;
 
 		v.att = att;
 		v.natt = 0;
-		v.nparts = 0;
-		v.final = f->part_final[p];
+		v.parts = NULL;
+		v.final = f->parts->final[p];
 		for (size_t i = 0; i < f->natt; i++)
 			if (f->att[i].part == p)
 				att[v.natt++] = f->att[i];
@@ -407,8 +407,8 @@ sr_report_junit(const struct sr_suite *s, const struct sr_run_info *ri,
 	xmlDocSetRootElement(j.doc, j.root);
 	rv = set_prop(j.root, "name", "shardrun");
 	for (size_t i = 0; rv == 0 && i < s->n; i++)
-		rv = s->files[i].nparts ? add_parts(&j, &s->files[i])
-		                        : add_file(&j, &s->files[i]);
+		rv = s->files[i].parts ? add_parts(&j, &s->files[i])
+		                       : add_file(&j, &s->files[i]);
 	if (rv == 0)
 		rv = junit_write(&j, path);
 	xmlFreeDoc(j.doc);

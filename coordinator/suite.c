@@ -37,6 +37,17 @@ attempt_free(struct sr_attempt *a)
 	free(a->message);
 }
 
+static void
+parts_free(struct sr_parts *p)
+{
+	if (p == NULL)
+		return;
+	free(p->final);
+	free(p->restarts);
+	free(p->reruns);
+	free(p);
+}
+
 void
 sr_suite_free(struct sr_suite *s)
 {
@@ -47,9 +58,7 @@ sr_suite_free(struct sr_suite *s)
 			attempt_free(&f->att[j]);
 		free(f->att);
 		free(f->path);
-		free(f->part_final);
-		free(f->part_restarts);
-		free(f->part_reruns);
+		parts_free(f->parts);
 	}
 	free(s->files);
 	sr_suite_init(s);
@@ -154,23 +163,17 @@ sr_final_name(int final)
 int
 sr_file_split(struct sr_file *f, uint32_t n)
 {
-	int *v = calloc(n, sizeof(*v));
-	uint32_t *rs = calloc(n, sizeof(*rs));
-	uint32_t *rr = calloc(n, sizeof(*rr));
+	struct sr_parts *p = calloc(1, sizeof(*p));
 
-	if (v == NULL || rs == NULL || rr == NULL || n < 2) {
-		free(v);
-		free(rs);
-		free(rr);
+	if (p == NULL || n < 2 || (p->final = calloc(n, sizeof(int))) == NULL ||
+	    (p->restarts = calloc(n, sizeof(uint32_t))) == NULL ||
+	    (p->reruns = calloc(n, sizeof(uint32_t))) == NULL) {
+		parts_free(p);
 		return (n < 2 ? SR_EINVAL : SR_ENOMEM);
 	}
-	free(f->part_final);
-	free(f->part_restarts);
-	free(f->part_reruns);
-	f->part_final = v;
-	f->part_restarts = rs;
-	f->part_reruns = rr;
-	f->nparts = f->parts_left = n;
+	p->n = p->left = n;
+	parts_free(f->parts);
+	f->parts = p;
 	return (0);
 }
 
@@ -186,13 +189,13 @@ sr_file_part_last(const struct sr_file *f, uint32_t part)
 bool
 sr_file_span(const struct sr_file *f, double *start, double *end, double *work)
 {
-	uint32_t n = f->nparts ? f->nparts : 1;
+	uint32_t n = sr_file_nparts(f) ? sr_file_nparts(f) : 1;
 	bool any = false;
 
 	*start = *end = *work = 0;
 	for (uint32_t p = 0; p < n; p++) {
 		const struct sr_attempt *a =
-		    f->nparts ? sr_file_part_last(f, p) : sr_file_last(f);
+		    f->parts ? sr_file_part_last(f, p) : sr_file_last(f);
 
 		if (a == NULL)
 			continue;

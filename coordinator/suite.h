@@ -45,6 +45,18 @@ struct sr_attempt {
 	uint32_t part; /* which part of a split file (0 when not split) */
 };
 
+/* A file longer than a fair share is split into parts (chunks of its test
+ * ids); each part ends with a final result of its own and has its own
+ * budgets, and the file's final result is the worst of them. Few files are
+ * split, so this lives apart from struct sr_file. */
+struct sr_parts {
+	uint32_t n;
+	uint32_t left;      /* parts without a final result */
+	int *final;         /* per part, enum sr_final */
+	uint32_t *restarts; /* per part: crash requeues used */
+	uint32_t *reruns;   /* per part: failure reruns used */
+};
+
 struct sr_file {
 	char *path;      /* relative to the workspace, as collected */
 	uint32_t ntests; /* tests found by collection, 0 if unknown */
@@ -56,16 +68,9 @@ struct sr_file {
 	int final;              /* enum sr_final */
 	struct sr_attempt *att; /* every attempt, in order */
 	size_t natt;
-	uint32_t restarts; /* crash requeues used */
-	uint32_t reruns;   /* failure reruns used */
-	/* A file longer than a fair share is split into parts (chunks of its
-	 * test ids); each part ends with a final result of its own, and the
-	 * file's is the worst of them. */
-	uint32_t nparts; /* 0: not split */
-	uint32_t parts_left;
-	int *part_final;         /* per part, enum sr_final */
-	uint32_t *part_restarts; /* per part: its own restart budget used */
-	uint32_t *part_reruns;   /* per part: its own rerun budget used */
+	uint32_t restarts;      /* crash requeues used */
+	uint32_t reruns;        /* failure reruns used */
+	struct sr_parts *parts; /* NULL unless split (below) */
 };
 
 struct sr_suite {
@@ -84,6 +89,13 @@ void sr_suite_sort(struct sr_suite *s);
 int sr_file_add_attempt(struct sr_file *f, const struct sr_attempt *a);
 /* The last attempt, or NULL. */
 const struct sr_attempt *sr_file_last(const struct sr_file *f);
+/* Parts of a split file, 0 when it is whole. */
+static inline uint32_t
+sr_file_nparts(const struct sr_file *f)
+{
+	return (f->parts != NULL ? f->parts->n : 0);
+}
+
 /* Make the file a split one with n parts. */
 int sr_file_split(struct sr_file *f, uint32_t n);
 /* The last attempt of one part of a split file, or NULL. */
