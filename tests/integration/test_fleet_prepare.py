@@ -72,10 +72,15 @@ class FleetPrepare(srtest.TestCase):
             os.path.join(self.agent_ws, "tests", "test_b.py")))
 
     def test_without_prepare_a_stale_checkout_refuses(self):
-        self.fleet([])
+        fleet = self.fleet([])
         r = self.run_once()
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         self.assertIn("another commit", r.stderr)
+        # A refusal is the run's failure, not the fleet agent's: it keeps
+        # serving and stops cleanly.
+        self.assertIsNone(fleet.poll())
+        fleet.terminate()
+        self.assertEqual(fleet.wait(timeout=10), 0)
 
     def test_failing_prepare_refuses_with_its_output(self):
         self.fleet(["git -C {workspace} checkout -q no-such-ref-{commit}"])

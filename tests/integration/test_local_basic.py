@@ -106,6 +106,16 @@ class LocalBasic(srtest.TestCase):
         self.assertEqual(r.file("jobs/bad.sh")["exit_code"], 3)
         self.assertIn("broken", r.out)
 
+    def test_tests_do_not_see_the_cluster_key(self):
+        self.ws.write("test_env.py", """
+            import os
+            def test_no_secret():
+                assert "SHARDRUN_CLUSTER_KEY" not in os.environ
+                assert os.environ["SHARDRUN_FILE"] == "test_env.py"
+            """)
+        r = srtest.run(self.ws, [], env={"SHARDRUN_CLUSTER_KEY": "ab" * 32})
+        self.assertEqual(r.code, 0, r)
+
     def test_plan_is_deterministic_lpt(self):
         ws = self.ws
         for i in range(6):
