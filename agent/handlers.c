@@ -300,21 +300,26 @@ sr_ag_kill_session_work(struct agent *a, struct session *s)
 	}
 }
 
+/* Stop one attempt of a unit, queued or running: no result follows. */
 static void
-on_cancel(struct agent *a, struct session *s, const Shardrun__Envelope *env)
+take_cancel(struct agent *a, struct session *s, const Shardrun__Cancel *c)
 {
 	for (unsigned i = 0; i < a->cfg->slots; i++) {
 		struct sr_slot *sl = &a->slots[i];
 
-		sr_slot_drop_queued(sl, s, env->cancel->unit,
-		                    env->cancel->attempt);
-		if (sl->busy && sl->owner == s &&
-		    sl->unit == env->cancel->unit &&
-		    sl->attempt == env->cancel->attempt) {
+		sr_slot_drop_queued(sl, s, c->unit, c->attempt);
+		if (sl->busy && sl->owner == s && sl->unit == c->unit &&
+		    sl->attempt == c->attempt) {
 			sr_slot_abort(sl, &a->senv);
 			sl->owner = NULL;
 		}
 	}
+}
+
+static void
+on_cancel(struct agent *a, struct session *s, const Shardrun__Envelope *env)
+{
+	take_cancel(a, s, env->cancel);
 	sr_ag_offer_all(a);
 }
 
@@ -377,7 +382,8 @@ on_ack(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 	take_ack(a, s, env->result_ack);
 }
 
-/* A turn of the coordinator's loop: acknowledgements, then assignments. */
+/* A turn of the coordinator's loop: acknowledgements, cancellations, then
+ * assignments. */
 static void
 on_batch(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 {
@@ -385,8 +391,12 @@ on_batch(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 
 	for (size_t i = 0; i < b->n_acks; i++)
 		take_ack(a, s, b->acks[i]);
+	for (size_t i = 0; i < b->n_cancels; i++)
+		take_cancel(a, s, b->cancels[i]);
 	for (size_t i = 0; i < b->n_assignments && !s->over; i++)
 		take_assignment(a, s, b->assignments[i]);
+	if (b->n_cancels > 0)
+		sr_ag_offer_all(a);
 }
 
 typedef void (*handler_fn)(struct agent *, struct session *,

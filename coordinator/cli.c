@@ -42,6 +42,7 @@ enum {
 	OPT_FORKSERVER,
 	OPT_PRELOAD,
 	OPT_SPLIT,
+	OPT_SPECULATE,
 };
 
 static const struct option longopts[] = {
@@ -75,6 +76,7 @@ static const struct option longopts[] = {
     {"forkserver", required_argument, NULL, OPT_FORKSERVER},
     {"preload", required_argument, NULL, OPT_PRELOAD},
     {"split", required_argument, NULL, OPT_SPLIT},
+    {"speculate", required_argument, NULL, OPT_SPECULATE},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {NULL, 0, NULL, 0},
@@ -174,6 +176,17 @@ parse_slots(struct sr_opts *o, const char *s)
 }
 
 static int
+parse_switch(const char *name, const char *arg, bool *out)
+{
+	if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0) {
+		sr_error("%s: expected on or off", name);
+		return (SR_EINVAL);
+	}
+	*out = strcmp(arg, "on") == 0;
+	return (0);
+}
+
+static int
 parse_choice(struct sr_opts *o, int c, const char *arg)
 {
 	switch (c) {
@@ -185,15 +198,11 @@ parse_choice(struct sr_opts *o, int c, const char *arg)
 		o->profile = arg;
 		return (0);
 	case OPT_FORKSERVER:
+		return (parse_switch("--forkserver", arg, &o->forkserver));
 	case OPT_SPLIT:
-		if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0) {
-			sr_error("--%s: expected on or off",
-			         c == OPT_SPLIT ? "split" : "forkserver");
-			return (SR_EINVAL);
-		}
-		*(c == OPT_SPLIT ? &o->split : &o->forkserver) =
-		    strcmp(arg, "on") == 0;
-		return (0);
+		return (parse_switch("--split", arg, &o->split));
+	case OPT_SPECULATE:
+		return (parse_switch("--speculate", arg, &o->speculate));
 	case OPT_COLLECT:
 		if (strcmp(arg, "pytest") != 0 && strcmp(arg, "fast") != 0) {
 			sr_error("--collect: expected fast or pytest");
@@ -241,6 +250,7 @@ parse_one(struct sr_opts *o, int c, const char *arg)
 	case OPT_COLLECT:
 	case OPT_FORKSERVER:
 	case OPT_SPLIT:
+	case OPT_SPECULATE:
 		return (parse_choice(o, c, arg));
 	case OPT_PRELOAD:
 		o->preload = arg;

@@ -45,6 +45,7 @@ struct sr_opts {
 	int verbose;
 	bool forkserver;     /* --forkserver on|off */
 	bool split;          /* --split on|off */
+	bool speculate;      /* --speculate on|off */
 	const char *preload; /* --preload a,b: modules to preload */
 };
 

@@ -83,6 +83,7 @@ flush_agent(struct coord *c, struct arec *a)
 	Shardrun__Assignment *as = calloc(a->nout + 1, sizeof(*as));
 	Shardrun__Assignment **asp = calloc(a->nout + 1, sizeof(*asp));
 	Shardrun__ResultAck **ackp = calloc(a->nacks + 1, sizeof(*ackp));
+	Shardrun__Cancel **cancp = calloc(a->ncancels + 1, sizeof(*cancp));
 
 	for (size_t i = 0; as != NULL && asp != NULL && i < a->nout; i++)
 		if (fill_assignment(c, a, a->out_units[i],
@@ -91,25 +92,29 @@ flush_agent(struct coord *c, struct arec *a)
 			b.n_assignments++;
 	for (size_t i = 0; ackp != NULL && i < a->nacks; i++)
 		ackp[b.n_acks++] = &a->acks[i];
+	for (size_t i = 0; cancp != NULL && i < a->ncancels; i++)
+		cancp[b.n_cancels++] = &a->cancels[i];
 	b.assignments = asp;
 	b.acks = ackp;
+	b.cancels = cancp;
 	e.body_case = SHARDRUN__ENVELOPE__BODY_BATCH;
 	e.batch = &b;
-	if (b.n_assignments + b.n_acks > 0)
+	if (b.n_assignments + b.n_acks + b.n_cancels > 0)
 		(void) sr_co_send(c, a, &e);
 	for (size_t i = 0; as != NULL && i < b.n_assignments; i++)
 		free(as[i].files);
 	free(as);
 	free(asp);
 	free(ackp);
-	a->nout = a->nacks = 0;
+	free(cancp);
+	a->nout = a->nacks = a->ncancels = 0;
 }
 
 void
 sr_co_flush(struct coord *c)
 {
 	for (struct arec *a = c->agents; a != NULL; a = a->next)
-		if (a->nout + a->nacks > 0)
+		if (a->nout + a->nacks + a->ncancels > 0)
 			flush_agent(c, a);
 }
 
@@ -143,6 +148,7 @@ arec_free(struct coord *c, struct arec *a)
 	free(a->last);
 	free(a->out_units);
 	free(a->acks);
+	free(a->cancels);
 	free(a);
 }
 
@@ -373,6 +379,8 @@ fill_info(struct coord *c, struct sr_run_info *ri)
 	ri->slots = c->max_slots;
 	ri->lower_bound_s = measured_bound(c->suite, ri->slots);
 	ri->interrupted = c->status == SR_ECLOSED;
+	ri->backups = c->nbackups;
+	ri->backup_wins = c->nbackup_wins;
 }
 
 int
@@ -404,5 +412,6 @@ sr_coord_run(const struct sr_coord_cfg *cfg, struct sr_run_info *ri)
 		arec_free(&c, c.agents);
 	sr_node_close(c.node);
 	sr_plan_free(&c.plan);
+	free(c.twins);
 	return (rv);
 }

@@ -58,6 +58,7 @@ struct sr_coord_cfg {
 	uint8_t (*hashes)[32]; /* per suite file; NULL: not checked */
 	bool forkserver;       /* pytest: preloading fork servers */
 	bool split;            /* pytest: split files longer than a share */
+	bool speculate;        /* backup attempts of late units at the end */
 	const char *workspace; /* for asking pytest about split files */
 	const char *python;
 	const struct sr_strv *preload;

@@ -37,11 +37,29 @@ struct arec {
 	Shardrun__ResultAck *acks;
 	size_t nacks;
 	size_t ackcap;
+	Shardrun__Cancel *cancels; /* attempts to stop (a twin won) */
+	size_t ncancels;
+	size_t cancelcap;
 	struct arec *next;
 };
 
 /* Units estimated shorter than this may be queued behind a running one. */
 #define PREFETCH_S 0.5
+
+/*
+ * Speculation (--speculate on): a slot with nothing left to take starts a
+ * backup attempt of the latest running unit, one that has run longer than
+ * SPEC_LATE times its estimate and SPEC_MIN_S past it. The original and its
+ * backup are twins: the first result of either is the attempt that counts,
+ * the other is cancelled (its process tree killed, its result ignored).
+ */
+#define SPEC_LATE  1.5
+#define SPEC_MIN_S 1.0
+
+struct twin {
+	uint32_t orig;
+	uint32_t backup;
+};
 
 struct coord {
 	const struct sr_coord_cfg *cfg;
@@ -59,6 +77,11 @@ struct coord {
 	size_t nfinal;
 	unsigned max_slots; /* most slots connected at once */
 	struct sr_progress prog;
+	struct twin *twins; /* running backups */
+	size_t ntwins;
+	size_t twincap;
+	unsigned nbackups; /* backup attempts started */
+	unsigned nbackup_wins;
 	int status;
 };
 
@@ -75,6 +98,18 @@ void sr_co_judge(struct coord *c, struct sr_unit *u, size_t file,
 void sr_co_unit_done(struct coord *c, struct sr_unit *u);
 void sr_co_agent_lost(struct coord *c, struct arec *a, const char *why);
 void sr_co_dispatch(struct coord *c);
+/* Put a unit on an agent's slot: sent with the turn's Batch. */
+void sr_co_assign(struct coord *c, struct arec *a, unsigned slot,
+                  struct sr_unit *u);
+
+/* coord_spec.c */
+/* A backup attempt for this idle slot, if some running unit is late. */
+bool sr_co_speculate(struct coord *c, struct arec *a, unsigned slot);
+/* A result of u arrived: its twin, if running, is cancelled. */
+void sr_co_twin_result(struct coord *c, const struct sr_unit *u);
+/* u's attempt is gone (agent lost, declined, unknown to the agent): when
+ * its twin still runs, u is simply dropped and true returned. */
+bool sr_co_twin_drop(struct coord *c, struct sr_unit *u);
 
 /* coord_msg.c */
 void sr_co_handle(struct coord *c, struct arec *a,

@@ -207,6 +207,7 @@ on_result(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 		         r->unit);
 		return;
 	}
+	sr_co_twin_result(c, u);
 	u->got[r->index] = true;
 	u->ngot++;
 	record(c, a, u, r);
@@ -253,8 +254,10 @@ on_heartbeat(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 		    !listed_running(h, u)) {
 			sr_info("agent %s does not know unit %u: requeued",
 			        a->name, u->id);
-			sr_co_unit_done(c, u); /* removes it from a->running */
-			sr_plan_push(&c->plan, u);
+			if (!sr_co_twin_drop(c, u)) {
+				sr_co_unit_done(c, u); /* off a->running */
+				sr_plan_push(&c->plan, u);
+			}
 			continue;
 		}
 		k++;
@@ -274,6 +277,8 @@ on_cancel(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 	    u->attempt != env->cancel->attempt || u->ngot > 0)
 		return;
 	sr_warn("agent %s declined unit %u: requeued", a->name, u->id);
+	if (sr_co_twin_drop(c, u))
+		return;
 	sr_co_unit_done(c, u);
 	sr_plan_push(&c->plan, u);
 }

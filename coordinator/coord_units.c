@@ -62,15 +62,8 @@ requeue(struct coord *c, const struct sr_unit *old, size_t file,
 {
 	struct sr_unit *u;
 	uint32_t id;
-	int rv;
 
-	if (old->selectors != NULL)
-		rv = sr_plan_add_part(&c->plan, c->suite, file, old->part,
-		                      old->selectors, old->weight, &id);
-	else
-		rv =
-		    sr_plan_add(&c->plan, c->suite, &file, 1, old->serial, &id);
-	if (rv != 0) {
+	if (sr_plan_again(&c->plan, c->suite, old, file, true, &id) != 0) {
 		sr_error("out of memory requeueing %s",
 		         c->suite->files[file].path);
 		settle(c, &c->suite->files[file], old, SR_FINAL_ERROR);
@@ -169,6 +162,8 @@ unit_lost(struct coord *c, struct sr_unit *u)
 	const char *name = ((struct arec *) u->agent)->name;
 	bool first = true;
 
+	if (sr_co_twin_drop(c, u))
+		return; /* its twin still runs */
 	for (size_t i = 0; i < u->nfiles; i++) {
 		struct sr_file *f = &c->suite->files[u->files[i]];
 
@@ -242,8 +237,8 @@ track_running(struct arec *a, uint32_t id)
 	return (0);
 }
 
-static void
-assign(struct coord *c, struct arec *a, unsigned slot, struct sr_unit *u)
+void
+sr_co_assign(struct coord *c, struct arec *a, unsigned slot, struct sr_unit *u)
 {
 	if (track_running(a, u->id) != 0 ||
 	    sr_grow(&a->out_units, &a->outcap, a->nout, sizeof(*a->out_units),
@@ -300,7 +295,7 @@ prefetch(struct coord *c, struct arec *a, struct pick *pk)
 			continue;
 		if ((u = sr_plan_take(&c->plan, prefetchable, pk)) == NULL)
 			return;
-		assign(c, a, s, u);
+		sr_co_assign(c, a, s, u);
 	}
 }
 
@@ -315,9 +310,10 @@ dispatch_agent(struct coord *c, struct arec *a)
 
 		if (!a->waiting[s] || a->exclusive)
 			continue;
-		if ((u = sr_plan_take(&c->plan, eligible, &pk)) == NULL)
+		if ((u = sr_plan_take(&c->plan, eligible, &pk)) != NULL)
+			sr_co_assign(c, a, s, u);
+		else if (!sr_co_speculate(c, a, s))
 			return;
-		assign(c, a, s, u);
 	}
 	prefetch(c, a, &pk);
 }

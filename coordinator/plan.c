@@ -254,10 +254,11 @@ sr_plan_add(struct sr_plan *p, const struct sr_suite *s, const size_t *files,
 	return (0);
 }
 
-int
-sr_plan_add_part(struct sr_plan *p, const struct sr_suite *s, size_t file,
-                 uint32_t part, const struct sr_strv *ids, double weight,
-                 uint32_t *id)
+/* A new unit for one part of a file, registered but not queued. */
+static int
+part_new(struct sr_plan *p, const struct sr_suite *s, size_t file,
+         uint32_t part, const struct sr_strv *ids, double weight,
+         struct sr_unit **out)
 {
 	struct sr_unit *u;
 	int rv;
@@ -272,7 +273,38 @@ sr_plan_add_part(struct sr_plan *p, const struct sr_suite *s, size_t file,
 		return (rv);
 	u->part = part;
 	u->weight = weight;
-	if ((rv = sr_plan_push(p, u)) != 0)
+	*out = u;
+	return (0);
+}
+
+int
+sr_plan_add_part(struct sr_plan *p, const struct sr_suite *s, size_t file,
+                 uint32_t part, const struct sr_strv *ids, double weight,
+                 uint32_t *id)
+{
+	struct sr_unit *u;
+	int rv;
+
+	if ((rv = part_new(p, s, file, part, ids, weight, &u)) != 0 ||
+	    (rv = sr_plan_push(p, u)) != 0)
+		return (rv);
+	*id = u->id;
+	return (0);
+}
+
+int
+sr_plan_again(struct sr_plan *p, const struct sr_suite *s,
+              const struct sr_unit *old, size_t file, bool queue, uint32_t *id)
+{
+	struct sr_unit *u;
+	int rv;
+
+	if (old->selectors != NULL)
+		rv = part_new(p, s, file, old->part, old->selectors,
+		              old->weight, &u);
+	else
+		rv = unit_new(p, s, &file, 1, old->serial, &u);
+	if (rv != 0 || (queue && (rv = sr_plan_push(p, u)) != 0))
 		return (rv);
 	*id = u->id;
 	return (0);

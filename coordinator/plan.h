@@ -88,6 +88,12 @@ struct sr_unit *sr_plan_unit(const struct sr_plan *p, uint32_t id);
 int sr_plan_add_part(struct sr_plan *p, const struct sr_suite *s, size_t file,
                      uint32_t part, const struct sr_strv *ids, double weight,
                      uint32_t *id);
+/* A new unit for another attempt of one file of old (suite index file;
+ * old's part and test ids too, when old is a part), queued when queue is
+ * true; otherwise it waits (state DONE) for the caller to run it at once. */
+int sr_plan_again(struct sr_plan *p, const struct sr_suite *s,
+                  const struct sr_unit *old, size_t file, bool queue,
+                  uint32_t *id);
 /* Take a queued unit out of the queue for good (it was split). */
 void sr_plan_drop(struct sr_plan *p, struct sr_unit *u);
 /* Queue a unit again (state QUEUED). */

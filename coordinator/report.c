@@ -263,6 +263,10 @@ sr_report_json(const struct sr_suite *s, const struct sr_run_info *ri,
 	    counts_json(s, ri->interrupted), "files", files_json(s));
 	if (root == NULL)
 		return (SR_ENOMEM);
+	(void) json_object_set_new(root, "backups",
+	                           json_integer((json_int_t) ri->backups));
+	(void) json_object_set_new(root, "backup_wins",
+	                           json_integer((json_int_t) ri->backup_wins));
 	text = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(12));
 	json_decref(root);
 	if (text == NULL)
@@ -428,6 +432,10 @@ sr_report_summary(FILE *out, const struct sr_suite *s,
 	if (ri->lower_bound_s > 0)
 		fprintf(out, ", lower bound %.1fs (%.2fx)", ri->lower_bound_s,
 		        ri->makespan_s / ri->lower_bound_s);
+	if (ri->backups > 0)
+		fprintf(out, ", %u backup attempt%s (%u answered first)",
+		        ri->backups, ri->backups == 1 ? "" : "s",
+		        ri->backup_wins);
 	/* Last line, never coloured: scripts read it. */
 	fputs("\n", out);
 	print_counts(out, c, ri->interrupted, 0);

@@ -38,7 +38,9 @@ struct sr_run_info {
 	double makespan_s;
 	double lower_bound_s;
 	unsigned slots;
-	int interrupted; /* Ctrl-C: files without a result are listed */
+	int interrupted;      /* Ctrl-C: files without a result are listed */
+	unsigned backups;     /* speculative backup attempts started */
+	unsigned backup_wins; /* ... that answered before the original */
 };
 
 /* counts[SR_FINAL_*] for the suite. */

@@ -356,6 +356,7 @@ sr_setup_coord_cfg(struct sr_setup *st, struct sr_coord_cfg *cc,
 	cc->hashes = st->hashes;
 	cc->forkserver = o->forkserver;
 	cc->split = o->split && strcmp(st->profile.name, "pytest") == 0;
+	cc->speculate = o->speculate;
 	cc->workspace = st->workspace;
 	cc->python = st->profile.python;
 	cc->preload = &st->preload;

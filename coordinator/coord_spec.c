@@ -1,0 +1,157 @@
+/*
+ * coord_spec.c - speculative backup attempts (--speculate on).
+ *
+ * At the end of a run slots fall idle while a few units still run. When a
+ * slot has nothing left to take, the latest of the running units - one
+ * that has already run well past its estimate (SPEC_LATE, SPEC_MIN_S in
+ * coord_int.h) - gets a backup attempt there. Original and backup are
+ * twins: the first result of either is the attempt that counts and is
+ * judged as usual; the other attempt is cancelled (the agent kills its
+ * process tree) and anything it still reports is ignored. A unit has at
+ * most one backup, and a backup gets none.
+ *
+ * Only one-file units (a file, or a part of a split file) that are neither
+ * serial nor exclusive are backed up. Losing one twin (its agent, or an
+ * agent that declined or forgot it) drops that twin and charges nothing:
+ * the other still runs.
+ *
+ * Ownership: the twin table belongs to the coordinator (c->twins); units
+ * are referred to by id.
+ */
+#include <stdlib.h>
+
+#include "coord_int.h"
+#include "sr/log.h"
+#include "sr/util.h"
+
+static struct twin *
+twin_of(struct coord *c, uint32_t id)
+{
+	for (size_t i = 0; i < c->ntwins; i++)
+		if (c->twins[i].orig == id || c->twins[i].backup == id)
+			return (&c->twins[i]);
+	return (NULL);
+}
+
+static void
+twin_remove(struct coord *c, struct twin *t)
+{
+	*t = c->twins[--c->ntwins];
+}
+
+/* How far past its estimate u runs, or a negative number when it may not
+ * be backed up (yet). */
+static double
+lateness(struct coord *c, const struct sr_unit *u, double now)
+{
+	double ran = now - u->dispatched;
+
+	if (u->state != SR_UNIT_RUNNING || u->nfiles != 1 || u->serial ||
+	    u->exclusive || u->ngot > 0 || twin_of(c, u->id) != NULL)
+		return (-1);
+	if (ran < SPEC_LATE * u->weight || ran < u->weight + SPEC_MIN_S)
+		return (-1);
+	return (ran - u->weight);
+}
+
+static struct sr_unit *
+latest(struct coord *c, double now)
+{
+	struct sr_unit *best = NULL;
+	double most = -1;
+
+	for (struct arec *a = c->agents; a != NULL; a = a->next) {
+		for (size_t i = 0; i < a->nrunning; i++) {
+			struct sr_unit *u =
+			    sr_plan_unit(&c->plan, a->running[i]);
+			double late = lateness(c, u, now);
+
+			if (late > most) {
+				most = late;
+				best = u;
+			}
+		}
+	}
+	return (best);
+}
+
+bool
+sr_co_speculate(struct coord *c, struct arec *a, unsigned slot)
+{
+	struct sr_unit *orig;
+	struct sr_unit *b;
+	uint32_t id;
+
+	if (!c->cfg->speculate || a->depth[slot] > 0 ||
+	    (orig = latest(c, sr_now())) == NULL)
+		return (false);
+	if (sr_grow(&c->twins, &c->twincap, c->ntwins, sizeof(*c->twins), 8) !=
+	        0 ||
+	    sr_plan_again(&c->plan, c->suite, orig, orig->files[0], false,
+	                  &id) != 0)
+		return (false);
+	b = sr_plan_unit(&c->plan, id);
+	sr_co_assign(c, a, slot, b);
+	if (b->state != SR_UNIT_RUNNING) { /* out of memory: requeued */
+		sr_plan_drop(&c->plan, b);
+		return (false);
+	}
+	c->twins[c->ntwins].orig = orig->id;
+	c->twins[c->ntwins++].backup = id;
+	c->nbackups++;
+	sr_info("%s: running %.1f s against an estimate of %.1f s; backup "
+	        "attempt on %s slot %u",
+	        c->suite->files[orig->files[0]].path,
+	        sr_now() - orig->dispatched, orig->weight, a->name, slot);
+	return (true);
+}
+
+static int
+queue_cancel(struct arec *a, const struct sr_unit *u)
+{
+	if (sr_grow(&a->cancels, &a->cancelcap, a->ncancels,
+	            sizeof(*a->cancels), 4) != 0)
+		return (-1);
+	shardrun__cancel__init(&a->cancels[a->ncancels]);
+	a->cancels[a->ncancels].unit = u->id;
+	a->cancels[a->ncancels++].attempt = u->attempt;
+	return (0);
+}
+
+void
+sr_co_twin_result(struct coord *c, const struct sr_unit *u)
+{
+	struct twin *t = twin_of(c, u->id);
+	struct sr_unit *other;
+
+	if (t == NULL)
+		return;
+	other = sr_plan_unit(&c->plan, t->orig == u->id ? t->backup : t->orig);
+	if (t->backup == u->id)
+		c->nbackup_wins++;
+	twin_remove(c, t);
+	if (other == NULL || other->state != SR_UNIT_RUNNING)
+		return;
+	sr_debug("unit %u answered first: its twin %u is cancelled", u->id,
+	         other->id);
+	/* Not sent (out of memory): the twin runs on and its result, which
+	 * no unit waits for any more, is ignored. */
+	(void) queue_cancel(other->agent, other);
+	sr_co_unit_done(c, other);
+}
+
+bool
+sr_co_twin_drop(struct coord *c, struct sr_unit *u)
+{
+	struct twin *t = twin_of(c, u->id);
+	struct sr_unit *other;
+
+	if (t == NULL)
+		return (false);
+	other = sr_plan_unit(&c->plan, t->orig == u->id ? t->backup : t->orig);
+	twin_remove(c, t);
+	if (other == NULL || other->state != SR_UNIT_RUNNING)
+		return (false);
+	sr_co_unit_done(c, u);
+	return (true);
+}

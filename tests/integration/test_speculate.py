@@ -1,0 +1,138 @@
+"""Speculative backup attempts (--speculate on): at the end of a run, an
+idle slot starts a second attempt of a unit that runs well past its
+estimate; the first result counts and the other attempt is killed."""
+import json
+import time
+
+import srtest
+
+QUICK = """
+import time, sys
+time.sleep(0.3)
+"""
+
+# Stalls on its first attempt only (a loaded runner, a stuck mount), then
+# behaves: the case a backup attempt rescues.
+STALLS_ONCE = """
+import os, sys, time
+mark = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".stalled")
+try:
+    os.mkdir(mark)
+    time.sleep(STALL)
+except FileExistsError:
+    time.sleep(0.3)
+"""
+
+# Always slower than its history says: the backup cannot win.
+ALWAYS_SLOW = """
+import time
+time.sleep(2.5)
+"""
+
+STALLING_TEST = """
+import os, time
+def test_once():
+    mark = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".stalled")
+    try:
+        os.mkdir(mark)
+        with open("/proc/self/status") as st:  # the host's pid, first
+            pid = [l.split()[1] for l in st if l.startswith("NSpid:")][0]
+        with open(os.path.join(mark, "pid"), "w") as f:
+            f.write(pid)
+        time.sleep(60)
+    except FileExistsError:
+        pass
+"""
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Speculate(srtest.TestCase):
+    def suite(self, slow_name, slow_text, stall=30):
+        ws = self.ws
+        names = ["jobs/q%d.py" % i for i in range(4)] + [slow_name]
+        for n in names[:-1]:
+            ws.write(n, QUICK)
+        ws.write(slow_name, slow_text.replace("STALL", str(stall)))
+        hist = {"version": 1, "files": {
+            n: {"duration_s": 0.3, "runs": 3} for n in names}}
+        ws.write(".shardrun/durations.json", json.dumps(hist))
+        return names
+
+    def run_generic(self, extra):
+        cmd = "%s {file} %s" % (srtest.PYTHON, self.ws.token)
+        t0 = time.monotonic()
+        r = srtest.run(self.ws, ["--profile", "generic", "--cmd", cmd,
+                                 "-n", "2", "jobs"] + extra)
+        return r, time.monotonic() - t0
+
+    def test_backup_rescues_a_stalled_file(self):
+        names = self.suite("jobs/stall.py", STALLS_ONCE)
+        r, wall = self.run_generic(["--speculate", "on"])
+        self.assertEqual(r.code, 0, r)
+        self.assert_one_result_per_file(r, names)
+        f = r.file("jobs/stall.py")
+        self.assertEqual(f["outcome"], "passed", r)
+        self.assertEqual(f["attempts"], 1, f)  # the cancelled one is not one
+        self.assertEqual(r.json["backups"], 1, r)
+        self.assertEqual(r.json["backup_wins"], 1, r)
+        self.assertLess(wall, 20, r)  # not the 30 s stall
+        self.assertIn("backup attempt", r.out + r.err)
+        # The stalled original was killed: tearDown checks no process of
+        # this workspace survives.
+        self.assertEqual(self.ws.wait_no_survivors(3.0), [])
+
+    def test_original_answering_first_cancels_the_backup(self):
+        names = self.suite("jobs/slow.py", ALWAYS_SLOW)
+        r, _ = self.run_generic(["--speculate", "on"])
+        self.assertEqual(r.code, 0, r)
+        self.assert_one_result_per_file(r, names)
+        f = r.file("jobs/slow.py")
+        self.assertEqual(f["outcome"], "passed", r)
+        self.assertEqual(f["attempts"], 1, f)
+        self.assertEqual(r.json["backups"], 1, r)
+        self.assertEqual(r.json["backup_wins"], 0, r)
+        self.assertEqual(self.ws.wait_no_survivors(3.0), [])
+
+    def test_off_by_default(self):
+        names = self.suite("jobs/stall.py", STALLS_ONCE, stall=4)
+        r, wall = self.run_generic([])
+        self.assertEqual(r.code, 0, r)
+        self.assert_one_result_per_file(r, names)
+        self.assertEqual(r.json["backups"], 0, r)
+        self.assertGreater(wall, 4, r)
+
+    def test_backup_through_the_fork_server(self):
+        ws = self.ws
+        names = ["tests/test_q%d.py" % i for i in range(3)]
+        for n in names:
+            ws.write(n, "def test_ok():\n    pass\n")
+        ws.write("tests/test_stall.py", STALLING_TEST)
+        names.append("tests/test_stall.py")
+        hist = {"version": 1, "files": {
+            n: {"duration_s": 0.2, "runs": 3} for n in names}}
+        ws.write(".shardrun/durations.json", json.dumps(hist))
+        t0 = time.monotonic()
+        r = srtest.run(ws, ["-n", "2", "--speculate", "on", "tests"])
+        self.assertEqual(r.code, 0, r)
+        self.assertLess(time.monotonic() - t0, 40, r)
+        self.assert_one_result_per_file(r, names)
+        f = r.file("tests/test_stall.py")
+        self.assertEqual(f["outcome"], "passed", r)
+        self.assertEqual(r.json["backup_wins"], 1, r)
+        with open(ws.path("tests/.stalled/pid")) as pf:
+            stalled = int(pf.read())
+        deadline = time.monotonic() + 3
+        while alive(stalled) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertFalse(alive(stalled), "the cancelled attempt survived")
+
+
+if __name__ == "__main__":
+    srtest.main()
