@@ -15,6 +15,9 @@ repetition), on the same files, the same K and the same machine:
   shardrun-local-noisy   shardrun run -n K, noisy history (20% new files)
   shardrun-agent-exact   coordinator --listen on loopback TCP, no local
                          slots, one shardrun-agent with --slots K
+  shardrun-spec-exact|noisy
+                         as shardrun-local-*, with --speculate on (backup
+                         attempts of late files when slots fall idle)
   xdist-load|loadfile|loadscope
                          (pytest kinds) python3 -m pytest -q
                          -p no:cacheprovider -n K --dist MODE
@@ -61,6 +64,7 @@ DEFAULTS = {
     "pytest-cpu": {"files": 30, "scale": 1.0, "slots": 2},
     "tiny": {"files": 100, "scale": 1.0, "slots": 2},
     "heavy-import": {"files": 30, "scale": 1.0, "slots": 2},
+    "straggler": {"files": 100, "scale": 1.0, "slots": 4},
 }
 QUICK = {
     "sleep": {"files": 12, "scale": 0.25, "slots": 4},
@@ -68,11 +72,14 @@ QUICK = {
     "pytest-cpu": {"files": 3, "scale": 0.15, "slots": 2},
     "tiny": {"files": 4, "scale": 1.0, "slots": 2},
     "heavy-import": {"files": 3, "scale": 0.2, "slots": 2},
+    "straggler": {"files": 12, "scale": 0.25, "slots": 4},
 }
 QUICK_IMPORT_COST = 0.2
 
 REF = "shardrun-local-exact"
-CONFIGS = (REF, "shardrun-local-noisy", "shardrun-agent-exact", "xdist-load",
+SPECULATE = ("--speculate", "on")
+CONFIGS = (REF, "shardrun-local-noisy", "shardrun-agent-exact",
+           "shardrun-spec-exact", "shardrun-spec-noisy", "xdist-load",
            "xdist-loadfile", "xdist-loadscope", "static-lpt-exact",
            "static-lpt-noisy")
 
@@ -226,7 +233,7 @@ class Suite:
 
     def clean(self):
         """Remove everything a previous run may have left in the suite."""
-        for name in (".shardrun", ".pytest_cache"):
+        for name in (".shardrun", ".pytest_cache", ".stall"):
             shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
         for dirpath, dirnames, _ in os.walk(self.root):
             for d in list(dirnames):
@@ -312,14 +319,16 @@ class Bench:
         res["durations"] = durs
         res["makespan_s"] = d.get("makespan_s")
         res["lower_bound_s"] = d.get("lower_bound_s")
+        res["backups"] = d.get("backups", 0)
+        res["backup_wins"] = d.get("backup_wins", 0)
         res.update(slot_gaps(d))
         return res
 
-    def shardrun_local(self, suite, hist, rep, name):
+    def shardrun_local(self, suite, hist, rep, name, extra=()):
         jpath = self.jsonpath(suite, name, rep)
         argv = ([self.a.shardrun, "run"] + suite.shardrun_args() +
                 ["-n", str(suite.slots), "--json", jpath, "--history",
-                 suite.hist[hist], "--no-history"])
+                 suite.hist[hist], "--no-history"] + list(extra))
         res = self.run_one(argv, suite, self.logpath(suite, name, rep))
         return self.finish_shardrun(suite, res, jpath)
 
@@ -473,6 +482,12 @@ class Bench:
              lambda r, n: self.shardrun_local(suite, "noisy", r, n)),
             ("shardrun-agent-exact",
              lambda r, n: self.shardrun_agent(suite, "exact", r, n)),
+            ("shardrun-spec-exact",
+             lambda r, n: self.shardrun_local(suite, "exact", r, n,
+                                              SPECULATE)),
+            ("shardrun-spec-noisy",
+             lambda r, n: self.shardrun_local(suite, "noisy", r, n,
+                                              SPECULATE)),
         ]
         if suite.pytest:
             for mode in ("load", "loadfile", "loadscope"):
@@ -577,6 +592,12 @@ def summarize(suite, runs, plans):
         ms = [r["makespan_s"] for r in rs if r.get("makespan_s") is not None]
         if ms:
             row["median_makespan_s"] = statistics.median(ms)
+        bk = [(r["backups"], r["backup_wins"]) for r in rs
+              if r.get("backups") is not None]
+        if bk:
+            row["backups"] = "%g (%g)" % (
+                statistics.median(b for b, _ in bk),
+                statistics.median(w for _, w in bk))
         rows.append(row)
     ref = next((r["median_wall_s"] for r in rows if r["config"] == REF),
                None)
@@ -619,7 +640,7 @@ def fmt(v, spec="%.2f"):
 def table_rows(s):
     head = ["config", "median wall s", "min-max s", "wall/LB",
             "wall/obsLB", "sr-local-exact / config", "shardrun makespan s",
-            "ok"]
+            "backups (won)", "ok"]
     body = []
     for r in s["rows"]:
         mark = "" if r["ok"] == r["runs"] else "*"
@@ -635,17 +656,19 @@ def table_rows(s):
             fmt(r["wall_over_obs_lb"], "%.3f"),
             fmt(r["ref_over_config"], "%.3f"),
             fmt(r.get("median_makespan_s")),
+            r.get("backups", "-"),
             "%d/%d%s" % (r["ok"], r["runs"], "" if r["ok"] == r["runs"]
                          else " " + ",".join(sorted(set(
                              x for x in r["statuses"] if x != "ok")))),
         ])
     body.append(["LB (true durations)", fmt(s["lb_true_s"]), "-", "1.000",
                  fmt(s["lb_true_s"] / s["lb_observed_s"], "%.3f")
-                 if s["lb_observed_s"] else "-", "-", "-", "-"])
+                 if s["lb_observed_s"] else "-", "-", "-", "-", "-"])
     body.append(["LB (observed, shardrun)", fmt(s["lb_observed_s"]), "-",
                  fmt(s["lb_observed_s"] / s["lb_true_s"], "%.3f")
                  if s["lb_observed_s"] else "-",
-                 "1.000" if s["lb_observed_s"] else "-", "-", "-", "-"])
+                 "1.000" if s["lb_observed_s"] else "-", "-", "-", "-",
+                 "-"])
     return head, body
 
 
