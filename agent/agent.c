@@ -463,6 +463,7 @@ loop(struct agent *a)
 		session_timers(a, now);
 		sr_node_expire(a->node, now, HANDSHAKE_S);
 		check_refused(a);
+		sr_node_flush(a->node);
 	}
 	free(pfd);
 }
@@ -511,8 +512,10 @@ agent_fini(struct agent *a)
 	}
 	(void) sr_spawner_sweep(a->cfg->spawner);
 	/* Let the last frames (a refusal, final results) leave. */
-	if (a->node != NULL)
+	if (a->node != NULL) {
+		sr_node_flush(a->node);
 		nng_msleep(100);
+	}
 	sr_node_close(a->node);
 	if (a->tmp_root[0] != '\0')
 		(void) sr_rmtree(a->tmp_root);

@@ -35,6 +35,7 @@ static void
 send_env(struct sr_node *n, struct sr_peer *p, Shardrun__Envelope *e)
 {
 	(void) sr_node_send(n, p, e);
+	sr_node_flush(n);
 }
 
 static void

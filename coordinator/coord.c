@@ -277,6 +277,7 @@ shutdown_all(struct coord *c, bool done, const char *why)
 	e.shutdown = &s;
 	for (struct arec *a = c->agents; a != NULL; a = a->next)
 		(void) sr_co_send(c, a, &e);
+	sr_node_flush(c->node);
 }
 
 static void
@@ -304,6 +305,7 @@ loop(struct coord *c)
 		sr_node_expire(c->node, now, HANDSHAKE_S);
 		sr_co_dispatch(c);
 		sr_co_flush(c);
+		sr_node_flush(c->node);
 		if (c->dispatching)
 			sr_progress_tick(&c->prog, now);
 	}

@@ -47,6 +47,8 @@ struct sr_node {
 	struct sr_node_stats stats;
 	void (*tap)(void *, uint32_t, const uint8_t *, size_t);
 	void *tap_arg;
+	nng_msg *multi; /* a MULTI message being handed up frame by frame */
+	size_t multi_off;
 };
 
 static void
@@ -142,6 +144,7 @@ peer_free(struct sr_peer *p)
 		return;
 	sr_hs_free(p->hs);
 	sodium_memzero(&p->sess, sizeof(p->sess));
+	sr_buf_free(&p->out);
 	free(p);
 }
 
@@ -150,6 +153,9 @@ sr_node_close(struct sr_node *n)
 {
 	if (n == NULL)
 		return;
+	sr_node_flush(n);
+	if (n->multi != NULL)
+		nng_msg_free(n->multi);
 	if (nng_socket_id(n->sock) > 0)
 		nng_close(n->sock);
 	for (size_t i = 0; i < n->npeers; i++)
@@ -505,12 +511,12 @@ on_sealed(struct sr_node *n, struct sr_peer *p, const uint8_t *f, size_t len,
 	return (0);
 }
 
+/* One frame from pipe id; inner: it came inside a MULTI frame, where only
+ * sealed frames belong. */
 static int
-on_frame(struct sr_node *n, nng_msg *m, struct sr_event *ev)
+on_frame(struct sr_node *n, uint32_t id, const uint8_t *f, size_t len,
+         bool inner, struct sr_event *ev)
 {
-	uint32_t id = nng_pipe_id(nng_msg_get_pipe(m));
-	const uint8_t *f = nng_msg_body(m);
-	size_t len = nng_msg_len(m);
 	struct sr_peer *p;
 
 	if ((p = peer_find(n, id, NULL)) == NULL) {
@@ -525,7 +531,7 @@ on_frame(struct sr_node *n, nng_msg *m, struct sr_event *ev)
 		n->stats.bad_frames++;
 		return (SR_EAGAIN);
 	}
-	if (f[0] == SR_FRAME_HANDSHAKE)
+	if (f[0] == SR_FRAME_HANDSHAKE && !inner)
 		return (on_handshake(n, p, f, len, ev));
 	if (f[0] == SR_FRAME_SEALED)
 		return (on_sealed(n, p, f, len, ev));
@@ -533,12 +539,69 @@ on_frame(struct sr_node *n, nng_msg *m, struct sr_event *ev)
 	return (SR_EAGAIN);
 }
 
+/* The next frame of the MULTI message being handed up: 0 with an event,
+ * SR_EAGAIN for a frame that gave none (dropped, counted), SR_ENOENT when
+ * the message is used up (or malformed: its rest is dropped). */
+static int
+multi_next(struct sr_node *n, struct sr_event *ev)
+{
+	const uint8_t *b = nng_msg_body(n->multi);
+	size_t len = nng_msg_len(n->multi);
+	uint32_t flen;
+
+	if (n->multi_off + 4 <= len) {
+		flen = (uint32_t) b[n->multi_off] << 24 |
+		       (uint32_t) b[n->multi_off + 1] << 16 |
+		       (uint32_t) b[n->multi_off + 2] << 8 |
+		       (uint32_t) b[n->multi_off + 3];
+		if (flen > 0 && flen <= len - n->multi_off - 4) {
+			const uint8_t *f = b + n->multi_off + 4;
+
+			n->multi_off += 4 + (size_t) flen;
+			return (
+			    on_frame(n, nng_pipe_id(nng_msg_get_pipe(n->multi)),
+			             f, flen, true, ev));
+		}
+		n->stats.bad_frames++;
+	} else if (n->multi_off != len) {
+		n->stats.bad_frames++;
+	}
+	nng_msg_free(n->multi);
+	n->multi = NULL;
+	return (SR_ENOENT);
+}
+
+/* The next event from received messages, SR_EAGAIN when none is ready. */
+static int
+next_message(struct sr_node *n, struct sr_event *ev)
+{
+	nng_msg *m;
+	int rv;
+
+	for (;;) {
+		while (n->multi != NULL)
+			if (multi_next(n, ev) == 0)
+				return (0);
+		if ((rv = nng_recvmsg(n->sock, &m, NNG_FLAG_NONBLOCK)) != 0)
+			return (rv == NNG_ECLOSED ? SR_ECLOSED : SR_EAGAIN);
+		if (nng_msg_len(m) > 0 &&
+		    *(uint8_t *) nng_msg_body(m) == SR_FRAME_MULTI) {
+			n->multi = m;
+			n->multi_off = 1;
+			continue;
+		}
+		rv = on_frame(n, nng_pipe_id(nng_msg_get_pipe(m)),
+		              nng_msg_body(m), nng_msg_len(m), false, ev);
+		nng_msg_free(m);
+		if (rv == 0)
+			return (0);
+	}
+}
+
 int
 sr_node_poll(struct sr_node *n, struct sr_event *ev)
 {
 	struct pipe_ev pe;
-	nng_msg *m;
-	int rv;
 
 	peer_free(n->gone);
 	n->gone = NULL;
@@ -553,13 +616,52 @@ sr_node_poll(struct sr_node *n, struct sr_event *ev)
 			return (0);
 		}
 	}
-	while ((rv = nng_recvmsg(n->sock, &m, NNG_FLAG_NONBLOCK)) == 0) {
-		rv = on_frame(n, m, ev);
-		nng_msg_free(m);
-		if (rv == 0)
-			return (0);
-	}
-	return (rv == NNG_ECLOSED ? SR_ECLOSED : SR_EAGAIN);
+	return (next_message(n, ev));
+}
+
+/* Send what the peer's outbox holds: a lone frame as it is, several as
+ * one MULTI frame. */
+static int
+peer_flush(struct sr_node *n, struct sr_peer *p)
+{
+	int rv;
+
+	if (p->nout == 0)
+		return (0);
+	if (p->nout == 1)
+		rv = raw_send(n, p->id, p->out.p + 5, p->out.len - 5);
+	else
+		rv = raw_send(n, p->id, p->out.p, p->out.len);
+	p->out.len = 0;
+	p->nout = 0;
+	return (rv);
+}
+
+void
+sr_node_flush(struct sr_node *n)
+{
+	for (size_t i = 0; i < n->npeers; i++)
+		(void) peer_flush(n, n->peers[i]);
+}
+
+static int
+outbox_add(struct sr_node *n, struct sr_peer *p, const uint8_t *f, size_t len)
+{
+	uint8_t hdr[5] = {SR_FRAME_MULTI, (uint8_t) (len >> 24),
+	                  (uint8_t) (len >> 16), (uint8_t) (len >> 8),
+	                  (uint8_t) len};
+	int rv;
+
+	if (p->out.len + 4 + len > SR_MAX_FRAME && (rv = peer_flush(n, p)) != 0)
+		return (rv);
+	if (1 + 4 + len > SR_MAX_FRAME)
+		return (raw_send(n, p->id, f, len)); /* alone, as it is */
+	if ((rv = sr_buf_append(&p->out, p->out.len == 0 ? hdr : hdr + 1,
+	                        p->out.len == 0 ? 5 : 4)) != 0 ||
+	    (rv = sr_buf_append(&p->out, f, len)) != 0)
+		return (rv);
+	p->nout++;
+	return (0);
 }
 
 int
@@ -581,7 +683,7 @@ sr_node_send(struct sr_node *n, struct sr_peer *p, Shardrun__Envelope *e)
 		return (rv);
 	if (n->tap != NULL)
 		n->tap(n->tap_arg, p->id, f, flen);
-	rv = raw_send(n, p->id, f, flen);
+	rv = outbox_add(n, p, f, flen);
 	free(f);
 	return (rv);
 }
@@ -596,7 +698,7 @@ sr_node_forget(struct sr_node *n, struct sr_peer *p)
 void
 sr_node_drop(struct sr_node *n, struct sr_peer *p)
 {
-	(void) n;
+	(void) peer_flush(n, p);
 	p->dead = true;
 	close_pipe(p->id);
 }

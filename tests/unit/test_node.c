@@ -99,11 +99,14 @@ send_hb(struct sr_node *n, struct sr_peer *peer, uint64_t seq)
 {
 	Shardrun__Envelope e = SHARDRUN__ENVELOPE__INIT;
 	Shardrun__Heartbeat h = SHARDRUN__HEARTBEAT__INIT;
+	int rv;
 
 	h.seq = seq;
 	e.body_case = SHARDRUN__ENVELOPE__BODY_HEARTBEAT;
 	e.heartbeat = &h;
-	return (sr_node_send(n, peer, &e));
+	rv = sr_node_send(n, peer, &e);
+	sr_node_flush(n);
+	return (rv);
 }
 
 static void
@@ -207,6 +210,68 @@ test_replay_tamper_version(void **state)
 	sr_trust_clear(&t);
 }
 
+/* Sends between two flushes leave as one message and arrive complete, in
+ * order; a MULTI frame's inner frames pass the same checks as any. */
+static void
+test_frames_share_a_message(void **state)
+{
+	struct sr_trust t;
+	struct pair p;
+	struct sr_event ev;
+	uint8_t multi[4096 + 5];
+	uint8_t bad[] = {'M', 0, 0, 0, 9, 'S', 1, 2};
+
+	(void) state;
+	sr_trust_cluster_random(&t);
+	open_pair(&p, &t, &t, "inproc://node-multi");
+	assert_int_equal(pump(&p, p.coord, SR_EV_UP, &ev, 5), 0);
+	if (p.apeer == NULL)
+		assert_int_equal(pump(&p, p.agent, SR_EV_UP, &ev, 5), 0);
+	sr_node_set_tap(p.agent, tap, &p);
+	for (uint64_t i = 1; i <= 50; i++) {
+		Shardrun__Envelope e = SHARDRUN__ENVELOPE__INIT;
+		Shardrun__Heartbeat h = SHARDRUN__HEARTBEAT__INIT;
+
+		h.seq = i;
+		e.body_case = SHARDRUN__ENVELOPE__BODY_HEARTBEAT;
+		e.heartbeat = &h;
+		assert_int_equal(sr_node_send(p.agent, p.apeer, &e), 0);
+	}
+	/* Nothing leaves before the flush. */
+	assert_int_equal(pump(&p, p.coord, SR_EV_MSG, &ev, 0.2), -1);
+	sr_node_flush(p.agent);
+	for (uint64_t i = 1; i <= 50; i++) {
+		assert_int_equal(pump(&p, p.coord, SR_EV_MSG, &ev, 5), 0);
+		assert_int_equal(ev.env->heartbeat->seq, i);
+		sr_wire_free(ev.env);
+	}
+
+	/* The last frame again, inside a MULTI frame: a replay. */
+	multi[0] = 'M';
+	multi[1] = (uint8_t) (p.captured_len >> 24);
+	multi[2] = (uint8_t) (p.captured_len >> 16);
+	multi[3] = (uint8_t) (p.captured_len >> 8);
+	multi[4] = (uint8_t) p.captured_len;
+	memcpy(multi + 5, p.captured, p.captured_len);
+	assert_int_equal(sr_node_send_raw(p.agent, p.captured_pipe, multi,
+	                                  p.captured_len + 5),
+	                 0);
+	assert_int_equal(pump(&p, p.coord, SR_EV_MSG, &ev, 0.3), -1);
+	assert_int_equal(sr_node_stats(p.coord)->replays, 1);
+	/* A length running past the end: dropped, counted. */
+	assert_int_equal(
+	    sr_node_send_raw(p.agent, p.captured_pipe, bad, sizeof(bad)), 0);
+	assert_int_equal(pump(&p, p.coord, SR_EV_MSG, &ev, 0.3), -1);
+	assert_true(sr_node_stats(p.coord)->bad_frames >= 1);
+	/* The session still works. */
+	assert_int_equal(send_hb(p.agent, p.apeer, 99), 0);
+	assert_int_equal(pump(&p, p.coord, SR_EV_MSG, &ev, 5), 0);
+	assert_int_equal(ev.env->heartbeat->seq, 99);
+	sr_wire_free(ev.env);
+	close_pair(&p);
+	sr_trust_clear(&t);
+}
+
 static void
 test_other_major_version_dropped(void **state)
 {
@@ -299,6 +364,7 @@ main(void)
 	    cmocka_unit_test(test_session_and_messages),
 	    cmocka_unit_test(test_wrong_key_refused),
 	    cmocka_unit_test(test_replay_tamper_version),
+	    cmocka_unit_test(test_frames_share_a_message),
 	    cmocka_unit_test(test_other_major_version_dropped),
 	    cmocka_unit_test(test_other_versions_refused_over_tcp),
 	};

@@ -9,17 +9,23 @@
  * decoded envelopes.
  *
  * nng's pair1 polyamorous mode drops a message when a pipe's small send
- * queue is full rather than blocking every peer. shardrun tolerates that by
- * design: the agent's heartbeat carries its whole state (free slots,
- * running units), results are resent until acknowledged, and every message
- * is idempotent, so a lost message is reconciled within one heartbeat.
+ * queue (two messages) is full rather than blocking every peer. So sealed
+ * frames are not sent one by one: sr_node_send puts them in the peer's
+ * outbox, and sr_node_flush sends each outbox as one nng message (a
+ * SR_FRAME_MULTI frame: 'M', then per frame a 4-byte big-endian length and
+ * the sealed frame; a lone frame goes as it is). An owner flushes once per
+ * turn of its loop, so a peer gets at most one message per turn. Drops stay
+ * possible under load, and shardrun tolerates them by design: the agent's
+ * heartbeat carries its whole state (free slots, running units), results
+ * are resent until acknowledged, and every message is idempotent, so a lost
+ * message is reconciled within one heartbeat.
  *
  * The node is driven from one thread: poll sr_node_fds() for readability,
- * then call sr_node_poll() until it returns SR_EAGAIN. nng's own threads only
- * queue connection events. Ownership: the node owns its peers; a peer
- * pointer stays valid until its SR_EV_DOWN event has been returned and the
- * next sr_node_poll call. Envelopes in events are owned by the caller
- * (sr_wire_free).
+ * then call sr_node_poll() until it returns SR_EAGAIN, do the turn's work,
+ * then sr_node_flush(). nng's own threads only queue connection events.
+ * Ownership: the node owns its peers; a peer pointer stays valid until its
+ * SR_EV_DOWN event has been returned and the next sr_node_poll call. Envelopes
+ * in events are owned by the caller (sr_wire_free).
  */
 #ifndef SR_NODE_H
 #define SR_NODE_H
@@ -28,6 +34,7 @@
 #include <stdint.h>
 
 #include "sr/crypto.h"
+#include "sr/util.h"
 #include "sr/wire.h"
 
 enum sr_ev_type {
@@ -47,9 +54,11 @@ struct sr_peer {
 	struct sr_hs *hs;
 	struct sr_session sess;
 	bool dead;
-	bool started;    /* ADD_POST seen: the agent has sent its INIT */
-	bool forget;     /* when closing: stop dialing its address too */
-	double close_at; /* close the pipe then (after a refusal) */
+	bool started;      /* ADD_POST seen: the agent has sent its INIT */
+	bool forget;       /* when closing: stop dialing its address too */
+	double close_at;   /* close the pipe then (after a refusal) */
+	struct sr_buf out; /* sealed frames waiting for sr_node_flush */
+	unsigned nout;
 };
 
 struct sr_event {
@@ -73,6 +82,7 @@ struct sr_node;
 
 /* role: SR_ROLE_AGENT or SR_ROLE_COORDINATOR. trust is copied. */
 int sr_node_open(struct sr_node **np, int role, const struct sr_trust *t);
+/* Sends what the outboxes hold, then closes. */
 void sr_node_close(struct sr_node *n);
 int sr_node_listen(struct sr_node *n, const char *url);
 /* Dial in the background; nng reconnects after a loss. */
@@ -81,9 +91,12 @@ int sr_node_dial(struct sr_node *n, const char *url);
 void sr_node_fds(struct sr_node *n, int fds[2]);
 /* Next event, or SR_EAGAIN when none is ready. Never blocks. */
 int sr_node_poll(struct sr_node *n, struct sr_event *ev);
-/* Seal and send one envelope to an authenticated peer. */
+/* Seal one envelope for an authenticated peer, into its outbox. */
 int sr_node_send(struct sr_node *n, struct sr_peer *p, Shardrun__Envelope *e);
-/* Close a peer's connection (its SR_EV_DOWN follows). */
+/* Send every peer's outbox: one message per peer. Once per loop turn. */
+void sr_node_flush(struct sr_node *n);
+/* Close a peer's connection (its outbox is sent first; its SR_EV_DOWN
+ * follows). */
 void sr_node_drop(struct sr_node *n, struct sr_peer *p);
 /* Close it and, if we dialed it, stop dialing its address. */
 void sr_node_forget(struct sr_node *n, struct sr_peer *p);

@@ -2,8 +2,9 @@
  * wire.h - the envelope: encoding, decoding and version checks.
  *
  * A frame's first byte says what it is: SR_FRAME_HANDSHAKE ('H') or
- * SR_FRAME_SEALED ('S'); see crypto.h for their layouts. The plaintext of a
- * sealed frame is one protobuf Shardrun__Envelope.
+ * SR_FRAME_SEALED ('S'), see crypto.h for their layouts, or SR_FRAME_MULTI
+ * ('M': sealed frames, each behind its 4-byte big-endian length; node.h).
+ * The plaintext of a sealed frame is one protobuf Shardrun__Envelope.
  *
  * Decoding never trusts the input: a frame larger than SR_MAX_FRAME is
  * refused before protobuf sees it, and protobuf-c allocates in proportion to
@@ -19,11 +20,12 @@
 
 #include "shardrun.pb-c.h"
 
-#define SR_PROTO_MAJOR 1
+#define SR_PROTO_MAJOR 2 /* 2: several sealed frames per message */
 #define SR_PROTO_MINOR 0
 
 #define SR_FRAME_HANDSHAKE 'H'
 #define SR_FRAME_SEALED    'S'
+#define SR_FRAME_MULTI     'M'
 
 /* Sets env->major and env->minor, then packs it. */
 int sr_wire_encode(Shardrun__Envelope *env, uint8_t **out, size_t *outlen);
