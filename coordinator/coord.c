@@ -257,7 +257,7 @@ start_dispatch(struct coord *c, double now)
 		return;
 	if (c->cfg->split) {
 		struct sr_split_cfg sc = {c->cfg->workspace, c->cfg->python,
-		                          c->prog.slots, 5.0};
+		                          c->prog.slots, 5.0, c->cfg->history};
 
 		(void) sr_split_long(&c->plan, c->suite, &sc);
 	}

@@ -63,6 +63,7 @@ struct sr_coord_cfg {
 	const char *python;
 	const struct sr_strv *preload;
 	const struct sr_strv *preload_dirs;
+	const struct sr_history *history; /* per-test times for splitting */
 };
 
 void sr_coord_cfg_init(struct sr_coord_cfg *c);

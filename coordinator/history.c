@@ -10,8 +10,11 @@
  * refused as a whole (SR_EINVAL with the reason logged), because a half-read
  * history would silently skew every estimate it feeds. The caller decides
  * whether to carry on without history.
+ *
+ * Per-test tables (history_tests.c) are kept only for files long enough to
+ * be split, in a side array an entry points into by slot number; for every
+ * other file the JUnit reports are not even parsed.
  */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,11 +24,15 @@
 #include "sr/log.h"
 #include "sr/util.h"
 
-#include "history.h"
+#include "history_int.h"
 #include "shardrun.pb-c.h"
+#include "split.h"
 
 #define HISTORY_VERSION 1
 #define HISTORY_MAX     (64u << 20) /* bytes; far above any real suite */
+/* Shorter files are never split (sr_split_parts), so their tests' times
+ * would only take room. */
+#define TESTS_MIN_S (2 * SR_MIN_PART_S)
 
 void
 sr_history_init(struct sr_history *h)
@@ -33,6 +40,9 @@ sr_history_init(struct sr_history *h)
 	h->e = NULL;
 	h->n = 0;
 	h->cap = 0;
+	h->tests = NULL;
+	h->ntests = 0;
+	h->tests_cap = 0;
 }
 
 void
@@ -40,7 +50,10 @@ sr_history_free(struct sr_history *h)
 {
 	for (size_t i = 0; i < h->n; i++)
 		free(h->e[i].path);
+	for (size_t i = 0; i < h->ntests; i++)
+		sr_hist_tests_free(h->tests[i]);
 	free(h->e);
+	free(h->tests);
 	sr_history_init(h);
 }
 
@@ -82,6 +95,7 @@ insert_at(struct sr_history *h, size_t i, const char *path, double dur,
 	h->e[i].path = copy;
 	h->e[i].duration_s = dur;
 	h->e[i].runs = runs;
+	h->e[i].tests = 0;
 	h->n++;
 	return (0);
 }
@@ -95,10 +109,54 @@ sr_history_get(const struct sr_history *h, const char *path)
 	return (found ? &h->e[i] : NULL);
 }
 
-static int
-valid_duration(double d)
+const struct sr_hist_tests *
+sr_history_tests(const struct sr_history *h, const struct sr_hist_entry *e)
 {
-	return (isfinite(d) && d >= 0);
+	return (e != NULL && e->tests > 0 ? h->tests[e->tests - 1] : NULL);
+}
+
+/* Give entry i the table t (taken over; freed on failure), in place of
+ * its old one; NULL drops it. */
+static int
+set_tests(struct sr_history *h, size_t i, struct sr_hist_tests *t)
+{
+	struct sr_hist_entry *e = &h->e[i];
+
+	if (e->tests > 0) {
+		sr_hist_tests_free(h->tests[e->tests - 1]);
+		h->tests[e->tests - 1] = t;
+		e->tests = t != NULL ? e->tests : 0;
+		return (0);
+	}
+	if (t == NULL)
+		return (0);
+	if (h->ntests >= UINT32_MAX ||
+	    sr_grow(&h->tests, &h->tests_cap, h->ntests, sizeof(*h->tests),
+	            16) != 0) {
+		sr_hist_tests_free(t);
+		return (SR_ENOMEM);
+	}
+	h->tests[h->ntests++] = t;
+	e->tests = (uint32_t) h->ntests;
+	return (0);
+}
+
+int
+sr_history_record_tests(struct sr_history *h, const char *path,
+                        const struct sr_hist_test *t, size_t n)
+{
+	struct sr_hist_tests *nt;
+	int found, rv;
+	size_t i = find(h, path, &found);
+
+	if (!found)
+		return (SR_ENOENT);
+	if (n == 0)
+		return (0);
+	if ((rv = sr_hist_tests_merged(sr_history_tests(h, &h->e[i]), t, n,
+	                               &nt)) != 0)
+		return (rv);
+	return (set_tests(h, i, nt));
 }
 
 int
@@ -108,7 +166,7 @@ sr_history_record(struct sr_history *h, const char *path, double dur)
 	int found;
 	size_t i;
 
-	if (path == NULL || !valid_duration(dur))
+	if (path == NULL || !sr_hist_valid(dur))
 		return (SR_EINVAL);
 	i = find(h, path, &found);
 	if (!found)
@@ -130,7 +188,8 @@ load_entry(struct sr_history *h, const char *file, const char *key, json_t *v)
 {
 	json_t *d = json_object_get(v, "duration_s");
 	json_t *r = json_object_get(v, "runs");
-	int found;
+	struct sr_hist_tests *tests;
+	int found, rv;
 	size_t i;
 
 	if (!json_is_object(v) || !json_is_number(d) || !json_is_integer(r)) {
@@ -139,8 +198,8 @@ load_entry(struct sr_history *h, const char *file, const char *key, json_t *v)
 		         file, key);
 		return (SR_EINVAL);
 	}
-	if (!valid_duration(json_number_value(d)) ||
-	    json_integer_value(r) < 0 || json_integer_value(r) > UINT32_MAX) {
+	if (!sr_hist_valid(json_number_value(d)) || json_integer_value(r) < 0 ||
+	    json_integer_value(r) > UINT32_MAX) {
 		sr_error("%s: entry \"%s\" has a negative or out-of-range "
 		         "duration_s or runs",
 		         file, key);
@@ -151,8 +210,15 @@ load_entry(struct sr_history *h, const char *file, const char *key, json_t *v)
 		sr_error("%s: entry \"%s\" appears twice", file, key);
 		return (SR_EINVAL);
 	}
-	return (insert_at(h, i, key, json_number_value(d),
-	                  (unsigned) json_integer_value(r)));
+	if ((rv = sr_hist_tests_load(file, key, json_object_get(v, "tests"),
+	                             &tests)) != 0)
+		return (rv);
+	if ((rv = insert_at(h, i, key, json_number_value(d),
+	                    (unsigned) json_integer_value(r))) != 0) {
+		sr_hist_tests_free(tests);
+		return (rv);
+	}
+	return (set_tests(h, i, tests));
 }
 
 static int
@@ -218,6 +284,22 @@ sr_history_load(struct sr_history *h, const char *path)
 	return (0);
 }
 
+/* {"duration_s": D, "runs": N[, "tests": {...}]} */
+static json_t *
+entry_json(const struct sr_history *h, const struct sr_hist_entry *e)
+{
+	const struct sr_hist_tests *t = sr_history_tests(h, e);
+	json_t *o = json_pack("{s:f, s:I}", "duration_s", e->duration_s, "runs",
+	                      (json_int_t) e->runs);
+
+	if (o != NULL && t != NULL &&
+	    json_object_set_new(o, "tests", sr_hist_tests_json(t)) != 0) {
+		json_decref(o);
+		return (NULL);
+	}
+	return (o);
+}
+
 static json_t *
 to_json(const struct sr_history *h)
 {
@@ -225,13 +307,9 @@ to_json(const struct sr_history *h)
 	json_t *files = json_object();
 	int bad = (root == NULL || files == NULL);
 
-	for (size_t i = 0; !bad && i < h->n; i++) {
-		json_t *o =
-		    json_pack("{s:f, s:I}", "duration_s", h->e[i].duration_s,
-		              "runs", (json_int_t) h->e[i].runs);
-
-		bad = (json_object_set_new(files, h->e[i].path, o) != 0);
-	}
+	for (size_t i = 0; !bad && i < h->n; i++)
+		bad = (json_object_set_new(files, h->e[i].path,
+		                           entry_json(h, &h->e[i])) != 0);
 	if (bad || json_object_set_new(root, "version",
 	                               json_integer(HISTORY_VERSION)) != 0) {
 		json_decref(root);
@@ -381,6 +459,22 @@ passed(const struct sr_attempt *a)
 	        a->outcome == SHARDRUN__OUTCOME__NO_TESTS);
 }
 
+static uint32_t
+nparts(const struct sr_file *f)
+{
+	return (sr_file_nparts(f) ? sr_file_nparts(f) : 1);
+}
+
+/* The first attempt of part p (of the file, when whole), or NULL. */
+static const struct sr_attempt *
+first_of(const struct sr_file *f, uint32_t p)
+{
+	for (size_t i = 0; i < f->natt; i++)
+		if (f->att[i].part == p)
+			return (&f->att[i]);
+	return (NULL);
+}
+
 /*
  * Only first attempts count, and only if they passed (or found no tests):
  * a rerun that passed after a failure, a crash or a timeout says nothing
@@ -391,20 +485,38 @@ passed(const struct sr_attempt *a)
 static bool
 healthy(const struct sr_file *f, double *dur)
 {
-	uint32_t parts = sr_file_nparts(f) ? sr_file_nparts(f) : 1;
-
 	*dur = 0;
-	for (uint32_t p = 0; p < parts; p++) {
-		const struct sr_attempt *first = NULL;
+	for (uint32_t p = 0; p < nparts(f); p++) {
+		const struct sr_attempt *first = first_of(f, p);
 
-		for (size_t i = 0; i < f->natt && first == NULL; i++)
-			if (f->att[i].part == p)
-				first = &f->att[i];
 		if (first == NULL || !passed(first))
 			return (false);
 		*dur += first->duration_s;
 	}
 	return (true);
+}
+
+/* The per-test times of a healthy run: from the JUnit reports of its
+ * counted attempts, for files long enough to be split; a file that has
+ * become shorter loses its table. */
+static int
+update_tests(struct sr_history *h, const struct sr_file *f)
+{
+	const struct sr_attempt **att;
+	int found, rv;
+	size_t i = find(h, f->path, &found);
+
+	if (!found)
+		return (0);
+	if (h->e[i].duration_s < TESTS_MIN_S)
+		return (set_tests(h, i, NULL));
+	if ((att = calloc(nparts(f), sizeof(*att))) == NULL)
+		return (SR_ENOMEM);
+	for (uint32_t p = 0; p < nparts(f); p++)
+		att[p] = first_of(f, p);
+	rv = sr_hist_tests_from_junit(h, f->path, att, nparts(f));
+	free(att);
+	return (rv);
 }
 
 int
@@ -418,11 +530,12 @@ sr_history_update(struct sr_history *h, const struct sr_suite *s)
 
 		if (!healthy(f, &dur))
 			continue;
-		if (!valid_duration(dur)) {
+		if (!sr_hist_valid(dur)) {
 			sr_warn("%s: duration %g not recorded", f->path, dur);
 			continue;
 		}
-		if ((rv = sr_history_record(h, f->path, dur)) != 0)
+		if ((rv = sr_history_record(h, f->path, dur)) != 0 ||
+		    (rv = update_tests(h, f)) != 0)
 			return (rv);
 	}
 	return (0);

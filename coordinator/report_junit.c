@@ -3,7 +3,8 @@
  * (its final attempt, or each part's), shardrun.* properties, stand-ins for
  * files that left none, and <flakyFailure> for earlier failures of flaky
  * files. Reports are parsed with libxml2 without network access or entity
- * expansion; a report carrying a DTD is not used.
+ * expansion; a report carrying a DTD is not used. The same parsing hands
+ * each testcase of an attempt to the history (per-test durations).
  */
 #include <ctype.h>
 #include <limits.h>
@@ -89,6 +90,47 @@ parse_junit(const struct sr_attempt *a)
 		return (NULL);
 	}
 	return (doc);
+}
+
+struct case_arg {
+	sr_junit_case_fn fn;
+	void *arg;
+};
+
+/* A testcase's time attribute; NAN when absent or not a number. */
+static double
+case_time(xmlNodePtr tc)
+{
+	const char *s = (const char *) attr(tc, "time");
+	char *end;
+	double t = strtod(s, &end);
+
+	return (end != s && *end == '\0' ? t : NAN);
+}
+
+static int
+each_case(xmlNodePtr tc, void *arg)
+{
+	struct case_arg *ca = arg;
+
+	return (ca->fn((const char *) attr(tc, "classname"),
+	               (const char *) attr(tc, "name"), case_time(tc),
+	               ca->arg));
+}
+
+int
+sr_report_junit_cases(const struct sr_attempt *a, sr_junit_case_fn fn,
+                      void *arg)
+{
+	struct case_arg ca = {fn, arg};
+	xmlDocPtr doc = parse_junit(a);
+	int rv;
+
+	if (doc == NULL)
+		return (SR_EINVAL);
+	rv = visit(xmlDocGetRootElement(doc), "testcase", each_case, &ca);
+	xmlFreeDoc(doc);
+	return (rv);
 }
 
 /* Set an attribute; value (possibly from an agent) is cleaned for XML. */

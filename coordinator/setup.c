@@ -357,6 +357,7 @@ sr_setup_coord_cfg(struct sr_setup *st, struct sr_coord_cfg *cc,
 	cc->forkserver = o->forkserver;
 	cc->split = o->split && strcmp(st->profile.name, "pytest") == 0;
 	cc->speculate = o->speculate;
+	cc->history = &st->hist;
 	cc->workspace = st->workspace;
 	cc->python = st->profile.python;
 	cc->preload = &st->preload;

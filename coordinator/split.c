@@ -1,13 +1,23 @@
 /*
  * split.c - parts of long files, made at the start of dispatch.
+ *
+ * The parts of a file are balanced by its tests' durations from the
+ * history (LPT: the longest test first, each into the lightest part), so a
+ * few slow tests do not end up together in one part that outlasts the
+ * others. Without any known time for the file's tests, parts are
+ * contiguous runs of near-equal count, which keeps module and class
+ * fixtures together.
  */
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "collect.h"
 #include "collect_exact.h"
+#include "history.h"
 #include "split.h"
+#include "sr/err.h"
 #include "sr/log.h"
 #include "sr/util.h"
 
@@ -88,28 +98,205 @@ test_ids(const struct sr_split_cfg *cfg, const char *file, double left,
 	return (rv);
 }
 
-/* Replace the unit by k parts: contiguous, near-equal runs of ids. */
+/* A test in LPT order: the longest first, ties in collection order. */
+struct item {
+	double d;
+	size_t i;
+};
+
+static int
+by_longest(const void *a, const void *b)
+{
+	const struct item *x = a, *y = b;
+
+	if (x->d != y->d)
+		return ((x->d < y->d) - (x->d > y->d));
+	return ((x->i > y->i) - (x->i < y->i));
+}
+
+/* The part with the least load; of equal loads the one with fewer tests,
+ * so every part gets a test even when times are zero. */
+static uint32_t
+lightest(const double *load, const size_t *count, uint32_t k)
+{
+	uint32_t best = 0;
+
+	for (uint32_t p = 1; p < k; p++)
+		if (load[p] < load[best] ||
+		    (load[p] == load[best] && count[p] < count[best]))
+			best = p;
+	return (best);
+}
+
+int
+sr_split_balance(const double *est, size_t n, uint32_t k, uint32_t *part,
+                 double *load)
+{
+	struct item *it;
+	size_t *count;
+
+	if (k == 0 || k > n)
+		return (SR_EINVAL);
+	it = malloc(n * sizeof(*it));
+	count = calloc(k, sizeof(*count));
+	if (it == NULL || count == NULL) {
+		free(it);
+		free(count);
+		return (SR_ENOMEM);
+	}
+	for (size_t i = 0; i < n; i++)
+		it[i] = (struct item){est[i] > 0 ? est[i] : 0, i};
+	qsort(it, n, sizeof(*it), by_longest);
+	memset(load, 0, k * sizeof(*load));
+	for (size_t j = 0; j < n; j++) {
+		uint32_t p = lightest(load, count, k);
+
+		part[it[j].i] = p;
+		load[p] += it[j].d;
+		count[p]++;
+	}
+	free(it);
+	free(count);
+	return (0);
+}
+
+/*
+ * How a file's ids go into k parts: part p holds order[start[p] ..
+ * start[p + 1]) in collection order and weighs load[p] of total. The
+ * strings stay the caller's.
+ */
+struct layout {
+	uint32_t *part; /* per id */
+	double *load;   /* per part */
+	size_t *start;  /* k + 1 */
+	char **order;
+	double total;
+};
+
+static void
+layout_free(struct layout *l)
+{
+	free(l->part);
+	free(l->load);
+	free(l->start);
+	free(l->order);
+}
+
+/* Contiguous runs of near-equal count; the load is the count. */
+static void
+by_count(size_t n, uint32_t k, struct layout *l)
+{
+	for (uint32_t p = 0; p < k; p++) {
+		size_t lo = n * p / k, hi = n * (p + 1) / k;
+
+		l->load[p] = (double) (hi - lo);
+		for (size_t i = lo; i < hi; i++)
+			l->part[i] = p;
+	}
+	l->total = (double) n;
+}
+
+/* The ids, grouped by part (a counting sort: stable, so each part keeps
+ * pytest's order). */
+static void
+group(const struct sr_strv *ids, uint32_t k, struct layout *l)
+{
+	memset(l->start, 0, (k + 1) * sizeof(*l->start));
+	for (size_t i = 0; i < ids->n; i++)
+		l->start[l->part[i] + 1]++;
+	for (uint32_t p = 0; p < k; p++)
+		l->start[p + 1] += l->start[p];
+	for (size_t i = 0; i < ids->n; i++)
+		l->order[l->start[l->part[i]]++] = ids->v[i];
+	for (uint32_t p = k; p > 0; p--)
+		l->start[p] = l->start[p - 1];
+	l->start[0] = 0;
+}
+
+/* The layout by est (balanced), or by count when est is NULL or all 0. */
+static int
+layout_make(const struct sr_strv *ids, const double *est, uint32_t k,
+            struct layout *l)
+{
+	int rv = 0;
+
+	l->part = malloc(ids->n * sizeof(*l->part));
+	l->load = malloc(k * sizeof(*l->load));
+	l->start = malloc((k + 1) * sizeof(*l->start));
+	l->order = malloc(ids->n * sizeof(*l->order));
+	l->total = 0;
+	if (l->part == NULL || l->load == NULL || l->start == NULL ||
+	    l->order == NULL) {
+		layout_free(l);
+		return (SR_ENOMEM);
+	}
+	if (est != NULL)
+		rv = sr_split_balance(est, ids->n, k, l->part, l->load);
+	for (uint32_t p = 0; est != NULL && rv == 0 && p < k; p++)
+		l->total += l->load[p];
+	if (rv == 0 && !(l->total > 0))
+		by_count(ids->n, k, l);
+	if (rv != 0) {
+		layout_free(l);
+		return (rv);
+	}
+	group(ids, k, l);
+	return (0);
+}
+
+/* Replace the unit by k parts, each weighing its share of the file's
+ * estimate. est: the tests' estimates (NULL: unknown). */
 static int
 split_unit(struct sr_plan *p, struct sr_suite *s, struct sr_unit *u,
-           const struct sr_strv *ids, uint32_t k)
+           const struct sr_strv *ids, const double *est, uint32_t k)
 {
 	size_t file = u->files[0];
 	double weight = u->weight;
+	struct layout l;
 	int rv;
 
-	if ((rv = sr_file_split(&s->files[file], k)) != 0)
+	if ((rv = layout_make(ids, est, k, &l)) != 0)
 		return (rv);
+	if ((rv = sr_file_split(&s->files[file], k)) != 0) {
+		layout_free(&l);
+		return (rv);
+	}
 	sr_plan_drop(p, u);
 	for (uint32_t part = 0; part < k && rv == 0; part++) {
-		size_t lo = ids->n * part / k, hi = ids->n * (part + 1) / k;
-		struct sr_strv chunk = {ids->v + lo, hi - lo, 0};
+		struct sr_strv chunk = {l.order + l.start[part],
+		                        l.start[part + 1] - l.start[part], 0};
 		uint32_t id;
 
-		rv =
-		    sr_plan_add_part(p, s, file, part, &chunk,
-		                     weight * (double) (hi - lo) / ids->n, &id);
+		rv = sr_plan_add_part(p, s, file, part, &chunk,
+		                      weight * l.load[part] / l.total, &id);
 	}
+	layout_free(&l);
 	return (rv);
+}
+
+/* Split one candidate whose ids are known; true when it was. */
+static bool
+split_one(struct sr_plan *p, struct sr_suite *s, struct sr_unit *u,
+          const struct sr_strv *ids, double share,
+          const struct sr_history *hist)
+{
+	const char *path = s->files[u->files[0]].path;
+	double weight = u->weight;
+	uint32_t k = sr_split_parts(weight, ids->n, share);
+	double *est = k > 0 ? malloc(ids->n * sizeof(*est)) : NULL;
+	size_t known = 0;
+	bool done;
+
+	if (est != NULL)
+		known = sr_history_test_est(hist, path, ids->v, ids->n, est);
+	done = k > 0 && split_unit(p, s, u, ids, known ? est : NULL, k) == 0;
+	if (done)
+		sr_info("%s (%.1fs) split into %u parts of its %zu tests, by "
+		        "%s",
+		        path, weight, k, ids->n,
+		        known ? "their durations" : "count");
+	free(est);
+	return (done);
 }
 
 size_t
@@ -128,17 +315,11 @@ sr_split_long(struct sr_plan *p, struct sr_suite *s,
 	for (size_t i = 0; i < n && sr_now() < end; i++) {
 		const char *path = s->files[cand[i]->files[0]].path;
 		struct sr_strv ids;
-		uint32_t k;
 
 		sr_strv_init(&ids);
 		if (test_ids(cfg, path, end - sr_now(), &ids) == 0 &&
-		    (k = sr_split_parts(cand[i]->weight, ids.n, share)) > 0 &&
-		    split_unit(p, s, cand[i], &ids, k) == 0) {
-			sr_info(
-			    "%s (%.1fs) split into %u parts of its %zu tests",
-			    path, cand[i]->weight, k, ids.n);
+		    split_one(p, s, cand[i], &ids, share, cfg->hist))
 			done++;
-		}
 		sr_strv_free(&ids);
 	}
 	free(cand);

@@ -6,9 +6,13 @@
  * whose estimate exceeds the fair share (total estimate / slots) - and at
  * least 2 s - is split into parts of its test ids, each part a unit of its
  * own. The ids come from pytest itself (--collect-only on just that file),
- * so a renamed or new test is never lost; parts are contiguous runs of ids
- * in pytest's order (module and class fixtures stay together), sized to
- * about half a fair share.
+ * so a renamed or new test is never lost. There are enough parts for each
+ * to be about half a fair share. They are balanced by the tests' durations
+ * in the history (cfg->hist, the one the suite's estimates came from; a
+ * test without one counts as the mean of the file's known tests), each part's
+ * ids in pytest's order; a file none of whose tests has a known time is cut
+ * into contiguous runs of near-equal count (module and class fixtures stay
+ * together). A part weighs its tests' share of the file's estimate.
  *
  * Ownership: borrows everything; records the parts in the plan and the
  * suite. Blocks while pytest collects (bounded by budget_s in total).
@@ -25,7 +29,8 @@ struct sr_split_cfg {
 	const char *root; /* workspace */
 	const char *python;
 	unsigned slots;
-	double budget_s; /* time allowed for asking pytest */
+	double budget_s;               /* time allowed for asking pytest */
+	const struct sr_history *hist; /* per-test times; may be NULL */
 };
 
 /* Split what is worth splitting; returns how many files were split. */
@@ -34,5 +39,10 @@ size_t sr_split_long(struct sr_plan *p, struct sr_suite *s,
 /* The plan for one file of n ids and the given weight: how many parts
  * (0: not worth it), for a fair share `share`. Exposed for tests. */
 uint32_t sr_split_parts(double weight, size_t n, double share);
+/* LPT of n tests with estimates est[] into k parts (1 <= k <= n): part[i]
+ * receives test i's part, load[p] the sum of part p. Every part gets at
+ * least one test. Exposed for tests. */
+int sr_split_balance(const double *est, size_t n, uint32_t k, uint32_t *part,
+                     double *load);
 
 #endif /* SR_SPLIT_H */

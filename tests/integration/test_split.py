@@ -19,6 +19,24 @@ def test_piece(i):
     assert i != {fail}
 """
 
+# A few slow tests first, then many fast ones: parts of equal counts would
+# put every slow test into the first part. Each line of the log names the
+# pytest process (the part) that ran the test: pids repeat across PID
+# namespaces.
+SLOW_FAST = """
+import os, time, uuid, pytest
+
+LOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ran.log")
+SLOW = {slow}
+SESSION = uuid.uuid4().hex  # one per pytest process, so one per part
+
+@pytest.mark.parametrize("i", range({n}))
+def test_piece(i):
+    time.sleep(SLOW.get(i, 0.01))
+    with open(LOG, "a") as f:
+        f.write("%s %d %s\\n" % (os.path.basename(__file__), i, SESSION))
+"""
+
 SMALL = """
 def test_small():
     pass
@@ -79,6 +97,45 @@ class Split(srtest.TestCase):
             hist = json.load(f)
         # EWMA of the old 3.0 and the sum of the parts (about 2 s).
         self.assertGreater(hist["files"]["test_big.py"]["duration_s"], 2.0)
+
+    def test_parts_balanced_by_test_durations(self):
+        slow = {0: 1.5, 1: 1.0, 2: 1.0}
+        self.ws.write("test_big.py", SLOW_FAST.format(n=40, slow=slow))
+        # First run: no history, so the file runs whole and its JUnit
+        # report leaves a time per test.
+        r = srtest.run(self.ws, ["-n", "2"])
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(r.file("test_big.py")["parts"], 1)
+        hist = self.read_history()["files"]["test_big.py"]
+        self.assertEqual(len(hist["tests"]), 40, hist)
+        self.assertGreater(hist["tests"]["test_piece[0]"], 1.4)
+        self.assertLess(hist["tests"]["test_piece[39]"], 0.5)
+        os.unlink(self.ws.path("ran.log"))
+
+        # Second run: split by those times, not by count.
+        r = srtest.run(self.ws, ["-n", "2"])
+        self.assertEqual(r.code, 0, r)
+        self.assert_one_result_per_file(r, ["test_big.py"])
+        big = r.file("test_big.py")
+        self.assertEqual(big["outcome"], "passed")
+        self.assertGreaterEqual(big["parts"], 3, r)
+        ran = self.ran()
+        self.assertEqual(sorted(int(i) for _, i, _ in ran), list(range(40)))
+        part_of = {int(i): session for _, i, session in ran}
+        # Each slow test in a part of its own; the slowest alone (count
+        # parts would hold about 40 / parts tests, all three slow ones).
+        self.assertEqual(len({part_of[i] for i in slow}), 3, ran)
+        with_slowest = [i for i, session in part_of.items()
+                        if session == part_of[0]]
+        self.assertEqual(with_slowest, [0], ran)
+        # The parts' reports fed the history too.
+        hist = self.read_history()["files"]["test_big.py"]
+        self.assertEqual(hist["runs"], 2)
+        self.assertEqual(len(hist["tests"]), 40, hist)
+
+    def read_history(self):
+        with open(self.ws.path(".shardrun/durations.json")) as f:
+            return json.load(f)
 
 
 if __name__ == "__main__":

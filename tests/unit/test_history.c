@@ -1,6 +1,7 @@
 /*
  * test_history.c - timing history: load, save, EWMA, estimates, and the
- * refusal of malformed files.
+ * refusal of malformed files; per-test times: their ids from JUnit, their
+ * EWMA, their place in the file, and the estimates splits use.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -91,6 +92,43 @@ add_file(struct sr_suite *s, const char *path, uint32_t ntests)
 	assert_int_equal(sr_suite_add(s, path, &i), 0);
 	s->files[i].ntests = ntests;
 	return (&s->files[i]);
+}
+
+/* A passed attempt of one part whose JUnit report is xml (may be NULL). */
+static void
+add_junit_attempt(struct sr_file *f, int outcome, double dur, uint32_t part,
+                  const char *xml)
+{
+	struct sr_attempt a;
+
+	memset(&a, 0, sizeof(a));
+	a.outcome = outcome;
+	a.duration_s = dur;
+	a.part = part;
+	a.junit = (char *) xml;
+	a.junit_len = xml != NULL ? strlen(xml) : 0;
+	assert_int_equal(sr_file_add_attempt(f, &a), 0);
+}
+
+static double
+test_time(const struct sr_history *h, const char *path, const char *id)
+{
+	const struct sr_hist_test *t = sr_history_test_get(h, path, id);
+
+	return (t != NULL ? t->duration_s : -1);
+}
+
+static const struct sr_hist_tests *
+tests_of(const struct sr_history *h, const char *path)
+{
+	return (sr_history_tests(h, sr_history_get(h, path)));
+}
+
+static void
+record_tests(struct sr_history *h, const char *path,
+             const struct sr_hist_test *t, size_t n)
+{
+	assert_int_equal(sr_history_record_tests(h, path, t, n), 0);
 }
 
 static void
@@ -317,6 +355,15 @@ test_malformed(void **state)
 	    "{\"duration_s\": 2, \"runs\": 1}}}",
 	    "{\"version\": 1, \"files\": {\"ok.py\": "
 	    "{\"duration_s\": 1, \"runs\": 1}, \"b.py\": null}}",
+	    "{\"version\": 1, \"files\": {\"a.py\": "
+	    "{\"duration_s\": 1, \"runs\": 1, \"tests\": []}}}",
+	    "{\"version\": 1, \"files\": {\"a.py\": "
+	    "{\"duration_s\": 1, \"runs\": 1, \"tests\": {\"t\": -1}}}}",
+	    "{\"version\": 1, \"files\": {\"a.py\": "
+	    "{\"duration_s\": 1, \"runs\": 1, \"tests\": {\"t\": \"1\"}}}}",
+	    "{\"version\": 1, \"files\": {\"a.py\": "
+	    "{\"duration_s\": 1, \"runs\": 1, \"tests\": "
+	    "{\"t\": 1, \"u\": null}}}}",
 	};
 	struct fx *fx = *state;
 	char log[4096];
@@ -384,6 +431,319 @@ test_save_unwritable(void **state)
 	assert_int_not_equal(sr_history_save(&fx->h, path), 0);
 }
 
+/* Per-test times cost an entry nothing: the slot fits its padding. */
+static void
+test_entry_size(void **state)
+{
+	(void) state;
+	assert_true(sizeof(struct sr_hist_entry) <=
+	            sizeof(char *) + sizeof(double) + 2 * sizeof(uint32_t));
+}
+
+static size_t
+count_of(const char *text, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *p = strstr(text, needle); p != NULL;
+	     p = strstr(p + 1, needle))
+		n++;
+	return (n);
+}
+
+static void
+test_tests_round_trip(void **state)
+{
+	struct fx *fx = *state;
+	const struct sr_hist_test t[] = {{"TestC::test_y[a.b]", 4.5},
+	                                 {"test_f", 0.25},
+	                                 {"TestC::TestD::test_n", 0}};
+	struct sr_history back;
+	const struct sr_hist_tests *tab;
+	char *text;
+
+	assert_int_equal(sr_history_record(&fx->h, "tests/test_x.py", 5.0), 0);
+	assert_int_equal(sr_history_record(&fx->h, "tests/test_y.py", 1.0), 0);
+	record_tests(&fx->h, "tests/test_x.py", t, 3);
+	assert_int_equal(sr_history_save(&fx->h, fx->file), 0);
+
+	sr_history_init(&back);
+	assert_int_equal(sr_history_load(&back, fx->file), 0);
+	tab = tests_of(&back, "tests/test_x.py");
+	assert_non_null(tab);
+	assert_int_equal(tab->n, 3);
+	for (size_t i = 1; i < tab->n; i++)
+		assert_true(strcmp(tab->v[i - 1].id, tab->v[i].id) < 0);
+	assert_true(
+	    fabs(test_time(&back, "tests/test_x.py", "TestC::test_y[a.b]") -
+	         4.5) < 1e-9);
+	assert_true(fabs(test_time(&back, "tests/test_x.py", "test_f") - 0.25) <
+	            1e-9);
+	assert_true(
+	    test_time(&back, "tests/test_x.py", "TestC::TestD::test_n") == 0);
+	assert_true(test_time(&back, "tests/test_x.py", "test_gone") < 0);
+	/* A file without per-test times has no table, and none is written. */
+	assert_null(tests_of(&back, "tests/test_y.py"));
+	sr_history_free(&back);
+
+	assert_int_equal(sr_read_file(fx->file, 1 << 20, &text, NULL), 0);
+	assert_int_equal(count_of(text, "\"tests\": {"), 1);
+	assert_non_null(strstr(text, "\"TestC::test_y[a.b]\": 4.5"));
+	free(text);
+}
+
+/* A history written before per-test times loads, and so does one with
+ * them for a reader that ignores them. */
+static void
+test_old_format(void **state)
+{
+	struct fx *fx = *state;
+
+	write_text(fx->file,
+	           "{\"version\": 1, \"files\": {"
+	           "\"a.py\": {\"duration_s\": 3, \"runs\": 2},"
+	           "\"b.py\": {\"duration_s\": 4, \"runs\": 1, \"tests\": {}},"
+	           "\"c.py\": {\"duration_s\": 5, \"runs\": 1, "
+	           "\"tests\": {\"test_1\": 1.5, \"T::test_2\": 3}}}}");
+	assert_int_equal(sr_history_load(&fx->h, fx->file), 0);
+	assert_int_equal(fx->h.n, 3);
+	assert_null(tests_of(&fx->h, "a.py"));
+	assert_int_equal(sr_history_get(&fx->h, "a.py")->runs, 2);
+	assert_null(tests_of(&fx->h, "b.py"));
+	assert_int_equal(tests_of(&fx->h, "c.py")->n, 2);
+	assert_true(fabs(test_time(&fx->h, "c.py", "T::test_2") - 3.0) < 1e-12);
+}
+
+/* Per-test times are smoothed like files; a test no longer reported is
+ * dropped; a repeated id counts once with its times summed. */
+static void
+test_tests_ewma(void **state)
+{
+	struct fx *fx = *state;
+	const struct sr_hist_test one[] = {{"a", 2.0}, {"b", 4.0}};
+	const struct sr_hist_test two[] = {{"c", 1.0}, {"a", 4.0}, {"c", 0.5}};
+	const struct sr_hist_test bad[] = {{"a", 1.0}, {"b", -1.0}};
+
+	assert_int_equal(sr_history_record_tests(&fx->h, "t.py", one, 2),
+	                 SR_ENOENT);
+	assert_int_equal(sr_history_record(&fx->h, "t.py", 10.0), 0);
+	record_tests(&fx->h, "t.py", one, 2);
+	record_tests(&fx->h, "t.py", two, 3);
+	assert_int_equal(tests_of(&fx->h, "t.py")->n, 2);
+	assert_true(fabs(test_time(&fx->h, "t.py", "a") - 3.0) < 1e-12);
+	assert_true(fabs(test_time(&fx->h, "t.py", "c") - 1.5) < 1e-12);
+	assert_true(test_time(&fx->h, "t.py", "b") < 0);
+
+	/* Nothing, or something invalid: the table stays as it was. */
+	record_tests(&fx->h, "t.py", NULL, 0);
+	assert_int_equal(sr_history_record_tests(&fx->h, "t.py", bad, 2),
+	                 SR_EINVAL);
+	assert_int_equal(tests_of(&fx->h, "t.py")->n, 2);
+	assert_true(fabs(test_time(&fx->h, "t.py", "a") - 3.0) < 1e-12);
+	/* Entries inserted before it move it; its tests move along. */
+	assert_int_equal(sr_history_record(&fx->h, "a.py", 10.0), 0);
+	assert_int_equal(sr_history_record(&fx->h, "s.py", 10.0), 0);
+	assert_null(tests_of(&fx->h, "a.py"));
+	assert_int_equal(tests_of(&fx->h, "t.py")->n, 2);
+	assert_true(fabs(test_time(&fx->h, "t.py", "c") - 1.5) < 1e-12);
+	/* The file's own EWMA is untouched by its tests'. */
+	assert_true(fabs(sr_history_get(&fx->h, "t.py")->duration_s - 10.0) <
+	            1e-12);
+}
+
+static void
+expect_id(const char *path, const char *cls, const char *name, const char *want)
+{
+	char *id = NULL;
+
+	assert_int_equal(sr_history_test_id(path, cls, name, &id), 0);
+	assert_string_equal(id, want);
+	free(id);
+}
+
+static void
+expect_no_id(const char *path, const char *cls, const char *name)
+{
+	char *id = NULL;
+
+	assert_int_equal(sr_history_test_id(path, cls, name, &id), SR_ENOENT);
+	assert_null(id);
+}
+
+/* JUnit classname and name to node ids, as pytest 7 writes them. */
+static void
+test_junit_ids(void **state)
+{
+	(void) state;
+	expect_id("tests/test_x.py", "tests.test_x", "test_f", "test_f");
+	expect_id("tests/test_x.py", "tests.test_x.TestC", "test_y[a.b]",
+	          "TestC::test_y[a.b]");
+	expect_id("tests/test_x.py", "tests.test_x.TestC", "test_y[x::y]",
+	          "TestC::test_y[x::y]");
+	expect_id("tests/test_x.py", "tests.test_x.TestC.TestInner", "test_n",
+	          "TestC::TestInner::test_n");
+	expect_id("test_top.py", "test_top", "test_a", "test_a");
+	/* A directory with a dot in its name. */
+	expect_id("tests/sub.d/test_x.py", "tests.sub.d.test_x.U", "test_u",
+	          "U::test_u");
+	/* The rootdir below the workspace: the classname starts lower. */
+	expect_id("tests/unit/test_x.py", "unit.test_x.TestC", "test_a",
+	          "TestC::test_a");
+	expect_id("tests/unit/test_x.py", "test_x", "test_a", "test_a");
+	/* --junitprefix. */
+	expect_id("tests/test_x.py", "pre.tests.test_x.TestC", "test_a",
+	          "TestC::test_a");
+	/* A package named like its module: the longest match wins. */
+	expect_id("test_x/test_x.py", "test_x.test_x.TestC", "test_a",
+	          "TestC::test_a");
+	/* Another file's testcases, or one without a name. */
+	expect_no_id("tests/test_x.py", "tests.test_xy.TestC", "test_a");
+	expect_no_id("tests/test_x.py", "other", "test_a");
+	expect_no_id("tests/test_x.py", "tests.test_x", "");
+}
+
+#define JUNIT_HEAD                                                             \
+	"<?xml version=\"1.0\" encoding=\"utf-8\"?><testsuites>"               \
+	"<testsuite name=\"pytest\" tests=\"3\">"
+#define JUNIT_TAIL "</testsuite></testsuites>"
+
+static const char junit_whole[] = JUNIT_HEAD
+    "<testcase classname=\"tests.test_big.TestC\" name=\"test_slow\" "
+    "time=\"4.000\"/>"
+    "<testcase classname=\"tests.test_big\" name=\"test_fast[1]\" "
+    "time=\"0.500\"/>"
+    "<testcase classname=\"tests.test_big\" name=\"test_skip\" "
+    "time=\"0.000\"><skipped message=\"no\"/></testcase>"
+    "<testcase classname=\"tests.test_big\" name=\"test_notime\"/>" JUNIT_TAIL;
+static const char junit_part0[] =
+    JUNIT_HEAD "<testcase classname=\"tests.test_split\" name=\"test_a\" "
+               "time=\"3.0\"/>" JUNIT_TAIL;
+static const char junit_part1[] =
+    JUNIT_HEAD "<testcase classname=\"tests.test_split\" name=\"test_b\" "
+               "time=\"1.0\"/>"
+               "<testcase classname=\"tests.test_split\" name=\"test_c\" "
+               "time=\"1.0\"/>" JUNIT_TAIL;
+
+static const char junit_part1_slow[] =
+    JUNIT_HEAD "<testcase classname=\"tests.test_split\" name=\"test_b\" "
+               "time=\"5.0\"/>" JUNIT_TAIL;
+
+/* The per-test times of a finished run come from the JUnit reports of the
+ * attempts that count: the first of each part, all passed. */
+static void
+test_update_tests_from_junit(void **state)
+{
+	struct fx *fx = *state;
+	struct sr_file *f;
+	struct sr_suite s;
+
+	sr_suite_init(&s);
+	add_junit_attempt(add_file(&s, "tests/test_big.py", 3), PASSED, 5.0, 0,
+	                  junit_whole);
+	f = add_file(&s, "tests/test_split.py", 3);
+	assert_int_equal(sr_file_split(f, 2), 0);
+	add_junit_attempt(f, PASSED, 3.0, 0, junit_part0);
+	add_junit_attempt(f, PASSED, 2.0, 1, junit_part1);
+	/* Too short ever to be split: no table. */
+	add_junit_attempt(add_file(&s, "tests/test_short.py", 1), PASSED, 1.0,
+	                  0, junit_whole);
+	/* Failed first: nothing recorded at all. */
+	f = add_file(&s, "tests/test_flaky.py", 1);
+	add_junit_attempt(f, FAILED, 5.0, 0, junit_whole);
+	add_junit_attempt(f, PASSED, 5.0, 0, junit_whole);
+	/* A report naming another file's tests only. */
+	add_junit_attempt(add_file(&s, "tests/test_other.py", 1), PASSED, 5.0,
+	                  0, junit_whole);
+
+	assert_int_equal(sr_history_update(&fx->h, &s), 0);
+	assert_int_equal(tests_of(&fx->h, "tests/test_big.py")->n, 3);
+	assert_true(
+	    fabs(test_time(&fx->h, "tests/test_big.py", "TestC::test_slow") -
+	         4.0) < 1e-12);
+	assert_true(
+	    fabs(test_time(&fx->h, "tests/test_big.py", "test_fast[1]") - 0.5) <
+	    1e-12);
+	assert_true(test_time(&fx->h, "tests/test_big.py", "test_skip") == 0);
+	assert_true(test_time(&fx->h, "tests/test_big.py", "test_notime") < 0);
+	/* Both parts' reports. */
+	assert_int_equal(tests_of(&fx->h, "tests/test_split.py")->n, 3);
+	assert_true(fabs(test_time(&fx->h, "tests/test_split.py", "test_a") -
+	                 3.0) < 1e-12);
+	assert_true(fabs(test_time(&fx->h, "tests/test_split.py", "test_c") -
+	                 1.0) < 1e-12);
+	assert_null(tests_of(&fx->h, "tests/test_short.py"));
+	assert_null(sr_history_get(&fx->h, "tests/test_flaky.py"));
+	assert_null(tests_of(&fx->h, "tests/test_other.py"));
+	sr_suite_free(&s);
+}
+
+/* A later run whose report is missing for one part keeps the old times;
+ * one that became too short to split loses them. */
+static void
+test_update_tests_kept_or_dropped(void **state)
+{
+	struct fx *fx = *state;
+	struct sr_file *f;
+	struct sr_suite s;
+
+	sr_suite_init(&s);
+	f = add_file(&s, "tests/test_split.py", 3);
+	assert_int_equal(sr_file_split(f, 2), 0);
+	add_junit_attempt(f, PASSED, 3.0, 0, junit_part0);
+	add_junit_attempt(f, PASSED, 2.0, 1, junit_part1);
+	assert_int_equal(sr_history_update(&fx->h, &s), 0);
+	sr_suite_free(&s);
+
+	sr_suite_init(&s);
+	f = add_file(&s, "tests/test_split.py", 3);
+	assert_int_equal(sr_file_split(f, 2), 0);
+	add_junit_attempt(f, PASSED, 3.0, 0, junit_part1_slow);
+	add_junit_attempt(f, PASSED, 2.0, 1, NULL);
+	assert_int_equal(sr_history_update(&fx->h, &s), 0);
+	assert_int_equal(tests_of(&fx->h, "tests/test_split.py")->n, 3);
+	assert_true(fabs(test_time(&fx->h, "tests/test_split.py", "test_b") -
+	                 1.0) < 1e-12);
+	sr_suite_free(&s);
+
+	/* 5 s, then 0.1 s twice: EWMA 1.3 s, below two minimal parts. */
+	for (int i = 0; i < 2; i++) {
+		sr_suite_init(&s);
+		add_junit_attempt(add_file(&s, "tests/test_split.py", 3),
+		                  PASSED, 0.1, 0, junit_part1);
+		assert_int_equal(sr_history_update(&fx->h, &s), 0);
+		sr_suite_free(&s);
+	}
+	assert_null(tests_of(&fx->h, "tests/test_split.py"));
+}
+
+/* Estimates for a split: known times, else the file's known mean. */
+static void
+test_test_estimates(void **state)
+{
+	struct fx *fx = *state;
+	const struct sr_hist_test t[] = {{"TestC::test_a", 6.0},
+	                                 {"test_b[1]", 2.0}};
+	char *ids[] = {"tests/t.py::TestC::test_a", "tests/t.py::test_b[1]",
+	               "tests/t.py::test_new", "tests/t.py::test_b[2]"};
+	double est[4];
+
+	assert_int_equal(sr_history_record(&fx->h, "tests/t.py", 9.0), 0);
+	record_tests(&fx->h, "tests/t.py", t, 2);
+	assert_int_equal(sr_history_test_est(&fx->h, "tests/t.py", ids, 4, est),
+	                 2);
+	assert_true(fabs(est[0] - 6.0) < 1e-12);
+	assert_true(fabs(est[1] - 2.0) < 1e-12);
+	assert_true(fabs(est[2] - 4.0) < 1e-12);
+	assert_true(fabs(est[3] - 4.0) < 1e-12);
+
+	/* Nothing known: all 0, so the split goes by count. */
+	assert_int_equal(sr_history_test_est(&fx->h, "tests/u.py", ids, 4, est),
+	                 0);
+	assert_true(est[0] == 0 && est[3] == 0);
+	assert_int_equal(sr_history_test_est(NULL, "tests/t.py", ids, 4, est),
+	                 0);
+}
+
 int
 main(void)
 {
@@ -399,6 +759,18 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_atomic_save, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_save_unwritable, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_entry_size, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tests_round_trip, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_old_format, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tests_ewma, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_junit_ids, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_update_tests_from_junit, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_update_tests_kept_or_dropped,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_test_estimates, setup,
 	                                    teardown),
 	};
 

@@ -1,0 +1,309 @@
+/*
+ * test_split.c - splitting long files: how many parts, parts balanced by
+ * the tests' durations (LPT), and whole splits of a planned suite, with a
+ * stand-in for pytest --collect-only that lists a fixed set of test ids.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "sr/err.h"
+#include "sr/util.h"
+
+#include "history.h"
+#include "plan.h"
+#include "split.h"
+
+static void
+test_parts(void **state)
+{
+	(void) state;
+	/* Not longer than the share, too short, or a single test. */
+	assert_int_equal(sr_split_parts(10.0, 100, 10.0), 0);
+	assert_int_equal(sr_split_parts(1.5, 100, 0.5), 0);
+	assert_int_equal(sr_split_parts(40.0, 1, 10.0), 0);
+	/* Parts of about half a share, never more than the tests. */
+	assert_int_equal(sr_split_parts(40.0, 100, 10.0), 8);
+	assert_int_equal(sr_split_parts(40.0, 3, 10.0), 3);
+}
+
+/* The spread of loads and whether every part got a test. */
+static double
+balance(const double *est, size_t n, uint32_t k, uint32_t *part, double *load)
+{
+	double lo = INFINITY, hi = 0, sum = 0;
+	size_t *count = calloc(k, sizeof(*count));
+
+	assert_non_null(count);
+	assert_int_equal(sr_split_balance(est, n, k, part, load), 0);
+	for (size_t i = 0; i < n; i++) {
+		assert_true(part[i] < k);
+		count[part[i]]++;
+	}
+	for (uint32_t p = 0; p < k; p++) {
+		assert_true(count[p] > 0);
+		lo = fmin(lo, load[p]);
+		hi = fmax(hi, load[p]);
+		sum += load[p];
+	}
+	free(count);
+	for (size_t i = 0; i < n; i++)
+		sum -= est[i];
+	assert_true(fabs(sum) < 1e-9);
+	return (hi - lo);
+}
+
+/* One test of 10 s and ten of 1 s: the slow one alone, not 5 and 6. */
+static void
+test_balance_slow_alone(void **state)
+{
+	double est[11], load[2];
+	uint32_t part[11];
+
+	(void) state;
+	for (size_t i = 0; i < 11; i++)
+		est[i] = i == 3 ? 10.0 : 1.0;
+	assert_true(balance(est, 11, 2, part, load) < 1e-9);
+	for (size_t i = 0; i < 11; i++)
+		assert_true((part[i] == part[3]) == (i == 3));
+	assert_true(fabs(load[part[3]] - 10.0) < 1e-12);
+}
+
+/* LPT's bound: no part exceeds the mean by more than the longest test. */
+static void
+test_balance_bound(void **state)
+{
+	double est[200], load[7], total = 0, longest = 0;
+	uint32_t part[200];
+	uint64_t x = 88172645463325252ull;
+
+	(void) state;
+	for (size_t i = 0; i < 200; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		est[i] = i % 50 == 0 ? 30.0 : (double) (x % 1000) / 1000.0;
+		total += est[i];
+		longest = fmax(longest, est[i]);
+	}
+	(void) balance(est, 200, 7, part, load);
+	for (uint32_t p = 0; p < 7; p++)
+		assert_true(load[p] <= total / 7 + longest);
+	/* The four 30 s tests went to four different parts. */
+	for (size_t i = 0; i < 200; i += 50)
+		for (size_t j = i + 50; j < 200; j += 50)
+			assert_int_not_equal(part[i], part[j]);
+}
+
+/* Nothing to balance by (all 0): near-equal counts, each part a test. */
+static void
+test_balance_zero(void **state)
+{
+	double est[5] = {0}, load[5];
+	uint32_t part[5];
+
+	(void) state;
+	(void) balance(est, 5, 5, part, load);
+	(void) balance(est, 5, 2, part, load);
+	assert_int_equal(sr_split_balance(est, 5, 6, part, load), SR_EINVAL);
+	assert_int_equal(sr_split_balance(est, 5, 0, part, load), SR_EINVAL);
+}
+
+/* A workspace with a stand-in "python" listing the ids given. */
+struct fx {
+	char dir[64];
+	char python[128];
+	struct sr_suite s;
+	struct sr_history h;
+	struct sr_plan p;
+};
+
+#define NIDS 12
+static const char *const ids[NIDS] = {
+    "tests/test_big.py::test_00",    "tests/test_big.py::test_01",
+    "tests/test_big.py::T::test_02", "tests/test_big.py::T::test_03",
+    "tests/test_big.py::test_04[a]", "tests/test_big.py::test_04[b]",
+    "tests/test_big.py::test_slow",  "tests/test_big.py::test_07",
+    "tests/test_big.py::test_08",    "tests/test_big.py::test_09",
+    "tests/test_big.py::test_10",    "tests/test_big.py::test_new"};
+
+static int
+setup(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+	FILE *f;
+
+	if (fx == NULL)
+		return (-1);
+	strcpy(fx->dir, "/tmp/sr-test-split-XXXXXX");
+	if (mkdtemp(fx->dir) == NULL)
+		return (-1);
+	snprintf(fx->python, sizeof(fx->python), "%s/python", fx->dir);
+	if ((f = fopen(fx->python, "w")) == NULL)
+		return (-1);
+	fprintf(f, "#!/bin/sh\n: > \"$SHARDRUN_COLLECT_OUT\"\n");
+	for (size_t i = 0; i < NIDS; i++)
+		fprintf(f,
+		        "printf 'SRITEM\\t%%s\\t\\n' '%s' >> "
+		        "\"$SHARDRUN_COLLECT_OUT\"\n",
+		        ids[i]);
+	if (fclose(f) != 0 || chmod(fx->python, 0755) != 0)
+		return (-1);
+	sr_suite_init(&fx->s);
+	sr_history_init(&fx->h);
+	sr_plan_init(&fx->p);
+	*state = fx;
+	return (0);
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *fx = *state;
+
+	sr_plan_free(&fx->p);
+	sr_suite_free(&fx->s);
+	sr_history_free(&fx->h);
+	(void) sr_rmtree(fx->dir);
+	free(fx);
+	return (0);
+}
+
+/* The suite: test_big.py (20 s) and test_small.py (1 s), planned, then
+ * split for two slots. Returns how many files were split. */
+static size_t
+plan_and_split(struct fx *fx)
+{
+	struct sr_split_cfg cfg = {fx->dir, fx->python, 2, 30.0, &fx->h};
+	size_t idx;
+
+	assert_int_equal(sr_history_record(&fx->h, "tests/test_big.py", 20.0),
+	                 0);
+	assert_int_equal(sr_history_record(&fx->h, "tests/test_small.py", 1.0),
+	                 0);
+	assert_int_equal(sr_suite_add(&fx->s, "tests/test_big.py", &idx), 0);
+	assert_int_equal(sr_suite_add(&fx->s, "tests/test_small.py", &idx), 0);
+	sr_history_estimate(&fx->h, &fx->s);
+	assert_int_equal(sr_plan_build(&fx->p, &fx->s), 0);
+	return (sr_split_long(&fx->p, &fx->s, &cfg));
+}
+
+/* Where each id went: its part; and each part's weight. Checks that every
+ * id is in exactly one part and each part keeps pytest's order. */
+static uint32_t
+parts_of(const struct sr_plan *p, uint32_t *where, double *weight)
+{
+	uint32_t k = 0;
+
+	for (size_t i = 0; i < NIDS; i++)
+		where[i] = UINT32_MAX;
+	for (size_t u = 0; u < p->n; u++) {
+		const struct sr_unit *un = p->units[u];
+		size_t last = 0;
+
+		if (un->selectors == NULL)
+			continue;
+		k++;
+		weight[un->part] = un->weight;
+		for (size_t j = 0; j < un->selectors->n; j++) {
+			size_t i = 0;
+
+			while (i < NIDS &&
+			       strcmp(ids[i], un->selectors->v[j]) != 0)
+				i++;
+			assert_true(i < NIDS);
+			assert_int_equal(where[i], UINT32_MAX);
+			assert_true(j == 0 || i > last);
+			where[i] = un->part;
+			last = i;
+		}
+	}
+	for (size_t i = 0; i < NIDS; i++)
+		assert_int_not_equal(where[i], UINT32_MAX);
+	return (k);
+}
+
+/* test_slow took 8 s, ten others 1 s each, test_new is new (the mean of
+ * the known, 18/11 s): the slow test gets a part of its own, wherever it
+ * sits in the file, and the parts' weights follow their tests. */
+static void
+test_split_by_duration(void **state)
+{
+	struct fx *fx = *state;
+	struct sr_hist_test t[NIDS - 1];
+	uint32_t where[NIDS], k;
+	double weight[NIDS], sum = 0;
+	size_t nslow = 0;
+
+	for (size_t i = 0; i < NIDS - 1; i++) {
+		t[i].id = (char *) strstr(ids[i], "::") + 2;
+		t[i].duration_s = i == 6 ? 8.0 : 1.0;
+	}
+	assert_int_equal(sr_history_record(&fx->h, "tests/test_big.py", 20.0),
+	                 0);
+	assert_int_equal(
+	    sr_history_record_tests(&fx->h, "tests/test_big.py", t, NIDS - 1),
+	    0);
+	assert_int_equal(plan_and_split(fx), 1);
+	k = parts_of(&fx->p, where, weight);
+	assert_int_equal(k, sr_file_nparts(&fx->s.files[0]));
+	assert_true(k >= 2);
+	for (size_t i = 0; i < NIDS; i++)
+		nslow += where[i] == where[6];
+	assert_int_equal(nslow, 1);
+	for (uint32_t p = 0; p < k; p++)
+		sum += weight[p];
+	/* The file's estimate (EWMA 20, 20), shared as the tests' times. */
+	assert_true(fabs(sum - 20.0) < 1e-9);
+	assert_true(fabs(weight[where[6]] - 20.0 * 8.0 / (18.0 + 18.0 / 11)) <
+	            1e-9);
+}
+
+/* No per-test times: contiguous runs of near-equal count, as before. */
+static void
+test_split_by_count(void **state)
+{
+	struct fx *fx = *state;
+	uint32_t where[NIDS], k;
+	double weight[NIDS];
+
+	assert_int_equal(plan_and_split(fx), 1);
+	k = parts_of(&fx->p, where, weight);
+	assert_true(k >= 2);
+	for (size_t i = 1; i < NIDS; i++)
+		assert_true(where[i] == where[i - 1] ||
+		            where[i] == where[i - 1] + 1);
+	for (uint32_t p = 0; p < k; p++) {
+		size_t count = NIDS * (p + 1) / k - NIDS * p / k;
+
+		assert_true(fabs(weight[p] - 20.0 * count / NIDS) < 1e-9);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_parts),
+	    cmocka_unit_test(test_balance_slow_alone),
+	    cmocka_unit_test(test_balance_bound),
+	    cmocka_unit_test(test_balance_zero),
+	    cmocka_unit_test_setup_teardown(test_split_by_duration, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_split_by_count, setup,
+	                                    teardown),
+	};
+
+	if (sr_init("test") != 0)
+		return (1);
+	return (cmocka_run_group_tests(tests, NULL, NULL));
+}
