@@ -54,16 +54,16 @@ fill_assignment(struct coord *c, struct arec *a, uint32_t id,
 	    (files = malloc(u->nfiles * sizeof(*files))) == NULL)
 		return (false);
 	for (size_t i = 0; i < u->nfiles; i++)
-		files[i] = c->suite->files[u->files[i]].path;
+		files[i] = c->suite->files[sr_unit_file(u, i)].path;
 	shardrun__assignment__init(as);
 	as->unit = u->id;
 	as->attempt = u->attempt;
 	as->slot = u->slot;
 	as->files = files;
 	as->n_files = u->nfiles;
-	if (u->selectors != NULL) {
-		as->selectors = u->selectors->v;
-		as->n_selectors = u->selectors->n;
+	if (sr_unit_selectors(u) != NULL) {
+		as->selectors = sr_unit_selectors(u)->v;
+		as->n_selectors = sr_unit_selectors(u)->n;
 	}
 	as->timeout_ms = c->cfg->timeout_s < 4e6
 	                     ? (uint32_t) (c->cfg->timeout_s * 1000)

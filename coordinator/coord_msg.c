@@ -165,7 +165,7 @@ record(struct coord *c, struct arec *a, struct sr_unit *u,
        const Shardrun__Result *r)
 {
 	struct sr_attempt at = {0};
-	size_t file = u->files[r->index];
+	size_t file = sr_unit_file(u, r->index);
 	int rv;
 
 	at.outcome = r->outcome;
@@ -182,7 +182,7 @@ record(struct coord *c, struct arec *a, struct sr_unit *u,
 	at.junit = r->junit_xml.len ? (char *) r->junit_xml.data : NULL;
 	at.junit_len = r->junit_xml.len;
 	at.message = r->message[0] ? r->message : NULL;
-	at.part = u->part;
+	at.part = sr_unit_part(u);
 	rv = sr_file_add_attempt(&c->suite->files[file], &at);
 	free(at.tail);
 	if (rv != 0) {
@@ -201,14 +201,15 @@ on_result(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 	ack(c, a, r);
 	if (u == NULL || u->state != SR_UNIT_RUNNING || u->agent != a ||
 	    u->attempt != r->attempt || r->index >= u->nfiles ||
-	    u->got[r->index] ||
-	    strcmp(r->file, c->suite->files[u->files[r->index]].path) != 0) {
+	    *sr_unit_got(u, r->index) ||
+	    strcmp(r->file, c->suite->files[sr_unit_file(u, r->index)].path) !=
+	        0) {
 		sr_debug("late or duplicate result for unit %u ignored",
 		         r->unit);
 		return;
 	}
 	sr_co_twin_result(c, u);
-	u->got[r->index] = true;
+	*sr_unit_got(u, r->index) = true;
 	u->ngot++;
 	record(c, a, u, r);
 	if (u->ngot == u->nfiles)

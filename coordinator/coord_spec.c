@@ -87,8 +87,8 @@ sr_co_speculate(struct coord *c, struct arec *a, unsigned slot)
 		return (false);
 	if (sr_grow(&c->twins, &c->twincap, c->ntwins, sizeof(*c->twins), 8) !=
 	        0 ||
-	    sr_plan_again(&c->plan, c->suite, orig, orig->files[0], false,
-	                  &id) != 0)
+	    sr_plan_again(&c->plan, c->suite, orig, sr_unit_file(orig, 0),
+	                  false, &id) != 0)
 		return (false);
 	b = sr_plan_unit(&c->plan, id);
 	sr_co_assign(c, a, slot, b);
@@ -101,7 +101,7 @@ sr_co_speculate(struct coord *c, struct arec *a, unsigned slot)
 	c->nbackups++;
 	sr_info("%s: running %.1f s against an estimate of %.1f s; backup "
 	        "attempt on %s slot %u",
-	        c->suite->files[orig->files[0]].path,
+	        c->suite->files[sr_unit_file(orig, 0)].path,
 	        sr_now() - orig->dispatched, orig->weight, a->name, slot);
 	return (true);
 }

@@ -47,7 +47,7 @@ settle(struct coord *c, struct sr_file *f, const struct sr_unit *u, int final)
 		sr_co_set_final(c, f, final);
 		return;
 	}
-	f->parts->final[u->part] = final;
+	f->parts->final[sr_unit_part(u)] = final;
 	if (--f->parts->left > 0)
 		return;
 	for (uint32_t p = 0; p < f->parts->n; p++)
@@ -72,7 +72,7 @@ requeue(struct coord *c, const struct sr_unit *old, size_t file,
 	u = sr_plan_unit(&c->plan, id);
 	u->serial = old->serial;
 	if (avoid != NULL)
-		u->avoid = strdup(avoid);
+		(void) sr_unit_set_avoid(u, avoid);
 }
 
 /* The budgets of the file, or of this part of a split file: each part has
@@ -80,13 +80,13 @@ requeue(struct coord *c, const struct sr_unit *old, size_t file,
 static uint32_t *
 restarts_of(struct sr_file *f, const struct sr_unit *u)
 {
-	return (f->parts ? &f->parts->restarts[u->part] : &f->restarts);
+	return (f->parts ? &f->parts->restarts[sr_unit_part(u)] : &f->restarts);
 }
 
 static uint32_t *
 reruns_of(struct sr_file *f, const struct sr_unit *u)
 {
-	return (f->parts ? &f->parts->reruns[u->part] : &f->reruns);
+	return (f->parts ? &f->parts->reruns[sr_unit_part(u)] : &f->reruns);
 }
 
 /* Decide what one attempt means for its file (or its part). */
@@ -100,8 +100,8 @@ sr_co_judge(struct coord *c, struct sr_unit *u, size_t file, struct arec *a)
 	case SHARDRUN__OUTCOME__PASSED:
 	case SHARDRUN__OUTCOME__NO_TESTS:
 		settle(c, f, u,
-		       failed_before(f, u->part) ? SR_FINAL_FLAKY
-		                                 : SR_FINAL_PASSED);
+		       failed_before(f, sr_unit_part(u)) ? SR_FINAL_FLAKY
+		                                         : SR_FINAL_PASSED);
 		break;
 	case SHARDRUN__OUTCOME__FAILED:
 		if (*reruns_of(f, u) < c->cfg->reruns) {
@@ -165,9 +165,9 @@ unit_lost(struct coord *c, struct sr_unit *u)
 	if (sr_co_twin_drop(c, u))
 		return; /* its twin still runs */
 	for (size_t i = 0; i < u->nfiles; i++) {
-		struct sr_file *f = &c->suite->files[u->files[i]];
+		struct sr_file *f = &c->suite->files[sr_unit_file(u, i)];
 
-		if (u->got[i] || f->final != SR_FINAL_PENDING)
+		if (*sr_unit_got(u, i) || f->final != SR_FINAL_PENDING)
 			continue;
 		if (first && *restarts_of(f, u) >= c->cfg->max_restarts) {
 			struct sr_attempt at = {0};
@@ -177,13 +177,13 @@ unit_lost(struct coord *c, struct sr_unit *u)
 			at.agent = (char *) name;
 			at.message = "its agent was lost on every attempt";
 			at.start_s = u->dispatched - c->t0;
-			at.part = u->part;
+			at.part = sr_unit_part(u);
 			sr_file_add_attempt(f, &at);
 			settle(c, f, u, SR_FINAL_CRASHED);
 		} else {
 			if (first)
 				(*restarts_of(f, u))++;
-			requeue(c, u, u->files[i], NULL);
+			requeue(c, u, sr_unit_file(u, i), NULL);
 		}
 		first = false;
 	}
@@ -217,8 +217,8 @@ eligible(void *arg, const struct sr_unit *u)
 
 	if (u->serial && pk->c->serial_running)
 		return (false);
-	if (u->avoid != NULL && pk->c->nagents > 1 &&
-	    strcmp(u->avoid, pk->a->name) == 0)
+	if (sr_unit_avoid(u) != NULL && pk->c->nagents > 1 &&
+	    strcmp(sr_unit_avoid(u), pk->a->name) == 0)
 		return (false);
 	if (u->exclusive && pk->a->nrunning > 0) {
 		pk->a->draining = true;
@@ -253,7 +253,8 @@ sr_co_assign(struct coord *c, struct arec *a, unsigned slot, struct sr_unit *u)
 	u->attempt++;
 	u->dispatched = sr_now();
 	u->ngot = 0;
-	memset(u->got, 0, u->nfiles * sizeof(*u->got));
+	for (size_t i = 0; i < u->nfiles; i++)
+		*sr_unit_got(u, i) = false;
 	a->waiting[slot] = false;
 	a->depth[slot]++;
 	a->last[slot] = u->id;

@@ -20,15 +20,35 @@ sr_plan_init(struct sr_plan *p)
 static void
 unit_release(struct sr_unit *u)
 {
-	if (u->files != &u->one_file)
-		free(u->files);
-	if (u->got != &u->one_got)
-		free(u->got);
-	free(u->avoid);
-	if (u->selectors != NULL) {
-		sr_strv_free(u->selectors);
-		free(u->selectors);
+	if (u->nfiles > 1)
+		free(u->fl.many);
+	if (u->x != NULL) {
+		free(u->x->avoid);
+		sr_strv_free(&u->x->selectors);
+		free(u->x);
 	}
+}
+
+static struct sr_unit_extra *
+extra(struct sr_unit *u)
+{
+	if (u->x == NULL && (u->x = calloc(1, sizeof(*u->x))) != NULL)
+		sr_strv_init(&u->x->selectors);
+	return (u->x);
+}
+
+int
+sr_unit_set_avoid(struct sr_unit *u, const char *agent)
+{
+	char *copy = strdup(agent);
+
+	if (copy == NULL || extra(u) == NULL) {
+		free(copy);
+		return (SR_ENOMEM);
+	}
+	free(u->x->avoid);
+	u->x->avoid = copy;
+	return (0);
 }
 
 void
@@ -132,7 +152,7 @@ sr_plan_push(struct sr_plan *p, struct sr_unit *u)
 	u->state = SR_UNIT_QUEUED;
 	u->agent = NULL;
 	p->heap[p->nheap].weight = u->weight;
-	p->heap[p->nheap].first = (uint32_t) u->files[0];
+	p->heap[p->nheap].first = sr_unit_file(u, 0);
 	p->heap[p->nheap].id = u->id;
 	p->nheap++;
 	sift_up(p, p->nheap - 1);
@@ -176,7 +196,7 @@ sr_plan_take(struct sr_plan *p, bool (*ok)(void *arg, const struct sr_unit *u),
 			break;
 		}
 		refused[nref].weight = u->weight;
-		refused[nref].first = (uint32_t) u->files[0];
+		refused[nref].first = sr_unit_file(u, 0);
 		refused[nref++].id = u->id;
 	}
 	for (size_t i = 0; i < nref; i++) {
@@ -198,16 +218,15 @@ static int
 unit_files(struct sr_unit *u, const size_t *files, size_t nfiles)
 {
 	if (nfiles == 1) {
-		u->files = &u->one_file;
-		u->got = &u->one_got;
-	} else if ((u->files = malloc(nfiles * sizeof(*u->files))) == NULL ||
-	           (u->got = calloc(nfiles, sizeof(*u->got))) == NULL) {
-		free(u->files);
-		u->files = NULL;
-		return (SR_ENOMEM);
+		u->fl.one = (uint32_t) files[0];
+	} else {
+		u->fl.many =
+		    calloc(1, nfiles * (sizeof(uint32_t) + sizeof(bool)));
+		if (u->fl.many == NULL)
+			return (SR_ENOMEM);
+		for (size_t i = 0; i < nfiles; i++)
+			u->fl.many[i] = (uint32_t) files[i];
 	}
-	for (size_t i = 0; i < nfiles; i++)
-		u->files[i] = (uint32_t) files[i];
 	u->nfiles = (uint32_t) nfiles;
 	return (0);
 }
@@ -265,13 +284,13 @@ part_new(struct sr_plan *p, const struct sr_suite *s, size_t file,
 
 	if ((rv = unit_new(p, s, &file, 1, false, &u)) != 0)
 		return (rv);
-	if ((u->selectors = calloc(1, sizeof(*u->selectors))) == NULL)
+	if (extra(u) == NULL)
 		return (SR_ENOMEM);
 	for (size_t i = 0; i < ids->n && rv == 0; i++)
-		rv = sr_strv_push(u->selectors, ids->v[i]);
+		rv = sr_strv_push(&u->x->selectors, ids->v[i]);
 	if (rv != 0)
 		return (rv);
-	u->part = part;
+	u->x->part = part;
 	u->weight = weight;
 	*out = u;
 	return (0);
@@ -299,9 +318,9 @@ sr_plan_again(struct sr_plan *p, const struct sr_suite *s,
 	struct sr_unit *u;
 	int rv;
 
-	if (old->selectors != NULL)
-		rv = part_new(p, s, file, old->part, old->selectors,
-		              old->weight, &u);
+	if (sr_unit_selectors(old) != NULL)
+		rv = part_new(p, s, file, sr_unit_part(old),
+		              sr_unit_selectors(old), old->weight, &u);
 	else
 		rv = unit_new(p, s, &file, 1, old->serial, &u);
 	if (rv != 0 || (queue && (rv = sr_plan_push(p, u)) != 0))
@@ -435,7 +454,7 @@ sr_plan_static(const struct sr_plan *p, unsigned shards,
 	out->shards = shards;
 	for (size_t i = 0; i < p->n; i++) {
 		order[i].weight = p->units[i]->weight;
-		order[i].first = (uint32_t) p->units[i]->files[0];
+		order[i].first = sr_unit_file(p->units[i], 0);
 		order[i].id = p->units[i]->id;
 	}
 	qsort(order, p->n, sizeof(*order), cmp_lpt);

@@ -12,8 +12,9 @@
  * file becomes a new unit (ids are never reused, so a late result for the
  * old unit is recognised and ignored).
  *
- * Memory: units come from slabs and one-file units keep their file index
- * inline, so a million files cost about 150 bytes each here.
+ * Memory: units come from slabs, one-file units keep their file index
+ * inline, and what few units need lives in an optional extra: 64 bytes a
+ * unit, about 90 bytes a file here with the heap and the index.
  *
  * Ownership: the plan owns its units and their file index arrays; units
  * point into the caller's suite by index only. Not thread safe.
@@ -35,27 +36,74 @@ enum sr_unit_state {
 	SR_UNIT_DROPPED, /* replaced by its parts; still in the heap, skipped */
 };
 
+/* What few units need: a crashed file's requeue avoids an agent, a part of
+ * a split file carries its test ids. */
+struct sr_unit_extra {
+	char *avoid;              /* agent name to avoid, or NULL */
+	struct sr_strv selectors; /* a part's test ids (empty otherwise) */
+	uint32_t part;            /* which part (0 when not split) */
+};
+
+/* 64 bytes: a million of them fit the planning budget. Reach the files,
+ * the per-file flags and the extras through the accessors below. */
 struct sr_unit {
 	double weight;     /* estimated seconds */
 	double dispatched; /* monotonic time of the dispatch */
-	uint32_t *files;   /* suite indices, in run order */
-	bool *got;         /* per file: result received this attempt */
-	void *agent;       /* coordinator's agent record while running */
-	char *avoid;       /* agent name to avoid (crashed there) */
-	struct sr_strv *selectors; /* a part of a split file: its test ids
-	                              (NULL otherwise: most units) */
-	uint32_t part;             /* which part (0 when not split) */
-	uint32_t id;               /* 1-based; plan->units[id - 1] */
+	union {
+		uint32_t one;   /* nfiles == 1: the file's suite index */
+		uint32_t *many; /* nfiles suite indices (run order), then
+		                   nfiles bools: result received */
+	} fl;
+	void *agent;             /* coordinator's agent record while running */
+	struct sr_unit_extra *x; /* NULL for most units */
+	uint32_t id;             /* 1-based; plan->units[id - 1] */
 	uint32_t nfiles;
 	uint32_t attempt; /* dispatch count; the wire's attempt number */
 	uint32_t slot;
 	uint32_t ngot;
-	uint32_t one_file; /* storage for files/got of one-file units */
-	uint8_t state;     /* enum sr_unit_state */
+	uint8_t state; /* enum sr_unit_state */
 	bool serial;
 	bool exclusive;
-	bool one_got;
+	bool one_got; /* nfiles == 1: result received this attempt */
 };
+
+/* The suite index of the unit's i-th file. */
+static inline uint32_t
+sr_unit_file(const struct sr_unit *u, size_t i)
+{
+	return (u->nfiles == 1 ? u->fl.one : u->fl.many[i]);
+}
+
+/* Whether the i-th file's result arrived this attempt (writable). */
+static inline bool *
+sr_unit_got(struct sr_unit *u, size_t i)
+{
+	return (u->nfiles == 1 ? &u->one_got
+	                       : (bool *) (u->fl.many + u->nfiles) + i);
+}
+
+/* A part's test ids, or NULL for a unit of whole files. */
+static inline const struct sr_strv *
+sr_unit_selectors(const struct sr_unit *u)
+{
+	return (u->x != NULL && u->x->selectors.n > 0 ? &u->x->selectors
+	                                              : NULL);
+}
+
+static inline uint32_t
+sr_unit_part(const struct sr_unit *u)
+{
+	return (u->x != NULL ? u->x->part : 0);
+}
+
+static inline const char *
+sr_unit_avoid(const struct sr_unit *u)
+{
+	return (u->x != NULL ? u->x->avoid : NULL);
+}
+
+/* Remember an agent this unit should not run on (copied). */
+int sr_unit_set_avoid(struct sr_unit *u, const char *agent);
 
 struct sr_heap_ent {
 	double weight;

@@ -412,7 +412,8 @@ shard_json(const struct sr_setup *st, const struct sr_plan *p,
 		for (size_t f = 0; f < u->nfiles; f++)
 			json_array_append_new(
 			    files,
-			    json_string(st->suite.files[u->files[f]].path));
+			    json_string(
+			        st->suite.files[sr_unit_file(u, f)].path));
 	}
 	json_object_set_new(o, "index", json_integer(k));
 	json_object_set_new(o, "estimate_s", json_real(sp->loads[k]));

@@ -64,7 +64,8 @@ candidates(const struct sr_plan *p, double share, struct sr_unit **out,
 		struct sr_unit *u = p->units[i];
 
 		if (u->state == SR_UNIT_QUEUED && u->nfiles == 1 &&
-		    !u->serial && !u->exclusive && u->selectors == NULL &&
+		    !u->serial && !u->exclusive &&
+		    sr_unit_selectors(u) == NULL &&
 		    sr_split_parts(u->weight, 2, share) > 0)
 			out[n++] = u;
 	}
@@ -250,7 +251,7 @@ static int
 split_unit(struct sr_plan *p, struct sr_suite *s, struct sr_unit *u,
            const struct sr_strv *ids, const double *est, uint32_t k)
 {
-	size_t file = u->files[0];
+	size_t file = sr_unit_file(u, 0);
 	double weight = u->weight;
 	struct layout l;
 	int rv;
@@ -280,7 +281,7 @@ split_one(struct sr_plan *p, struct sr_suite *s, struct sr_unit *u,
           const struct sr_strv *ids, double share,
           const struct sr_history *hist)
 {
-	const char *path = s->files[u->files[0]].path;
+	const char *path = s->files[sr_unit_file(u, 0)].path;
 	double weight = u->weight;
 	uint32_t k = sr_split_parts(weight, ids->n, share);
 	double *est = k > 0 ? malloc(ids->n * sizeof(*est)) : NULL;
@@ -313,7 +314,7 @@ sr_split_long(struct sr_plan *p, struct sr_suite *s,
 		return (0);
 	n = candidates(p, share, cand, max);
 	for (size_t i = 0; i < n && sr_now() < end; i++) {
-		const char *path = s->files[cand[i]->files[0]].path;
+		const char *path = s->files[sr_unit_file(cand[i], 0)].path;
 		struct sr_strv ids;
 
 		sr_strv_init(&ids);

@@ -138,7 +138,7 @@ test_take_order_and_ties(void **state)
 		struct sr_unit *u = sr_plan_take(&p, NULL, NULL);
 
 		assert_non_null(u);
-		assert_string_equal(s.files[u->files[0]].path, want[i]);
+		assert_string_equal(s.files[sr_unit_file(u, 0)].path, want[i]);
 	}
 	assert_null(sr_plan_take(&p, NULL, NULL));
 	sr_plan_free(&p);
@@ -168,8 +168,8 @@ test_serial_group_is_one_unit(void **state)
 	u = sr_plan_take(&p, NULL, NULL);
 	assert_true(u->serial);
 	assert_int_equal(u->nfiles, 2);
-	assert_int_equal(u->files[0], 0); /* path order */
-	assert_int_equal(u->files[1], 3);
+	assert_int_equal(sr_unit_file(u, 0), 0); /* path order */
+	assert_int_equal(sr_unit_file(u, 1), 3);
 	assert_true(u->weight == 1.5);
 	sr_plan_free(&p);
 	sr_suite_free(&s);
@@ -219,10 +219,20 @@ test_lower_bound(void **state)
 	assert_true(sr_lower_bound(w, 0, 2) == 0.0);
 }
 
+/* The planning budget (1,000,000 files under 300 MB) rests on it. */
+static void
+test_unit_is_small(void **state)
+{
+	(void) state;
+	if (sizeof(void *) == 8)
+		assert_true(sizeof(struct sr_unit) <= 64);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_unit_is_small),
 	    cmocka_unit_test(test_lpt_against_brute_force),
 	    cmocka_unit_test(test_take_order_and_ties),
 	    cmocka_unit_test(test_serial_group_is_one_unit),

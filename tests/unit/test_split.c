@@ -210,20 +210,20 @@ parts_of(const struct sr_plan *p, uint32_t *where, double *weight)
 		const struct sr_unit *un = p->units[u];
 		size_t last = 0;
 
-		if (un->selectors == NULL)
+		if (sr_unit_selectors(un) == NULL)
 			continue;
 		k++;
-		weight[un->part] = un->weight;
-		for (size_t j = 0; j < un->selectors->n; j++) {
+		weight[sr_unit_part(un)] = un->weight;
+		for (size_t j = 0; j < sr_unit_selectors(un)->n; j++) {
 			size_t i = 0;
 
 			while (i < NIDS &&
-			       strcmp(ids[i], un->selectors->v[j]) != 0)
+			       strcmp(ids[i], sr_unit_selectors(un)->v[j]) != 0)
 				i++;
 			assert_true(i < NIDS);
 			assert_int_equal(where[i], UINT32_MAX);
 			assert_true(j == 0 || i > last);
-			where[i] = un->part;
+			where[i] = sr_unit_part(un);
 			last = i;
 		}
 	}
