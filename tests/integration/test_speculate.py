@@ -72,16 +72,21 @@ class Speculate(srtest.TestCase):
                                  "-n", "2", "jobs"] + extra)
         return r, time.monotonic() - t0
 
+    def assert_one_backup(self, r, names, slow, won):
+        """Every file passed once; the slow one had one backup attempt
+        (which answered first if won); the cancelled twin is no attempt."""
+        self.assertEqual(r.code, 0, r)
+        self.assert_one_result_per_file(r, names)
+        f = r.file(slow)
+        self.assertEqual(f["outcome"], "passed", r)
+        self.assertEqual(f["attempts"], 1, f)
+        self.assertEqual(r.json["backups"], 1, r)
+        self.assertEqual(r.json["backup_wins"], 1 if won else 0, r)
+
     def test_backup_rescues_a_stalled_file(self):
         names = self.suite("jobs/stall.py", STALLS_ONCE)
         r, wall = self.run_generic(["--speculate", "on"])
-        self.assertEqual(r.code, 0, r)
-        self.assert_one_result_per_file(r, names)
-        f = r.file("jobs/stall.py")
-        self.assertEqual(f["outcome"], "passed", r)
-        self.assertEqual(f["attempts"], 1, f)  # the cancelled one is not one
-        self.assertEqual(r.json["backups"], 1, r)
-        self.assertEqual(r.json["backup_wins"], 1, r)
+        self.assert_one_backup(r, names, "jobs/stall.py", won=True)
         self.assertLess(wall, 20, r)  # not the 30 s stall
         self.assertIn("backup attempt", r.out + r.err)
         # The stalled original was killed: tearDown checks no process of
@@ -91,13 +96,7 @@ class Speculate(srtest.TestCase):
     def test_original_answering_first_cancels_the_backup(self):
         names = self.suite("jobs/slow.py", ALWAYS_SLOW)
         r, _ = self.run_generic(["--speculate", "on"])
-        self.assertEqual(r.code, 0, r)
-        self.assert_one_result_per_file(r, names)
-        f = r.file("jobs/slow.py")
-        self.assertEqual(f["outcome"], "passed", r)
-        self.assertEqual(f["attempts"], 1, f)
-        self.assertEqual(r.json["backups"], 1, r)
-        self.assertEqual(r.json["backup_wins"], 0, r)
+        self.assert_one_backup(r, names, "jobs/slow.py", won=False)
         self.assertEqual(self.ws.wait_no_survivors(3.0), [])
 
     def test_off_by_default(self):
