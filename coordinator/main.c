@@ -26,6 +26,7 @@
 #include "sr/err.h"
 #include "sr/log.h"
 #include "sr/util.h"
+#include "sr/wire.h"
 #include "setup.h"
 
 static volatile sig_atomic_t interrupted;
@@ -238,7 +239,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "version") == 0 ||
 	    strcmp(argv[1], "--version") == 0) {
-		printf("shardrun %s\n", SR_VERSION);
+		printf("shardrun %s (protocol %u)\n", SR_VERSION,
+		       (unsigned) SR_PROTO_MAJOR);
 		return (0);
 	}
 	if (strcmp(argv[1], "run") == 0) {
