@@ -52,6 +52,8 @@ struct arec {
  * SPEC_LATE times its estimate and SPEC_MIN_S past it. The original and its
  * backup are twins: the first result of either is the attempt that counts,
  * the other is cancelled (its process tree killed, its result ignored).
+ * Only when nothing is queued: held-back work (an exclusive file waiting
+ * for its agent to drain, a crashed file avoiding this agent) comes first.
  */
 #define SPEC_LATE  1.5
 #define SPEC_MIN_S 1.0
@@ -98,13 +100,18 @@ void sr_co_judge(struct coord *c, struct sr_unit *u, size_t file,
 void sr_co_unit_done(struct coord *c, struct sr_unit *u);
 void sr_co_agent_lost(struct coord *c, struct arec *a, const char *why);
 void sr_co_dispatch(struct coord *c);
-/* Put a unit on an agent's slot: sent with the turn's Batch. */
-void sr_co_assign(struct coord *c, struct arec *a, unsigned slot,
-                  struct sr_unit *u);
+/* Put a unit on an agent's slot: sent with the turn's Batch. SR_ENOMEM
+ * leaves everything as it was. */
+int sr_co_assign(struct coord *c, struct arec *a, unsigned slot,
+                 struct sr_unit *u);
 
 /* coord_spec.c */
 /* A backup attempt for this idle slot, if some running unit is late. */
 bool sr_co_speculate(struct coord *c, struct arec *a, unsigned slot);
+/* The agent still lists attempts we cancelled (the Cancel was lost on the
+ * way): cancel them again. */
+void sr_co_recancel(struct coord *c, struct arec *a,
+                    const Shardrun__Heartbeat *h);
 /* A result of u arrived: its twin, if running, is cancelled. */
 void sr_co_twin_result(struct coord *c, const struct sr_unit *u);
 /* u's attempt is gone (agent lost, declined, unknown to the agent): when

@@ -266,6 +266,7 @@ on_heartbeat(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 	for (unsigned s = 0; s < a->slots; s++)
 		if (a->depth[s] == 0)
 			a->waiting[s] = listed_free(h, s);
+	sr_co_recancel(c, a, h);
 }
 
 /* The agent did not take an assignment (slot busy, invalid). */

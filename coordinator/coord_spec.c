@@ -7,8 +7,9 @@
  * coord_int.h) - gets a backup attempt there. Original and backup are
  * twins: the first result of either is the attempt that counts and is
  * judged as usual; the other attempt is cancelled (the agent kills its
- * process tree) and anything it still reports is ignored. A unit has at
- * most one backup, and a backup gets none.
+ * process tree; a heartbeat that still lists it gets the Cancel again) and
+ * anything it still reports is ignored. A unit has at most one backup at a
+ * time, and a backup gets none while its twin runs.
  *
  * Only one-file units (a file, or a part of a split file) that are neither
  * serial nor exclusive are backed up. Losing one twin (its agent, or an
@@ -82,7 +83,10 @@ sr_co_speculate(struct coord *c, struct arec *a, unsigned slot)
 	struct sr_unit *b;
 	uint32_t id;
 
-	if (!c->cfg->speculate || a->depth[slot] > 0 ||
+	/* Called when the queue gave this slot nothing: what is left queued
+	 * is held back (take dropped the rest), and goes first. */
+	if (!c->cfg->speculate || a->depth[slot] > 0 || a->draining ||
+	    a->exclusive || c->plan.nheap > 0 ||
 	    (orig = latest(c, sr_now())) == NULL)
 		return (false);
 	if (sr_grow(&c->twins, &c->twincap, c->ntwins, sizeof(*c->twins), 8) !=
@@ -91,11 +95,8 @@ sr_co_speculate(struct coord *c, struct arec *a, unsigned slot)
 	                  false, &id) != 0)
 		return (false);
 	b = sr_plan_unit(&c->plan, id);
-	sr_co_assign(c, a, slot, b);
-	if (b->state != SR_UNIT_RUNNING) { /* out of memory: requeued */
-		sr_plan_drop(&c->plan, b);
-		return (false);
-	}
+	if (sr_co_assign(c, a, slot, b) != 0)
+		return (false); /* b stays unused (state DONE) */
 	c->twins[c->ntwins].orig = orig->id;
 	c->twins[c->ntwins++].backup = id;
 	c->nbackups++;
@@ -116,6 +117,25 @@ queue_cancel(struct arec *a, const struct sr_unit *u)
 	a->cancels[a->ncancels].unit = u->id;
 	a->cancels[a->ncancels++].attempt = u->attempt;
 	return (0);
+}
+
+void
+sr_co_recancel(struct coord *c, struct arec *a, const Shardrun__Heartbeat *h)
+{
+	for (size_t i = 0; i < h->n_running; i++) {
+		struct sr_unit *u = sr_plan_unit(&c->plan, h->running[i]->unit);
+
+		/* Done without all its results: only a cancelled attempt
+		 * (or one requeued after a loss) ends that way. */
+		if (u != NULL && u->state == SR_UNIT_DONE &&
+		    u->attempt == h->running[i]->attempt &&
+		    u->ngot < u->nfiles) {
+			sr_debug("agent %s still runs cancelled unit %u: "
+			         "cancelled again",
+			         a->name, u->id);
+			(void) queue_cancel(a, u);
+		}
+	}
 }
 
 void

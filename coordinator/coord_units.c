@@ -237,15 +237,13 @@ track_running(struct arec *a, uint32_t id)
 	return (0);
 }
 
-void
+int
 sr_co_assign(struct coord *c, struct arec *a, unsigned slot, struct sr_unit *u)
 {
-	if (track_running(a, u->id) != 0 ||
-	    sr_grow(&a->out_units, &a->outcap, a->nout, sizeof(*a->out_units),
-	            16) != 0) {
-		sr_plan_push(&c->plan, u);
-		return;
-	}
+	if (sr_grow(&a->out_units, &a->outcap, a->nout, sizeof(*a->out_units),
+	            16) != 0 ||
+	    track_running(a, u->id) != 0)
+		return (SR_ENOMEM);      /* nothing changed */
 	a->out_units[a->nout++] = u->id; /* sent by sr_co_flush */
 	u->state = SR_UNIT_RUNNING;
 	u->agent = a;
@@ -264,6 +262,15 @@ sr_co_assign(struct coord *c, struct arec *a, unsigned slot, struct sr_unit *u)
 	}
 	if (u->serial)
 		c->serial_running = true;
+	return (0);
+}
+
+/* Assign a unit taken from the queue, or put it back. */
+static void
+assign_taken(struct coord *c, struct arec *a, unsigned slot, struct sr_unit *u)
+{
+	if (sr_co_assign(c, a, slot, u) != 0)
+		(void) sr_plan_push(&c->plan, u);
 }
 
 static bool
@@ -296,7 +303,7 @@ prefetch(struct coord *c, struct arec *a, struct pick *pk)
 			continue;
 		if ((u = sr_plan_take(&c->plan, prefetchable, pk)) == NULL)
 			return;
-		sr_co_assign(c, a, s, u);
+		assign_taken(c, a, s, u);
 	}
 }
 
@@ -312,7 +319,7 @@ dispatch_agent(struct coord *c, struct arec *a)
 		if (!a->waiting[s] || a->exclusive)
 			continue;
 		if ((u = sr_plan_take(&c->plan, eligible, &pk)) != NULL)
-			sr_co_assign(c, a, s, u);
+			assign_taken(c, a, s, u);
 		else if (!sr_co_speculate(c, a, s))
 			return;
 	}

@@ -644,22 +644,30 @@ sr_node_flush(struct sr_node *n)
 		(void) peer_flush(n, n->peers[i]);
 }
 
+/* Room for nng's own header: a message over the receiver's limit would
+ * cost the connection. */
+#define OUTBOX_MAX (SR_MAX_FRAME - 256)
+
 static int
 outbox_add(struct sr_node *n, struct sr_peer *p, const uint8_t *f, size_t len)
 {
 	uint8_t hdr[5] = {SR_FRAME_MULTI, (uint8_t) (len >> 24),
 	                  (uint8_t) (len >> 16), (uint8_t) (len >> 8),
 	                  (uint8_t) len};
+	size_t was;
 	int rv;
 
-	if (p->out.len + 4 + len > SR_MAX_FRAME && (rv = peer_flush(n, p)) != 0)
+	if (p->out.len + 4 + len > OUTBOX_MAX && (rv = peer_flush(n, p)) != 0)
 		return (rv);
-	if (1 + 4 + len > SR_MAX_FRAME)
+	if (1 + 4 + len > OUTBOX_MAX)
 		return (raw_send(n, p->id, f, len)); /* alone, as it is */
+	was = p->out.len;
 	if ((rv = sr_buf_append(&p->out, p->out.len == 0 ? hdr : hdr + 1,
 	                        p->out.len == 0 ? 5 : 4)) != 0 ||
-	    (rv = sr_buf_append(&p->out, f, len)) != 0)
+	    (rv = sr_buf_append(&p->out, f, len)) != 0) {
+		p->out.len = was; /* not half a frame */
 		return (rv);
+	}
 	p->nout++;
 	return (0);
 }
