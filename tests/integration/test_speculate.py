@@ -107,6 +107,25 @@ class Speculate(srtest.TestCase):
         self.assertEqual(r.json["backups"], 0, r)
         self.assertGreater(wall, 4, r)
 
+    def test_no_backup_while_work_is_held_back(self):
+        # The slow file is late while the exclusive file waits for the
+        # agent to drain: the idle slot must not start a backup, which
+        # would hold the exclusive file back longer still.
+        ws = self.ws
+        ws.write("tests/test_a_slow.py",
+                 "import time\ndef test_slow():\n    time.sleep(4)\n")
+        ws.write("tests/test_b_excl.py",
+                 "import pytest\n@pytest.mark.exclusive\n"
+                 "def test_alone():\n    pass\n")
+        names = ["tests/test_a_slow.py", "tests/test_b_excl.py"]
+        hist = {"version": 1, "files": {
+            n: {"duration_s": 0.3, "runs": 3} for n in names}}
+        ws.write(".shardrun/durations.json", json.dumps(hist))
+        r = srtest.run(ws, ["-n", "2", "--speculate", "on", "tests"])
+        self.assertEqual(r.code, 0, r)
+        self.assert_one_result_per_file(r, names)
+        self.assertEqual(r.json["backups"], 0, r)
+
     def test_backup_through_the_fork_server(self):
         ws = self.ws
         names = ["tests/test_q%d.py" % i for i in range(3)]
