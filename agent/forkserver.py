@@ -8,8 +8,17 @@
 # again. If a thread exists at fork time (an import started one), forking
 # would be unsafe: the server says so and the agent spawns the file plainly.
 #
+# pytest's configuration (its command line, ini file, plugins, the
+# conftest.py files above the test file) is parsed once per directory and
+# kept: each child starts its session from a copy of it, which halves what
+# a short file costs. Only the file arguments differ between the files of
+# one directory, and they decide nothing that parsing fixes: the rootdir,
+# the ini file and the initial conftests all come from the directory.
+#
 # Protocol: newline-delimited JSON over a Unix socket (path in argv[1]).
-#   agent -> server  {"run": {"args", "cwd", "log", "env"}} | {"signal": N}
+#   agent -> server  {"run": {"args", "files", "cwd", "log", "env"}}
+#                    | {"signal": N}
+#                    ("files": which of the args name the file or its ids)
 #   server -> agent  {"ready": true} | {"nofork": why} | {"pid": P}
 #                    | {"status": S}   (a raw wait status)
 # argv[2]: the workspace root; then "-d DIR" (put on sys.path) and the
@@ -49,14 +58,108 @@ def preload(root, dirs, modules):
             importlib.import_module("_pytest." + name)
         except Exception:
             pass
-    for name in modules:
+    for name in modules + ["pdb"]:  # pytest's debugging plugin wants pdb
         try:
             __import__(name)
         except Exception:
             pass  # the test itself will report a broken import
 
 
-def child(req):
+# What differs between two attempts of one slot beyond the file; kept out
+# of the environment the configuration is parsed in.
+PER_FILE_ENV = ("SHARDRUN_FILE", "SHARDRUN_ATTEMPT")
+MAX_CONFIGS = 64
+configs = {}  # shape -> (config, its file arguments) | None: cannot
+
+
+def shape(req):
+    """What a parsed configuration depends on: everything but the file
+    arguments, and the directories (and existence) of the files."""
+    args, files, cwd = req["args"], req.get("files") or [], req["cwd"]
+    if not files or any(f not in args for f in files):
+        return None
+    paths = {f.split("::", 1)[0] for f in files}
+    where = tuple(sorted((os.path.dirname(p),
+                          os.path.exists(os.path.join(cwd, p)))
+                         for p in paths))
+    env = tuple(sorted((k, v) for k, v in req["env"].items()
+                       if k not in PER_FILE_ENV))
+    return (cwd, tuple(a for a in args if a not in files), where, env)
+
+
+def parse_config(req):
+    """pytest's configuration for this request, parsed here; None when it
+    cannot be (the child then runs pytest.main and reports why)."""
+    os.chdir(req["cwd"])
+    os.environ.clear()
+    os.environ.update({k: v for k, v in req["env"].items()
+                       if k not in PER_FILE_ENV})
+    try:
+        from _pytest.config import _prepareconfig
+        config = _prepareconfig(list(req["args"]))
+    except (Exception, SystemExit):
+        return None
+    if not getattr(config, "args", None):  # --help, --version
+        config._ensure_unconfigure()
+        return None
+    # Output captured while the conftests loaded goes to our log; each
+    # child captures afresh into files of its own.
+    capman = config.pluginmanager.getplugin("capturemanager")
+    if capman is not None:
+        capman.stop_global_capturing()
+    return (config, list(req["files"]))
+
+
+def prepared(req):
+    key = shape(req)
+    if key is None:
+        return None
+    if key not in configs:
+        if len(configs) >= MAX_CONFIGS:
+            return None
+        configs[key] = parse_config(req)
+    return configs[key]
+
+
+def swap(seq, old, new):
+    """seq with the arguments in old replaced, where the first stood, by
+    new."""
+    out, done = [], False
+    for a in seq:
+        if a not in old:
+            out.append(a)
+        elif not done:
+            out.extend(new)
+            done = True
+    return out
+
+
+def run_prepared(entry, req):
+    """What pytest.main does after parsing, on the kept configuration with
+    this request's files."""
+    config, old = entry
+    new = list(req["files"])
+    config.args = swap(config.args, old, new)
+    for ns in (config.option, config.known_args_namespace):
+        ns.file_or_dir = swap(ns.file_or_dir, old, new)
+    params = config.invocation_params
+    config.invocation_params = type(params)(
+        args=tuple(req["args"]), plugins=params.plugins, dir=params.dir)
+    from _pytest.assertion.rewrite import AssertionRewritingHook
+    sys.meta_path[:] = [h for h in sys.meta_path
+                        if not isinstance(h, AssertionRewritingHook) or
+                        h.config is config]
+    capman = config.pluginmanager.getplugin("capturemanager")
+    if capman is not None:  # as pytest leaves it after parsing
+        capman.start_global_capturing()
+        capman.suspend_global_capture()
+    try:
+        return int(config.hook.pytest_cmdline_main(config=config))
+    finally:
+        config._ensure_unconfigure()
+
+
+def child(req, entry):
     os.setsid()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE,
                 signal.SIGCHLD):
@@ -72,8 +175,11 @@ def child(req):
     sys.argv = ["pytest"] + req["args"]
     code = 3
     try:
-        import pytest
-        code = int(pytest.main(req["args"]))
+        if entry is not None:
+            code = run_prepared(entry, req)
+        else:
+            import pytest
+            code = int(pytest.main(req["args"]))
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     except BaseException:
@@ -114,6 +220,7 @@ def handle(sock, msg, pid, namespaced):
         except OSError:
             pass
     elif "run" in msg and not pid:
+        entry = prepared(msg["run"])
         if threads() > 1:
             send(sock, {"nofork": "a thread exists in the server"})
             return 0
@@ -121,7 +228,7 @@ def handle(sock, msg, pid, namespaced):
         if pid == 0:
             sock.close()
             signal.set_wakeup_fd(-1)
-            child(msg["run"])
+            child(msg["run"], entry)
         send(sock, {"pid": pid})
     return pid
 

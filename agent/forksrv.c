@@ -172,20 +172,27 @@ env_object(const struct sr_strv *env)
 	return (o);
 }
 
-int
-sr_forksrv_run(struct sr_forksrv *fs, const struct sr_strv *args,
-               const char *cwd, const char *log, const struct sr_strv *env)
+static json_t *
+str_array(const struct sr_strv *v)
 {
 	json_t *a = json_array();
+
+	for (size_t i = 0; i < v->n; i++)
+		json_array_append_new(a, json_string(v->v[i]));
+	return (a);
+}
+
+int
+sr_forksrv_run(struct sr_forksrv *fs, const struct sr_fs_run *r)
+{
 	int rv;
 
 	if (fs->state != SR_FS_READY)
 		return (SR_EAGAIN);
-	for (size_t i = 0; i < args->n; i++)
-		json_array_append_new(a, json_string(args->v[i]));
-	rv = send_json(fs, json_pack("{s:{s:o, s:s, s:s, s:o}}", "run", "args",
-	                             a, "cwd", cwd, "log", log, "env",
-	                             env_object(env)));
+	rv = send_json(fs, json_pack("{s:{s:o, s:o, s:s, s:s, s:o}}", "run",
+	                             "args", str_array(r->args), "files",
+	                             str_array(r->files), "cwd", r->cwd, "log",
+	                             r->log, "env", env_object(r->env)));
 	if (rv == 0)
 		fs->state = SR_FS_BUSY;
 	return (rv);

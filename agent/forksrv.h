@@ -74,9 +74,21 @@ int sr_forksrv_start(struct sr_forksrv *fs, const struct sr_fs_start *st);
 int sr_forksrv_fd(const struct sr_forksrv *fs);
 /* Next event; SR_EAGAIN when none. */
 int sr_forksrv_read(struct sr_forksrv *fs, struct sr_fs_ev *ev);
-/* Run pytest with args in a fresh child; READY only. */
-int sr_forksrv_run(struct sr_forksrv *fs, const struct sr_strv *args,
-                   const char *cwd, const char *log, const struct sr_strv *env);
+struct sr_fs_run {
+	const struct sr_strv *args;  /* pytest's arguments (after -m pytest) */
+	const struct sr_strv *files; /* which of them name the file or its
+	                                test ids */
+	const char *cwd;
+	const char *log;
+	const struct sr_strv *env;
+};
+
+/*
+ * Run pytest in a fresh child; READY only. Knowing which arguments are the
+ * file lets the server parse pytest's configuration once for the files of
+ * one directory and give each child a copy of it.
+ */
+int sr_forksrv_run(struct sr_forksrv *fs, const struct sr_fs_run *r);
 /* Signal the running child's whole tree. */
 int sr_forksrv_signal(struct sr_forksrv *fs, int sig);
 void sr_forksrv_stop(struct sr_forksrv *fs);

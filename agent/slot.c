@@ -317,15 +317,24 @@ fs_launch(struct sr_slot *s, const struct sr_slot_env *e,
           const char *log)
 {
 	struct sr_strv args;
+	struct sr_strv one;
+	struct sr_fs_run r = {&args, &s->selectors, e->cfg->workspace, log,
+	                      env};
 	bool ok;
 
 	if (!fs_wanted(s, e) || s->fs_run != s->run ||
 	    s->fs.state != SR_FS_READY)
 		return (false);
 	sr_strv_init(&args);
-	ok = pytest_args(argv, &args) &&
-	     sr_forksrv_run(&s->fs, &args, e->cfg->workspace, log, env) == 0;
+	sr_strv_init(&one);
+	if (s->selectors.n == 0) {
+		r.files = &one;
+		if (sr_strv_push(&one, cur_file(s)) != 0)
+			return (false);
+	}
+	ok = pytest_args(argv, &args) && sr_forksrv_run(&s->fs, &r) == 0;
 	sr_strv_free(&args);
+	sr_strv_free(&one);
 	return (ok);
 }
 

@@ -109,5 +109,93 @@ class ForkServer(srtest.TestCase):
         self.assertEqual(self.ws.wait_no_survivors(3.0), [])
 
 
+# Kept configurations: a root conftest that logs each import of itself,
+# and two directories whose conftests differ.
+ROOT_CONFTEST = """
+import os
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                       "conftest-imports.log"), "a") as f:
+    f.write("%d\\n" % os.getpid())
+"""
+
+DIR_CONFTEST = """
+import pytest
+{addoption}
+@pytest.fixture
+def where():
+    return "{name}"
+"""
+
+ADDOPTION = """
+def pytest_addoption(parser):
+    parser.addoption("--colour", default="red")
+"""
+
+DIR_TEST = """
+import os
+import pytest
+
+def test_where(where, request):
+    # The child ran this very file, under its own directory's conftests.
+    assert os.environ["SHARDRUN_FILE"] == os.path.relpath(__file__)
+    assert where == "{name}"
+    if where == "a":
+        assert request.config.getoption("--colour") == "red"
+    else:  # b's files never load a's conftest, so the option is unknown
+        with pytest.raises(ValueError):
+            request.config.getoption("--colour")
+    assert {ok}
+"""
+
+
+class KeptConfig(srtest.TestCase):
+    """pytest's configuration parsed once per directory in the fork server,
+    each child starting its session from a copy of it."""
+
+    def suite(self, n, broken=False):
+        self.ws.write("conftest.py", ROOT_CONFTEST)
+        for name in ("a", "b"):
+            self.ws.write("tests/%s/conftest.py" % name, DIR_CONFTEST.format(
+                name=name, addoption=ADDOPTION if name == "a" else ""))
+            for i in range(n):
+                ok = not (name == "b" and i == 1)
+                self.ws.write("tests/%s/test_%02d.py" % (name, i),
+                              DIR_TEST.format(name=name, ok=ok))
+        if broken:
+            self.ws.write("tests/c/conftest.py", "raise RuntimeError('no')\n")
+            self.ws.write("tests/c/test_c.py", "def test_c():\n    pass\n")
+        return sorted("tests/%s/test_%02d.py" % (d, i) for d in "ab"
+                      for i in range(n))
+
+    def imports(self):
+        path = self.ws.path("conftest-imports.log")
+        with open(path) as f:
+            return len(f.read().split())
+
+    def test_each_file_its_own_session_on_its_directory_config(self):
+        files = self.suite(8)
+        r = srtest.run(self.ws, ["-n", "2", "--no-history"])
+        self.assertEqual(r.code, 1, r)
+        self.assert_one_result_per_file(r, files)
+        for f in files:
+            want = "failed" if f == "tests/b/test_01.py" else "passed"
+            self.assertEqual(r.file(f)["outcome"], want, (f, r))
+        # Parsed (and the conftests imported) once per directory and slot
+        # plus by files that ran before a server was ready - not per file.
+        self.assertLess(self.imports(), 10)
+
+    def test_same_outcomes_as_without_the_fork_server(self):
+        files = self.suite(3, broken=True) + ["tests/c/test_c.py"]
+        runs = {}
+        for fs in ("on", "off"):
+            r = srtest.run(self.ws, ["-n", "2", "--no-history",
+                                     "--forkserver", fs, "--reruns", "0"])
+            self.assert_one_result_per_file(r, files)
+            runs[fs] = (r.code, {f: (r.file(f)["outcome"],
+                                     r.file(f)["exit_code"]) for f in files})
+        self.assertEqual(runs["on"], runs["off"])
+        self.assertEqual(runs["on"][1]["tests/c/test_c.py"][0], "error")
+
+
 if __name__ == "__main__":
     srtest.main()
