@@ -661,11 +661,19 @@ search_path(const char *name, char *out, size_t outsz)
 	return (SR_ENOENT);
 }
 
-/* Run `path -c "import pytest"` with no shell and no output. */
+/*
+ * Ask path, with no shell and no output, whether it can import pytest.
+ * find_spec looks the package up without importing it: ~25 ms instead of
+ * ~0.25 s on every run. A pytest that is there but broken still fails
+ * every file with its own message.
+ */
 static int
 imports_pytest(const char *path, char *reason, size_t rsz)
 {
-	char *const argv[] = {(char *) path, "-c", "import pytest", NULL};
+	char *const argv[] = {(char *) path, "-c",
+	                      "import importlib.util as u, sys; "
+	                      "sys.exit(u.find_spec('pytest') is None)",
+	                      NULL};
 	posix_spawn_file_actions_t fa;
 	pid_t pid, w;
 	int status, rv;
