@@ -511,10 +511,12 @@ agent_fini(struct agent *a)
 			sr_slot_release(&a->slots[i]);
 	}
 	(void) sr_spawner_sweep(a->cfg->spawner);
-	/* Let the last frames (a refusal, final results) leave. */
+	/* Let the last frames (a refusal, final results) leave; after a
+	 * completed run the coordinator has everything and waits for none. */
 	if (a->node != NULL) {
 		sr_node_flush(a->node);
-		nng_msleep(100);
+		if (!a->complete)
+			nng_msleep(100);
 	}
 	sr_node_close(a->node);
 	if (a->tmp_root[0] != '\0')

@@ -57,8 +57,9 @@ struct agent {
 	char tmp_root[PATH_MAX];
 	uint64_t next_spawn_id;
 	struct sr_slot_env senv;
-	bool done;    /* once: the run is over */
-	bool ever_up; /* a session was authenticated */
+	bool done;     /* once: the run is over */
+	bool complete; /* once: the coordinator said it has every result */
+	bool ever_up;  /* a session was authenticated */
 	int status;
 };
 

@@ -346,6 +346,7 @@ on_shutdown(struct agent *a, struct session *s, const Shardrun__Envelope *env)
 		return;
 	}
 	a->done = true;
+	a->complete = env->shutdown->done;
 	if (!env->shutdown->done) /* aborted, not completed */
 		a->status = SR_ECLOSED;
 }

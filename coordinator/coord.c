@@ -311,6 +311,35 @@ loop(struct coord *c)
 	}
 }
 
+/*
+ * Let the shutdown frames leave before the socket closes: until every agent
+ * has hung up (each does on its Shutdown), at most limit_s. What arrives
+ * meanwhile is dropped: the run is over.
+ */
+static void
+linger(struct coord *c, double limit_s)
+{
+	double end = sr_now() + limit_s;
+	struct pollfd pfd[2];
+	int fds[2];
+
+	sr_node_fds(c->node, fds);
+	pfd[0] = (struct pollfd){fds[0], POLLIN, 0};
+	pfd[1] = (struct pollfd){fds[1], POLLIN, 0};
+	for (double now = sr_now(); c->agents != NULL && now < end;
+	     now = sr_now()) {
+		struct sr_event ev;
+
+		(void) poll(pfd, 2, (int) ((end - now) * 1000) + 1);
+		while (sr_node_poll(c->node, &ev) == 0) {
+			if (ev.type == SR_EV_DOWN && ev.peer->user != NULL)
+				arec_free(c, ev.peer->user);
+			else if (ev.type == SR_EV_MSG)
+				sr_wire_free(ev.env);
+		}
+	}
+}
+
 static int
 coord_open(struct coord *c)
 {
@@ -328,8 +357,6 @@ coord_open(struct coord *c)
 	return (0);
 }
 
-/* The bound over what actually ran: every file weighs its final attempt's
- * duration, and the serial group weighs the sum of its files. */
 /* The bound over what actually ran: every unit weighs its final attempt's
  * duration (each part of a split file apart), the serial group the sum of
  * its files. */
@@ -407,9 +434,8 @@ sr_coord_run(const struct sr_coord_cfg *cfg, struct sr_run_info *ri)
 	}
 	sr_progress_end(&c.prog);
 	fill_info(&c, ri);
-	/* Let the shutdown frames leave before the socket closes. */
 	if (c.node != NULL)
-		nng_msleep(50);
+		linger(&c, LINGER_S);
 	while (c.agents != NULL)
 		arec_free(&c, c.agents);
 	sr_node_close(c.node);

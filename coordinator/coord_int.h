@@ -16,6 +16,7 @@
 
 #define HANDSHAKE_S       10.0
 #define LOST_ASSIGNMENT_S 3.0
+#define LINGER_S          0.25 /* at most, for agents to hang up at the end */
 
 struct arec {
 	struct sr_peer *peer;
