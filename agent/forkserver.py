@@ -69,7 +69,39 @@ def preload(root, dirs, modules):
 # of the environment the configuration is parsed in.
 PER_FILE_ENV = ("SHARDRUN_FILE", "SHARDRUN_ATTEMPT")
 MAX_CONFIGS = 64
-configs = {}  # shape -> (config, its file arguments) | None: cannot
+configs = {}  # shape -> Kept | None: cannot be kept
+BASE = None   # the import state after preloading (see snapshot)
+
+
+class Kept:
+    """pytest's parsed configuration for one shape of request: the template
+    request's file arguments, and the interpreter's state right after the
+    parse (what its conftests imported, put on sys.path or in the
+    environment) - each configuration was parsed from BASE, so one
+    directory's conftests never see another's modules."""
+
+    def __init__(self, config, files):
+        self.config = config
+        self.files = files
+        self.state = snapshot()
+
+
+def snapshot():
+    return (dict(sys.modules), list(sys.path), list(sys.meta_path),
+            dict(os.environ))
+
+
+def restore(state, env=None):
+    modules, path, meta_path, environ = state
+    for name in [m for m in sys.modules if m not in modules]:
+        del sys.modules[name]
+    for name, mod in modules.items():
+        if sys.modules.get(name) is not mod:
+            sys.modules[name] = mod
+    sys.path[:] = path
+    sys.meta_path[:] = meta_path
+    os.environ.clear()
+    os.environ.update(environ if env is None else env)
 
 
 def shape(req):
@@ -87,27 +119,42 @@ def shape(req):
     return (cwd, tuple(a for a in args if a not in files), where, env)
 
 
+def flush():
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
 def parse_config(req):
-    """pytest's configuration for this request, parsed here; None when it
-    cannot be (the child then runs pytest.main and reports why)."""
+    """pytest's configuration for this request, parsed here from BASE; None
+    when it cannot be kept (the child then runs pytest.main, which reports
+    whatever went wrong as it would without us)."""
+    restore(BASE, {k: v for k, v in req["env"].items()
+                   if k not in PER_FILE_ENV})
     os.chdir(req["cwd"])
-    os.environ.clear()
-    os.environ.update({k: v for k, v in req["env"].items()
-                       if k not in PER_FILE_ENV})
     try:
         from _pytest.config import _prepareconfig
         config = _prepareconfig(list(req["args"]))
-    except (Exception, SystemExit):
+    except BaseException:  # pytest.skip() in a conftest is one
         return None
-    if not getattr(config, "args", None):  # --help, --version
+    finally:
+        flush()
+    files = list(req["files"])
+    kept = [config.args, config.option.file_or_dir,
+            config.known_args_namespace.file_or_dir]
+    if not all(f in seq for seq in kept for f in files):
+        # --help, or a plugin rewrote the file arguments: a copy could not
+        # be pointed at another file.
         config._ensure_unconfigure()
         return None
-    # Output captured while the conftests loaded goes to our log; each
-    # child captures afresh into files of its own.
+    # pytest leaves its global capture suspended after parsing; what the
+    # conftests printed meanwhile goes to our log, not to every child.
     capman = config.pluginmanager.getplugin("capturemanager")
     if capman is not None:
-        capman.stop_global_capturing()
-    return (config, list(req["files"]))
+        out, err = capman.read_global_capture()
+        sys.stdout.write(out)
+        sys.stderr.write(err)
+        flush()
+    return Kept(config, files)
 
 
 def prepared(req):
@@ -134,32 +181,54 @@ def swap(seq, old, new):
     return out
 
 
-def run_prepared(entry, req):
+def rehome_capture(config):
+    """The global capture was started in the server: point what it restores
+    at this child's stdin, log and log, and give it files of its own to
+    capture into (streams a conftest took from it stay valid)."""
+    import tempfile
+    capman = config.pluginmanager.getplugin("capturemanager")
+    multi = getattr(capman, "_global_capturing", None)
+    for cap in (getattr(multi, n, None) for n in ("in_", "out", "err")):
+        save = getattr(cap, "targetfd_save", None)
+        if save is None:
+            continue
+        os.dup2(cap.targetfd, save)
+        if cap.targetfd != 0:
+            fresh = tempfile.TemporaryFile(buffering=0)
+            os.dup2(fresh.fileno(), cap.tmpfile.fileno())
+            fresh.close()
+
+
+def run_prepared(kept, req):
     """What pytest.main does after parsing, on the kept configuration with
     this request's files."""
-    config, old = entry
+    from _pytest.config import UsageError
+    config = kept.config
+    env = dict(kept.state[3])
+    env.update({k: v for k, v in req["env"].items() if k in PER_FILE_ENV})
+    restore(kept.state, env)
+    rehome_capture(config)
     new = list(req["files"])
-    config.args = swap(config.args, old, new)
+    config.args = swap(config.args, kept.files, new)
     for ns in (config.option, config.known_args_namespace):
-        ns.file_or_dir = swap(ns.file_or_dir, old, new)
+        ns.file_or_dir = swap(ns.file_or_dir, kept.files, new)
     params = config.invocation_params
     config.invocation_params = type(params)(
         args=tuple(req["args"]), plugins=params.plugins, dir=params.dir)
-    from _pytest.assertion.rewrite import AssertionRewritingHook
-    sys.meta_path[:] = [h for h in sys.meta_path
-                        if not isinstance(h, AssertionRewritingHook) or
-                        h.config is config]
-    capman = config.pluginmanager.getplugin("capturemanager")
-    if capman is not None:  # as pytest leaves it after parsing
-        capman.start_global_capturing()
-        capman.suspend_global_capture()
     try:
-        return int(config.hook.pytest_cmdline_main(config=config))
-    finally:
-        config._ensure_unconfigure()
+        try:
+            return int(config.hook.pytest_cmdline_main(config=config))
+        finally:
+            config._ensure_unconfigure()
+    except UsageError as e:  # a file gone, an unknown test id
+        from _pytest._io import TerminalWriter
+        tw = TerminalWriter(sys.stderr)
+        for msg in e.args:
+            tw.line(f"ERROR: {msg}\n", red=True)
+        return 4
 
 
-def child(req, entry):
+def child(req, kept):
     os.setsid()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE,
                 signal.SIGCHLD):
@@ -170,24 +239,23 @@ def child(req, entry):
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.chdir(req["cwd"])
-    os.environ.clear()
-    os.environ.update(req["env"])
     sys.argv = ["pytest"] + req["args"]
-    code = 3
+    code = 1
     try:
-        if entry is not None:
-            code = run_prepared(entry, req)
+        if kept is not None:
+            code = run_prepared(kept, req)
         else:
+            restore(BASE, req["env"])
             import pytest
             code = int(pytest.main(req["args"]))
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
-    except BaseException:
+    except BaseException:  # uncaught: as the interpreter would end
         import traceback
         traceback.print_exc()
+        code = 1
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        flush()
     os._exit(code)
 
 
@@ -220,7 +288,7 @@ def handle(sock, msg, pid, namespaced):
         except OSError:
             pass
     elif "run" in msg and not pid:
-        entry = prepared(msg["run"])
+        kept = prepared(msg["run"])
         if threads() > 1:
             send(sock, {"nofork": "a thread exists in the server"})
             return 0
@@ -228,7 +296,7 @@ def handle(sock, msg, pid, namespaced):
         if pid == 0:
             sock.close()
             signal.set_wakeup_fd(-1)
-            child(msg["run"], entry)
+            child(msg["run"], kept)
         send(sock, {"pid": pid})
     return pid
 
@@ -291,6 +359,8 @@ def main():
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(path)
     preload(root, dirs, modules)
+    global BASE
+    BASE = snapshot()
     if threads() > 1:
         send(sock, {"nofork": "importing the preloaded modules started a "
                               "thread"})

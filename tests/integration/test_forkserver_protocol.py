@@ -1,0 +1,177 @@
+"""The fork server driven directly over its socket, file by file, against a
+plain `python3 -m pytest` of the same arguments: the exit status of every
+file must be the same, whichever directory's configuration the server
+parsed before."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import unittest
+
+PY = "/usr/bin/python3"
+SERVER = os.path.join(os.environ.get("SR_SOURCE_DIR", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..")),
+    "agent", "forkserver.py")
+
+FILES = {
+    # Imported by the root conftest: an environment variable set, a logging
+    # handler bound to the stream pytest captures into while conftests load.
+    "conftest.py": """
+        import logging, os, sys
+        os.environ.setdefault("FROM_CONFTEST", "yes")
+        logging.basicConfig(stream=sys.stderr)
+        print("root conftest imported")
+        """,
+    # Two directories whose conftests import a helper module of one name.
+    "tests/a/helpers.py": "NAME = 'a'\n",
+    "tests/b/helpers.py": "NAME = 'b'\n",
+    "tests/a/conftest.py": "import helpers\n",
+    "tests/b/conftest.py": "import helpers\n",
+    "tests/a/test_a.py": """
+        import logging, os
+        import helpers
+
+        def test_a():
+            logging.getLogger("t").warning("to the captured stream")
+            assert os.environ.get("FROM_CONFTEST") == "yes"
+            assert os.environ["SHARDRUN_FILE"] == "tests/a/test_a.py"
+            assert helpers.NAME == "a"
+        """,
+    "tests/a/test_fail.py": """
+        def test_fail():
+            assert False
+        """,
+    "tests/b/test_b.py": """
+        import logging
+        import helpers
+
+        def test_b():
+            logging.getLogger("t").warning("to the captured stream")
+            assert helpers.NAME == "b"
+        """,
+    # A conftest that skips its whole directory when imported.
+    "tests/c/conftest.py": """
+        import pytest
+        pytest.skip("not here", allow_module_level=True)
+        """,
+    "tests/c/test_c.py": "def test_c():\n    pass\n",
+}
+
+# (file arguments, what they name) in the order the server gets them: b's
+# configuration is parsed between a's files, then a file gone, an unknown
+# test id, and a directory whose conftest skips.
+RUNS = [
+    ["tests/a/test_a.py"],
+    ["tests/b/test_b.py"],
+    ["tests/a/test_fail.py"],
+    ["tests/a/test_a.py"],
+    ["tests/a/test_gone.py"],
+    ["tests/a/test_a.py::test_nope"],
+    ["tests/a/test_a.py::test_a"],
+    ["tests/c/test_c.py"],
+    ["tests/b/test_b.py"],
+]
+
+
+class Server:
+    def __init__(self, root, tmp):
+        path = os.path.join(tmp, "fs.sock")
+        self.lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.lsock.bind(path)
+        self.lsock.listen(1)
+        self.log = open(os.path.join(tmp, "server.log"), "w")
+        self.proc = subprocess.Popen([PY, SERVER, path, root],
+                                     stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=self.log)
+        self.lsock.settimeout(30)
+        self.sock, _ = self.lsock.accept()
+        self.sock.settimeout(60)
+        self.buf = b""
+
+    def recv(self):
+        while b"\n" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError("the server went away")
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def run(self, req):
+        self.sock.sendall((json.dumps({"run": req}) + "\n").encode())
+        first = self.recv()
+        if "nofork" in first:
+            raise AssertionError("server refused: %s" % first)
+        return self.recv()["status"]
+
+    def close(self):
+        self.sock.close()
+        self.proc.wait(timeout=30)
+        self.log.close()
+        self.lsock.close()
+
+
+class ForkServerProtocol(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="sr-fsp-")
+        self.ws = os.path.join(self.tmp, "ws")
+        for rel, text in FILES.items():
+            path = os.path.join(self.ws, rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.write(textwrap.dedent(text))
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def request(self, files, log, n):
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("PYTEST")}
+        env.update({"SHARDRUN_FILE": files[0].split("::")[0],
+                    "SHARDRUN_ATTEMPT": str(n),
+                    "PYTHONDONTWRITEBYTECODE": "1"})
+        args = ["-q", "-p", "no:cacheprovider",
+                "--junitxml=" + os.path.join(self.tmp, "junit.xml")] + files
+        return {"args": args, "files": files, "cwd": self.ws, "log": log,
+                "env": env}
+
+    def plain(self, req):
+        r = subprocess.run([PY, "-m", "pytest"] + req["args"],
+                           cwd=req["cwd"], env=req["env"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=120)
+        return r.returncode, r.stdout
+
+    def test_each_file_as_a_plain_pytest_run_would_end(self):
+        server = Server(self.ws, self.tmp)
+        codes = []
+        try:
+            self.assertEqual(server.recv(), {"ready": True})
+            for n, files in enumerate(RUNS):
+                log = os.path.join(self.tmp, "run-%d.log" % n)
+                req = self.request(files, log, n)
+                status = server.run(req)
+                with open(log) as f:
+                    out = f.read()
+                code, plain_out = self.plain(req)
+                codes.append(code)
+                self.assertTrue(os.WIFEXITED(status), (files, status, out))
+                self.assertEqual(os.WEXITSTATUS(status), code,
+                                 (files, out, plain_out))
+                self.assertNotIn("Logging error", out, files)
+                # What the conftests printed while the server parsed went
+                # to its log, not into every child's.
+                if "root conftest imported" not in plain_out:
+                    self.assertNotIn("root conftest imported", out, files)
+        finally:
+            server.close()
+        # Passed, failed, usage error (a file gone, an unknown id) all came.
+        self.assertLessEqual({0, 1, 4}, set(codes))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
