@@ -43,6 +43,7 @@ sr_agent_cfg_init(struct sr_agent_cfg *c)
 	c->transient_retries = 4;
 	c->backoff_s = 0.5;
 	c->lost_s = 15.0;
+	c->prepare_timeout_s = 600.0;
 	c->forkserver = true;
 	sr_strv_init(&c->listen);
 	sr_strv_init(&c->connect);
@@ -324,6 +325,7 @@ session_timers(struct agent *a, double now)
 
 		if (s->checking)
 			sr_ag_check_step(a, s);
+		sr_ag_prepare_tick(a, s, now);
 		if ((s->welcomed || s->checking || s->preparing) &&
 		    now - s->last_hb >= s->hb_s) {
 			s->last_hb = now;

@@ -44,11 +44,13 @@ struct sr_agent_cfg {
 	struct sr_strv prepare;      /* fleet: commands run before a run at
 	                                another commit, with {commit} and
 	                                {workspace}; no shell */
+	double prepare_timeout_s;    /* one prepare command; then killed */
 	volatile sig_atomic_t *stop; /* set to ask the agent to stop */
 };
 
 /* Defaults: slots = CPUs, grace 5 s, 4 transient retries, backoff 0.5 s,
- * coordinator lost after 15 s of silence. */
+ * coordinator lost after 15 s of silence, a prepare command killed after
+ * 600 s. */
 void sr_agent_cfg_init(struct sr_agent_cfg *c);
 /* Run until stopped (or, with once, until a run is over). Returns 0, or
  * an error when the agent could not start or a run was refused. */

@@ -30,6 +30,8 @@ struct session {
 	bool preparing; /* the prepare commands are running */
 	size_t prep_step;
 	uint64_t prep_id; /* the running command's spawn id */
+	double prep_deadline;
+	bool prep_killed; /* it ran out of time */
 	char prep_commit[41];
 	struct sr_wscheck check;
 	bool over;              /* Shutdown received */
@@ -72,6 +74,8 @@ void sr_ag_withdraw(struct agent *a, unsigned slot);
 /* Start preparing the workspace for this commit: SR_EAGAIN when there is
  * nothing to prepare, 0 when a command runs (its exit comes later). */
 int sr_ag_prepare(struct agent *a, struct session *s, const char *commit);
+/* Kill a prepare command that has run out of time. */
+void sr_ag_prepare_tick(struct agent *a, struct session *s, double now);
 void sr_ag_prepare_exit(struct agent *a, struct session *s,
                         const struct sr_spawn_ev *ev);
 

@@ -58,7 +58,8 @@ usage(FILE *f)
 	      "TEMPLATE [--exit-codes MAP]]\n"
 	      "           [--kill-grace S] [--lost S] [--forkserver on|off] "
 	      "[-v]\n"
-	      "           [--prepare 'CMD with {commit} {workspace}']...\n",
+	      "           [--prepare 'CMD with {commit} {workspace}']... "
+	      "[--prepare-timeout S]\n",
 	      f);
 }
 
@@ -78,10 +79,26 @@ static const struct option longopts[] = {
     {"lost", required_argument, NULL, 'L'},
     {"forkserver", required_argument, NULL, 'F'},
     {"prepare", required_argument, NULL, 'P'},
+    {"prepare-timeout", required_argument, NULL, 'T'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
+
+static int
+parse_seconds(const char *opt, const char *s, double *out)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || *end != '\0' || !(v > 0) || v > 1e7) {
+		sr_error("%s: expected a number of seconds > 0, got '%s'", opt,
+		         s);
+		return (SR_EINVAL);
+	}
+	*out = v;
+	return (0);
+}
 
 static int
 parse_slots(struct aopts *o, const char *s)
@@ -145,6 +162,9 @@ parse_opt(struct aopts *o, int c, const char *arg)
 		return (0);
 	case 'P':
 		return (sr_strv_push(&o->cfg.prepare, arg));
+	case 'T':
+		return (parse_seconds("--prepare-timeout", arg,
+		                      &o->cfg.prepare_timeout_s));
 	case 'v':
 		sr_log_set_level(sr_log_level() + 1);
 		return (0);

@@ -11,6 +11,7 @@
  * feet: a run needing another commit is refused while one is served.
  */
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +102,8 @@ run_step(struct agent *a, struct session *s)
 		sr_info("preparing the workspace: %s",
 		        a->cfg->prepare.v[s->prep_step]);
 		s->prep_id = a->next_spawn_id++;
+		s->prep_deadline = sr_now() + a->cfg->prepare_timeout_s;
+		s->prep_killed = false;
 		req.id = s->prep_id;
 		req.argv = (const char *const *) argv.v;
 		req.envp = (const char *const *) a->env.v;
@@ -139,6 +142,20 @@ sr_ag_prepare(struct agent *a, struct session *s, const char *commit)
 	return (0);
 }
 
+/* A prepare command that hangs (a fetch from a server that stopped
+ * answering) must not hold the run: kill it when its time is up; its exit
+ * then refuses the run. */
+void
+sr_ag_prepare_tick(struct agent *a, struct session *s, double now)
+{
+	if (!s->preparing || s->prep_killed || now < s->prep_deadline)
+		return;
+	sr_warn("the prepare command ran out of time (%.0f s): killing it",
+	        a->cfg->prepare_timeout_s);
+	s->prep_killed = true;
+	(void) sr_spawner_kill(a->cfg->spawner, s->prep_id, SIGKILL);
+}
+
 void
 sr_ag_prepare_exit(struct agent *a, struct session *s,
                    const struct sr_spawn_ev *ev)
@@ -161,7 +178,8 @@ sr_ag_prepare_exit(struct agent *a, struct session *s,
 	s->preparing = false;
 	log_path(a, log, sizeof(log));
 	(void) sr_read_tail(log, 4000, &tail, NULL);
-	snprintf(why, sizeof(why), "the prepare command failed (%s): %s%s",
+	snprintf(why, sizeof(why), "the prepare command %s (%s): %s%s",
+	         s->prep_killed ? "timed out" : "failed",
 	         a->cfg->prepare
 	             .v[s->prep_step < a->cfg->prepare.n ? s->prep_step : 0],
 	         ev->err ? "could not start: " : "", tail != NULL ? tail : "");

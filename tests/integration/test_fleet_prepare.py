@@ -39,12 +39,15 @@ class FleetPrepare(srtest.TestCase):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+        if getattr(self, "log", None) is not None:
+            self.log.close()
         super().tearDown()
 
-    def fleet(self, prepare):
+    def fleet(self, prepare, extra=()):
         cmd = [srtest.SHARDRUN_AGENT, "--listen",
                "tcp://127.0.0.1:%d" % self.port, "--workspace", self.agent_ws,
                "--slots", "2", "--cluster-key-file", self.key, "-v"]
+        cmd += list(extra)
         for p in prepare:
             cmd += ["--prepare", p]
         self.log = open(self.ws.path("fleet.log"), "w")
@@ -87,6 +90,41 @@ class FleetPrepare(srtest.TestCase):
         r = self.run_once()
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         self.assertIn("prepare command failed", r.stderr)
+
+    def test_hanging_prepare_is_killed_and_refuses(self):
+        fleet = self.fleet(["sleep 37.25"], ["--prepare-timeout", "1"])
+        t0 = time.monotonic()
+        r = self.run_once()
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("prepare command timed out", r.stderr)
+        self.assertLess(time.monotonic() - t0, 20)
+        self.assertEqual(sleepers("37.25"), [])
+        # The fleet agent goes on serving.
+        self.assertIsNone(fleet.poll())
+
+    def test_prepare_timeout_must_be_seconds(self):
+        r = subprocess.run([srtest.SHARDRUN_AGENT, "--prepare-timeout", "0",
+                            "--listen", "tcp://127.0.0.1:1", "--workspace",
+                            self.agent_ws, "--cluster-key-file", self.key],
+                           capture_output=True, text=True, timeout=30,
+                           env=srtest.env_for_tests())
+        self.assertEqual(r.returncode, 2, r)
+        self.assertIn("--prepare-timeout", r.stderr)
+
+
+def sleepers(arg):
+    """pids of live `sleep ARG` processes."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv[:2] == [b"sleep", arg.encode()] or \
+                argv[1:2] == [arg.encode()] and argv[0].endswith(b"/sleep"):
+            found.append(int(pid))
+    return found
 
 
 if __name__ == "__main__":
