@@ -25,6 +25,7 @@ extern char **environ;
 
 #define RESEND_S    2.0
 #define HANDSHAKE_S 10.0
+#define HANGUPS_MAX 3u /* mid-handshake hang-ups before a CI agent gives up */
 
 int
 sr_ag_send(struct agent *a, struct session *s, Shardrun__Envelope *e)
@@ -404,7 +405,9 @@ spawner_events(struct agent *a)
 }
 
 /* A CI agent that cannot authenticate gives up with a clear error instead
- * of redialling forever; a fleet agent keeps refusing strangers. */
+ * of redialling forever; a fleet agent keeps refusing strangers. A
+ * coordinator that hangs up mid-handshake again and again (it uses the other
+ * kind of key: it cannot even read our hello) is a refusal too. */
 static void
 check_refused(struct agent *a)
 {
@@ -412,6 +415,16 @@ check_refused(struct agent *a)
 
 	if (!a->cfg->once || a->ever_up)
 		return;
+	if (st->handshake_hangups >= HANGUPS_MAX) {
+		sr_error("the coordinator closed the connection during the "
+		         "handshake %u times: it does not accept this agent's "
+		         "credentials (a cluster key on one side and node keys "
+		         "on the other?)",
+		         HANGUPS_MAX);
+		a->status = SR_EAUTH;
+		a->done = true;
+		return;
+	}
 	if (st->auth_failures > 0 || st->versions > 0 ||
 	    st->handshake_failures > 0) {
 		sr_error("the coordinator did not accept this agent's "

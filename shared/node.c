@@ -385,10 +385,12 @@ apply_pipe_event(struct sr_node *n, const struct pipe_ev *e)
 	peer_remove(n, idx);
 	if (p->up)
 		return (p);
-	if (!p->dead)
+	if (!p->dead) {
+		n->stats.handshake_hangups++;
 		sr_warn("%s closed the connection during the handshake (a "
 		        "different key on its side?)",
 		        p->addr);
+	}
 	peer_free(p);
 	return (NULL);
 }

@@ -205,6 +205,25 @@ class MultiHost(srtest.TestCase):
         with open(self.ws.path("agent2.log")) as f:
             self.assertIn("credentials", f.read())
 
+    def test_other_kind_of_key_gives_up_instead_of_redialling(self):
+        # The coordinator has a cluster key, the agent node keys: the
+        # coordinator cannot read the agent's hello and hangs up each time.
+        self.suite(2, 0.1)
+        subprocess.run([srtest.SHARDRUN, "keygen", "--node",
+                        self.ws.path("keys/odd")], check=True,
+                       capture_output=True)
+        self.ws.write("odd_authorized", "")
+        c = self.coordinator(agents_min=1, extra=["--wait", "20"])
+        odd = self.agent(2, extra=[
+            "--keys", self.ws.path("keys/odd"), "--authorized-keys",
+            self.ws.path("odd_authorized")])
+        self.assertEqual(odd.wait(timeout=20), 2)
+        with open(self.ws.path("agent2.log")) as f:
+            self.assertIn("credentials", f.read())
+        self.agent(1)
+        code, out, err, res = self.finish(c)
+        self.assertEqual(code, 0, err)
+
     def test_workspace_mismatch_is_refused(self):
         self.suite(4, 0.1)
         stale = self.ws.path("stale")

@@ -76,6 +76,7 @@ struct sr_node_stats {
 	uint64_t unauth_drops;       /* sealed frames before the handshake */
 	uint64_t oversized;          /* frames over SR_MAX_FRAME */
 	uint64_t handshake_failures; /* handshakes that failed, any reason */
+	uint64_t handshake_hangups;  /* the peer closed during the handshake */
 };
 
 struct sr_node;
