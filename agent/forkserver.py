@@ -9,11 +9,18 @@
 # would be unsafe: the server says so and the agent spawns the file plainly.
 #
 # pytest's configuration (its command line, ini file, plugins, the
-# conftest.py files above the test file) is parsed once per directory and
-# kept: each child starts its session from a copy of it, which halves what
-# a short file costs. Only the file arguments differ between the files of
-# one directory, and they decide nothing that parsing fixes: the rootdir,
-# the ini file and the initial conftests all come from the directory.
+# conftest.py files above the test file) is parsed once and kept: each
+# child starts its session from a copy of it, which halves what a short
+# file costs. Only the file arguments differ between the files it serves,
+# and they decide nothing that parsing fixes: the rootdir, the ini file and
+# the initial conftests all come from the file's directory. A server parses
+# at most one configuration in its life: parsing another would run the
+# conftests again in a process that already ran them (registries filled
+# twice, library patches applied twice, logging bound to the first parse's
+# capture). So when a file needs another one - or the parse fails, or
+# leaves a thread behind - the server replaces itself (exec, same pid, same
+# connection) with a fresh one that keeps nothing and runs pytest.main in
+# each child, and hands it the request.
 #
 # Protocol: newline-delimited JSON over a Unix socket (path in argv[1]).
 #   agent -> server  {"run": {"args", "files", "cwd", "log", "env"}}
@@ -22,7 +29,8 @@
 #   server -> agent  {"ready": true} | {"nofork": why} | {"pid": P}
 #                    | {"status": S}   (a raw wait status)
 # argv[2]: the workspace root; then "-d DIR" (put on sys.path) and the
-# modules to preload.
+# modules to preload; after an exec also "--no-keep", "--fd N" (the
+# connection) and "--pending N" (a file holding the request to serve).
 import json
 import os
 import select
@@ -68,40 +76,19 @@ def preload(root, dirs, modules):
 # What differs between two attempts of one slot beyond the file; kept out
 # of the environment the configuration is parsed in.
 PER_FILE_ENV = ("SHARDRUN_FILE", "SHARDRUN_ATTEMPT")
-MAX_CONFIGS = 64
-configs = {}  # shape -> Kept | None: cannot be kept
-BASE = None   # the import state after preloading (see snapshot)
+KEEP = True     # False once this server has given keeping up (--no-keep)
+KEPT = None     # (shape, Kept) after the one parse
+START_ENV = {}  # our environment at start, for an exec
 
 
 class Kept:
-    """pytest's parsed configuration for one shape of request: the template
-    request's file arguments, and the interpreter's state right after the
-    parse (what its conftests imported, put on sys.path or in the
-    environment) - each configuration was parsed from BASE, so one
-    directory's conftests never see another's modules."""
+    """pytest's parsed configuration, the template request's file arguments
+    and the environment the parse left (a conftest may set variables)."""
 
     def __init__(self, config, files):
         self.config = config
         self.files = files
-        self.state = snapshot()
-
-
-def snapshot():
-    return (dict(sys.modules), list(sys.path), list(sys.meta_path),
-            dict(os.environ))
-
-
-def restore(state, env=None):
-    modules, path, meta_path, environ = state
-    for name in [m for m in sys.modules if m not in modules]:
-        del sys.modules[name]
-    for name, mod in modules.items():
-        if sys.modules.get(name) is not mod:
-            sys.modules[name] = mod
-    sys.path[:] = path
-    sys.meta_path[:] = meta_path
-    os.environ.clear()
-    os.environ.update(environ if env is None else env)
+        self.env = dict(os.environ)
 
 
 def shape(req):
@@ -125,47 +112,68 @@ def flush():
 
 
 def parse_config(req):
-    """pytest's configuration for this request, parsed here from BASE; None
-    when it cannot be kept (the child then runs pytest.main, which reports
-    whatever went wrong as it would without us)."""
-    restore(BASE, {k: v for k, v in req["env"].items()
-                   if k not in PER_FILE_ENV})
-    os.chdir(req["cwd"])
+    """pytest's configuration for this request, parsed here; None when it
+    cannot be kept."""
+    os.environ.clear()
+    os.environ.update({k: v for k, v in req["env"].items()
+                       if k not in PER_FILE_ENV})
     try:
+        os.chdir(req["cwd"])
         from _pytest.config import _prepareconfig
         config = _prepareconfig(list(req["args"]))
+        files = list(req["files"])
+        kept = [config.args, config.option.file_or_dir,
+                config.known_args_namespace.file_or_dir]
+        if not all(f in seq for seq in kept for f in files):
+            # --help, or a plugin rewrote the file arguments: a copy could
+            # not be pointed at another file.
+            return None
+        # pytest leaves its global capture suspended after parsing; what
+        # the conftests printed meanwhile goes to our log, not to every
+        # child.
+        capman = config.pluginmanager.getplugin("capturemanager")
+        if capman is not None:
+            out, err = capman.read_global_capture()
+            sys.stdout.write(out)
+            sys.stderr.write(err)
+        flush()
+        return Kept(config, files)
     except BaseException:  # pytest.skip() in a conftest is one
         return None
-    finally:
-        flush()
-    files = list(req["files"])
-    kept = [config.args, config.option.file_or_dir,
-            config.known_args_namespace.file_or_dir]
-    if not all(f in seq for seq in kept for f in files):
-        # --help, or a plugin rewrote the file arguments: a copy could not
-        # be pointed at another file.
-        config._ensure_unconfigure()
+
+
+def prepared(sock, req):
+    """The kept configuration for this request; None to run pytest.main
+    (nothing parsed here yet, or keeping given up). When keeping cannot go
+    on, does not return: the server replaces itself (see the top)."""
+    global KEPT
+    if not KEEP:
         return None
-    # pytest leaves its global capture suspended after parsing; what the
-    # conftests printed meanwhile goes to our log, not to every child.
-    capman = config.pluginmanager.getplugin("capturemanager")
-    if capman is not None:
-        out, err = capman.read_global_capture()
-        sys.stdout.write(out)
-        sys.stderr.write(err)
-        flush()
-    return Kept(config, files)
-
-
-def prepared(req):
     key = shape(req)
-    if key is None:
+    if KEPT is None and key is None:
         return None
-    if key not in configs:
-        if len(configs) >= MAX_CONFIGS:
-            return None
-        configs[key] = parse_config(req)
-    return configs[key]
+    if KEPT is None:
+        kept = parse_config(req)
+        if kept is None or threads() > 1:
+            restart(sock, req)
+        KEPT = (key, kept)
+    if KEPT[0] != key:
+        restart(sock, req)
+    return KEPT[1]
+
+
+def restart(sock, req):
+    """exec a fresh server that keeps nothing; it serves req first."""
+    import tempfile
+    flush()
+    pending = tempfile.TemporaryFile()
+    pending.write(json.dumps(req).encode())
+    pending.flush()
+    for fd in (sock.fileno(), pending.fileno()):
+        os.set_inheritable(fd, True)
+    argv = list(sys.orig_argv) + ["--no-keep", "--fd", str(sock.fileno()),
+                                  "--pending", str(pending.fileno())]
+    os.execve(sys.executable, argv, START_ENV)
 
 
 def swap(seq, old, new):
@@ -204,9 +212,10 @@ def run_prepared(kept, req):
     this request's files."""
     from _pytest.config import UsageError
     config = kept.config
-    env = dict(kept.state[3])
-    env.update({k: v for k, v in req["env"].items() if k in PER_FILE_ENV})
-    restore(kept.state, env)
+    os.environ.clear()
+    os.environ.update(kept.env)
+    os.environ.update({k: v for k, v in req["env"].items()
+                       if k in PER_FILE_ENV})
     rehome_capture(config)
     new = list(req["files"])
     config.args = swap(config.args, kept.files, new)
@@ -245,7 +254,8 @@ def child(req, kept):
         if kept is not None:
             code = run_prepared(kept, req)
         else:
-            restore(BASE, req["env"])
+            os.environ.clear()
+            os.environ.update(req["env"])
             import pytest
             code = int(pytest.main(req["args"]))
     except SystemExit as e:
@@ -288,7 +298,7 @@ def handle(sock, msg, pid, namespaced):
         except OSError:
             pass
     elif "run" in msg and not pid:
-        kept = prepared(msg["run"])
+        kept = prepared(sock, msg["run"])
         if threads() > 1:
             send(sock, {"nofork": "a thread exists in the server"})
             return 0
@@ -301,12 +311,14 @@ def handle(sock, msg, pid, namespaced):
     return pid
 
 
-def serve(sock, namespaced):
+def serve(sock, namespaced, pending):
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     buf = b""
     pid = 0
+    if pending is not None:
+        pid = handle(sock, {"run": pending}, 0, namespaced)
     while True:
         if pid:
             done, status = os.waitpid(pid, os.WNOHANG)
@@ -340,11 +352,24 @@ def in_own_pid_namespace():
 
 
 def main():
+    global KEEP, START_ENV
+    START_ENV = dict(os.environ)
     path, root, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
-    dirs, modules = [], []
+    dirs, modules, fd, pending = [], [], -1, None
     while rest:
         if rest[0] == "-d" and len(rest) > 1:
             dirs.append(rest[1])
+            rest = rest[2:]
+        elif rest[0] == "--no-keep":
+            KEEP = False
+            rest = rest[1:]
+        elif rest[0] in ("--fd", "--pending") and len(rest) > 1:
+            if rest[0] == "--fd":
+                fd = int(rest[1])
+            else:
+                with os.fdopen(int(rest[1]), "rb") as f:
+                    f.seek(0)
+                    pending = json.loads(f.read())
             rest = rest[2:]
         else:
             modules.append(rest.pop(0))
@@ -356,17 +381,20 @@ def main():
         ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
     except Exception:
         pass
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(path)
+    if fd >= 0:
+        sock = socket.socket(fileno=fd)
+        os.set_inheritable(fd, False)
+    else:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(path)
     preload(root, dirs, modules)
-    global BASE
-    BASE = snapshot()
     if threads() > 1:
         send(sock, {"nofork": "importing the preloaded modules started a "
                               "thread"})
         return
-    send(sock, {"ready": True})
-    serve(sock, namespaced)
+    if pending is None:
+        send(sock, {"ready": True})
+    serve(sock, namespaced, pending)
 
 
 main()

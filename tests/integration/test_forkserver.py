@@ -149,8 +149,9 @@ def test_where(where, request):
 
 
 class KeptConfig(srtest.TestCase):
-    """pytest's configuration parsed once per directory in the fork server,
-    each child starting its session from a copy of it."""
+    """pytest's configuration parsed once in the fork server, each child
+    starting its session from a copy of it; files that need another
+    configuration get a server that keeps none."""
 
     def suite(self, n, broken=False):
         self.ws.write("conftest.py", ROOT_CONFTEST)
@@ -180,9 +181,21 @@ class KeptConfig(srtest.TestCase):
         for f in files:
             want = "failed" if f == "tests/b/test_01.py" else "passed"
             self.assertEqual(r.file(f)["outcome"], want, (f, r))
-        # Parsed (and the conftests imported) once per directory and slot
-        # plus by files that ran before a server was ready - not per file.
-        self.assertLess(self.imports(), 10)
+
+    def test_configuration_parsed_once_per_slot(self):
+        self.ws.write("conftest.py", ROOT_CONFTEST)
+        self.ws.write("tests/a/conftest.py", DIR_CONFTEST.format(
+            name="a", addoption=ADDOPTION))
+        files = []
+        for i in range(10):
+            files.append("tests/a/test_%02d.py" % i)
+            self.ws.write(files[-1], DIR_TEST.format(name="a", ok=True))
+        r = srtest.run(self.ws, ["-n", "2", "--no-history"])
+        self.assertEqual(r.code, 0, r)
+        self.assert_one_result_per_file(r, files)
+        # Parsed (and the conftests imported) once per slot, plus by files
+        # that ran before a server was ready - not once per file.
+        self.assertLess(self.imports(), 6)
 
     def test_same_outcomes_as_without_the_fork_server(self):
         files = self.suite(3, broken=True) + ["tests/c/test_c.py"]

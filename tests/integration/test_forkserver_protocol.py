@@ -22,10 +22,26 @@ FILES = {
     # handler bound to the stream pytest captures into while conftests load.
     "conftest.py": """
         import logging, os, sys
+        import models  # fills the preloaded registry: once per process
         os.environ.setdefault("FROM_CONFTEST", "yes")
         logging.basicConfig(stream=sys.stderr)
         print("root conftest imported")
         """,
+    "registry.py": """
+        NAMES = set()
+
+        def register(name):
+            if name in NAMES:
+                raise ValueError("already defined: " + name)
+            NAMES.add(name)
+        """,
+    "models.py": "import registry\nregistry.register('user')\n",
+    # A conftest that starts a thread when imported.
+    "threads/conftest.py": """
+        import threading, time
+        threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+        """,
+    "threads/test_t.py": "def test_t():\n    pass\n",
     # Two directories whose conftests import a helper module of one name.
     "tests/a/helpers.py": "NAME = 'a'\n",
     "tests/b/helpers.py": "NAME = 'b'\n",
@@ -78,13 +94,14 @@ RUNS = [
 
 
 class Server:
-    def __init__(self, root, tmp):
+    def __init__(self, root, tmp, preload=("registry",)):
         path = os.path.join(tmp, "fs.sock")
         self.lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.lsock.bind(path)
         self.lsock.listen(1)
         self.log = open(os.path.join(tmp, "server.log"), "w")
-        self.proc = subprocess.Popen([PY, SERVER, path, root],
+        self.proc = subprocess.Popen([PY, SERVER, path, root] +
+                                     list(preload),
                                      stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=self.log)
         self.lsock.settimeout(30)
@@ -146,12 +163,13 @@ class ForkServerProtocol(unittest.TestCase):
                            text=True, timeout=120)
         return r.returncode, r.stdout
 
-    def test_each_file_as_a_plain_pytest_run_would_end(self):
+    def serve(self, runs):
+        """Run each file through one server and plainly; the exit codes."""
         server = Server(self.ws, self.tmp)
         codes = []
         try:
             self.assertEqual(server.recv(), {"ready": True})
-            for n, files in enumerate(RUNS):
+            for n, files in enumerate(runs):
                 log = os.path.join(self.tmp, "run-%d.log" % n)
                 req = self.request(files, log, n)
                 status = server.run(req)
@@ -169,9 +187,17 @@ class ForkServerProtocol(unittest.TestCase):
                     self.assertNotIn("root conftest imported", out, files)
         finally:
             server.close()
+        return codes
+
+    def test_each_file_as_a_plain_pytest_run_would_end(self):
+        codes = self.serve(RUNS)
         # Passed, failed, usage error (a file gone, an unknown id) all came.
         self.assertLessEqual({0, 1, 4}, set(codes))
 
+    def test_a_conftest_that_starts_a_thread(self):
+        codes = self.serve([["threads/test_t.py"], ["threads/test_t.py"],
+                            ["tests/a/test_a.py"]])
+        self.assertEqual(codes, [0, 0, 0])
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
