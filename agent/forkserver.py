@@ -164,15 +164,13 @@ def prepared(sock, req):
 
 def restart(sock, req):
     """exec a fresh server that keeps nothing; it serves req first."""
-    import tempfile
     flush()
-    pending = tempfile.TemporaryFile()
-    pending.write(json.dumps(req).encode())
-    pending.flush()
-    for fd in (sock.fileno(), pending.fileno()):
+    pending = os.memfd_create("shardrun-pending")  # no file system needed
+    os.write(pending, json.dumps(req).encode())
+    for fd in (sock.fileno(), pending):
         os.set_inheritable(fd, True)
     argv = list(sys.orig_argv) + ["--no-keep", "--fd", str(sock.fileno()),
-                                  "--pending", str(pending.fileno())]
+                                  "--pending", str(pending)]
     os.execve(sys.executable, argv, START_ENV)
 
 
