@@ -327,12 +327,10 @@ fs_launch(struct sr_slot *s, const struct sr_slot_env *e,
 		return (false);
 	sr_strv_init(&args);
 	sr_strv_init(&one);
-	if (s->selectors.n == 0) {
+	if (s->selectors.n == 0)
 		r.files = &one;
-		if (sr_strv_push(&one, cur_file(s)) != 0)
-			return (false);
-	}
-	ok = pytest_args(argv, &args) && sr_forksrv_run(&s->fs, &r) == 0;
+	ok = (s->selectors.n > 0 || sr_strv_push(&one, cur_file(s)) == 0) &&
+	     pytest_args(argv, &args) && sr_forksrv_run(&s->fs, &r) == 0;
 	sr_strv_free(&args);
 	sr_strv_free(&one);
 	return (ok);
