@@ -98,9 +98,10 @@ def shape(req):
     if not files or any(f not in args for f in files):
         return None
     paths = {f.split("::", 1)[0] for f in files}
-    where = tuple(sorted((os.path.dirname(p),
-                          os.path.exists(os.path.join(cwd, p)))
-                         for p in paths))
+    # A set: a bundle of one directory's files has the shape of any one.
+    where = tuple(sorted({(os.path.dirname(p),
+                           os.path.exists(os.path.join(cwd, p)))
+                          for p in paths}))
     env = tuple(sorted((k, v) for k, v in req["env"].items()
                        if k not in PER_FILE_ENV))
     return (cwd, tuple(a for a in args if a not in files), where, env)

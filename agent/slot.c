@@ -57,6 +57,8 @@ sr_slot_assign(struct sr_slot *s, const struct sr_slot_env *e,
 	s->unit = a->unit;
 	s->attempt = a->attempt;
 	s->exclusive = a->exclusive;
+	s->bundle = a->bundle && s->files.n > 1 && s->selectors.n == 0 &&
+	            strcmp(e->cfg->profile->name, "pytest") == 0;
 	s->timeout_s = a->timeout_ms / 1000.0;
 	s->kill_grace_s = a->kill_grace_ms > 0 ? a->kill_grace_ms / 1000.0
 	                                       : e->cfg->kill_grace_s;
@@ -125,11 +127,14 @@ finish(struct sr_slot *s, const struct sr_slot_env *e, int outcome,
 	read_outputs(s, &r, &tail, &junit);
 	if (s->tries == 0)
 		r.start_us = r.duration_us = 0;
-	e->done(e->arg, s, &r);
+	if (s->bundle)
+		sr_bundle_report(s, e, &r);
+	else
+		e->done(e->arg, s, &r);
 	free(tail);
 	free(junit);
 	s->phase = PHASE_IDLE;
-	s->idx++;
+	s->idx = s->bundle ? s->files.n : s->idx + 1;
 }
 
 /*
@@ -179,7 +184,7 @@ build_env(const struct sr_slot *s, const struct sr_slot_env *e, const char *tmp,
 		rv = add_env(env, "TMPDIR", tmp);
 	if (rv == 0)
 		rv = add_env(env, "SHARDRUN_RUN_ID", s->run->run_id);
-	if (rv == 0)
+	if (rv == 0) /* a bundle's first file */
 		rv = add_env(env, "SHARDRUN_FILE", cur_file(s));
 	snprintf(num, sizeof(num), "%u", s->attempt);
 	if (rv == 0)
@@ -248,9 +253,10 @@ build_argv(const struct sr_slot *s, const struct sr_slot_env *e,
 
 	snprintf(junit, sizeof(junit), "%s/junit.xml", s->dir);
 	sr_strv_init(&one);
-	if (s->selectors.n > 0)
-		return (sr_profile_argv(e->cfg->profile, &s->selectors, junit,
-		                        tmp, argv));
+	if (s->selectors.n > 0 || s->bundle)
+		return (sr_profile_argv(e->cfg->profile,
+		                        s->bundle ? &s->files : &s->selectors,
+		                        junit, tmp, argv));
 	if ((rv = sr_strv_push(&one, cur_file(s))) == 0)
 		rv = sr_profile_argv(e->cfg->profile, &one, junit, tmp, argv);
 	sr_strv_free(&one);
@@ -327,9 +333,11 @@ fs_launch(struct sr_slot *s, const struct sr_slot_env *e,
 		return (false);
 	sr_strv_init(&args);
 	sr_strv_init(&one);
-	if (s->selectors.n == 0)
+	if (s->bundle)
+		r.files = &s->files;
+	else if (s->selectors.n == 0)
 		r.files = &one;
-	ok = (s->selectors.n > 0 || sr_strv_push(&one, cur_file(s)) == 0) &&
+	ok = (r.files != &one || sr_strv_push(&one, cur_file(s)) == 0) &&
 	     pytest_args(argv, &args) && sr_forksrv_run(&s->fs, &r) == 0;
 	sr_strv_free(&args);
 	sr_strv_free(&one);
@@ -394,13 +402,38 @@ fs_should_wait(struct sr_slot *s, const struct sr_slot_env *e)
 	return (true);
 }
 
+/* A bundle whose files are not all there and inside the workspace is not
+ * run: each of its files runs alone, where absence and refusal are judged
+ * file by file. */
+static bool
+bundle_absent(struct sr_slot *s, const struct sr_slot_env *e)
+{
+	char abs[PATH_MAX];
+	char msg[PATH_MAX + 96];
+
+	for (size_t i = 0; s->bundle && i < s->files.n; i++) {
+		if (sr_path_resolve(e->cfg->workspace, s->files.v[i], abs,
+		                    sizeof(abs)) == 0)
+			continue;
+		snprintf(msg, sizeof(msg),
+		         "%s is missing or refused: the bundle's files run "
+		         "alone",
+		         s->files.v[i]);
+		finish(s, e, SHARDRUN__OUTCOME__ERROR, -1, 0, msg, 0);
+		return (true);
+	}
+	return (false);
+}
+
 static void
 try_file(struct sr_slot *s, const struct sr_slot_env *e)
 {
 	char abs[PATH_MAX];
-	int rv =
-	    sr_path_resolve(e->cfg->workspace, cur_file(s), abs, sizeof(abs));
+	int rv;
 
+	if (bundle_absent(s, e))
+		return;
+	rv = sr_path_resolve(e->cfg->workspace, cur_file(s), abs, sizeof(abs));
 	if (rv == SR_ENOENT) {
 		s->phase = PHASE_CHECKING;
 		s->checks = 1;

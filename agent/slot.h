@@ -5,7 +5,9 @@
  * validates the path, spawns an attempt through the spawner, enforces the
  * timeout (SIGTERM, grace, SIGKILL), classifies the exit, retries a
  * transient failure (exit 4 while the file is present) after an escalating
- * backoff, and produces one Result. The caller drives it with
+ * backoff, and produces one Result. A bundle (several pytest files in one
+ * session) is one such try whose Result is divided among its files by
+ * their shares of the JUnit report (bundle.c). The caller drives it with
  * sr_slot_on_exit() and sr_slot_tick() and collects finished Results.
  *
  * Ownership: a slot owns its unit's strings and its attempt directory (made
@@ -78,6 +80,7 @@ struct sr_slot {
 	uint32_t unit;
 	uint32_t attempt;
 	bool exclusive;
+	bool bundle; /* pytest: all files in one session (agent/bundle.c) */
 	double timeout_s;
 	double kill_grace_s; /* SIGTERM -> SIGKILL, from the run */
 	struct sr_strv files;
@@ -107,6 +110,11 @@ struct sr_slot {
 	struct sr_slot_next next[SR_SLOT_QUEUE];
 	unsigned nnext;
 };
+
+/* bundle.c: the bundle on s is over; whole is its Result as one file's
+ * would be. Hands one Result per file to e->done. */
+void sr_bundle_report(const struct sr_slot *s, const struct sr_slot_env *e,
+                      const Shardrun__Result *whole);
 
 /* Take a unit that arrived at `received` (monotonic; its results' start
  * times count from then). Files and selectors are copied. */

@@ -18,6 +18,10 @@ repetition), on the same files, the same K and the same machine:
   shardrun-spec-exact|noisy
                          as shardrun-local-*, with --speculate on (backup
                          attempts of late files when slots fall idle)
+  shardrun-bundle-exact|noisy
+                         (pytest kinds) as shardrun-local-*, with
+                         --bundle 0.5 (files estimated under 0.5 s share
+                         pytest sessions)
   xdist-load|loadfile|loadscope
                          (pytest kinds) python3 -m pytest -q
                          -p no:cacheprovider -n K --dist MODE
@@ -78,8 +82,10 @@ QUICK_IMPORT_COST = 0.2
 
 REF = "shardrun-local-exact"
 SPECULATE = ("--speculate", "on")
+BUNDLE = ("--bundle", "0.5")  # one documented value for every suite
 CONFIGS = (REF, "shardrun-local-noisy", "shardrun-agent-exact",
-           "shardrun-spec-exact", "shardrun-spec-noisy", "xdist-load",
+           "shardrun-spec-exact", "shardrun-spec-noisy",
+           "shardrun-bundle-exact", "shardrun-bundle-noisy", "xdist-load",
            "xdist-loadfile", "xdist-loadscope", "static-lpt-exact",
            "static-lpt-noisy")
 
@@ -490,6 +496,10 @@ class Bench:
                                               SPECULATE)),
         ]
         if suite.pytest:
+            for hist in ("exact", "noisy"):
+                c.append(("shardrun-bundle-" + hist,
+                          lambda r, n, h=hist: self.shardrun_local(
+                              suite, h, r, n, BUNDLE)))
             for mode in ("load", "loadfile", "loadscope"):
                 c.append(("xdist-" + mode,
                           lambda r, n, m=mode: self.xdist(suite, m, r, n)))

@@ -43,6 +43,7 @@ enum {
 	OPT_PRELOAD,
 	OPT_SPLIT,
 	OPT_SPECULATE,
+	OPT_BUNDLE,
 };
 
 static const struct option longopts[] = {
@@ -77,6 +78,7 @@ static const struct option longopts[] = {
     {"preload", required_argument, NULL, OPT_PRELOAD},
     {"split", required_argument, NULL, OPT_SPLIT},
     {"speculate", required_argument, NULL, OPT_SPECULATE},
+    {"bundle", required_argument, NULL, OPT_BUNDLE},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {NULL, 0, NULL, 0},
@@ -279,6 +281,8 @@ parse_one(struct sr_opts *o, int c, const char *arg)
 		    parse_uint("--agents-min", arg, 100000, &o->agents_min));
 	case OPT_WAIT:
 		return (parse_secs("--wait", arg, &o->wait_s));
+	case OPT_BUNDLE:
+		return (parse_secs("--bundle", arg, &o->bundle_s));
 	case OPT_CLUSTER_KEY_FILE:
 		o->cluster_key_file = arg;
 		return (0);

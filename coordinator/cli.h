@@ -46,6 +46,7 @@ struct sr_opts {
 	bool forkserver;     /* --forkserver on|off */
 	bool split;          /* --split on|off */
 	bool speculate;      /* --speculate on|off */
+	double bundle_s;     /* --bundle S: bundle files shorter; 0: off */
 	const char *preload; /* --preload a,b: modules to preload */
 };
 

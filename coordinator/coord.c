@@ -12,6 +12,7 @@
 #include <nng/supplemental/util/platform.h>
 
 #include "coord_int.h"
+#include "bundle.h"
 #include "split.h"
 #include "sr/err.h"
 #include "sr/log.h"
@@ -69,6 +70,7 @@ fill_assignment(struct coord *c, struct arec *a, uint32_t id,
 	                     ? (uint32_t) (c->cfg->timeout_s * 1000)
 	                     : 4000000000u;
 	as->exclusive = u->exclusive;
+	as->bundle = sr_unit_bundle(u); /* the per-file timeout, for all */
 	as->kill_grace_ms = c->cfg->kill_grace_s < 4e6
 	                        ? (uint32_t) (c->cfg->kill_grace_s * 1000) + 1
 	                        : 4000000000u;
@@ -261,6 +263,9 @@ start_dispatch(struct coord *c, double now)
 
 		(void) sr_split_long(&c->plan, c->suite, &sc);
 	}
+	if (c->cfg->bundle_s > 0)
+		(void) sr_bundle_short(&c->plan, c->suite, c->cfg->bundle_s,
+		                       c->prog.slots);
 	c->t0 = c->prog.t0 = sr_now();
 }
 

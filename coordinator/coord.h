@@ -59,6 +59,7 @@ struct sr_coord_cfg {
 	bool forkserver;       /* pytest: preloading fork servers */
 	bool split;            /* pytest: split files longer than a share */
 	bool speculate;        /* backup attempts of late units at the end */
+	double bundle_s;       /* pytest: bundle files shorter; 0: never */
 	const char *workspace; /* for asking pytest about split files */
 	const char *python;
 	const struct sr_strv *preload;

@@ -16,14 +16,32 @@
 
 /* ---- final results ---- */
 
-/* An attempt of this part before the last one did not pass. */
+static bool
+passed(const struct sr_attempt *a)
+{
+	return (a->outcome == SHARDRUN__OUTCOME__PASSED ||
+	        a->outcome == SHARDRUN__OUTCOME__NO_TESTS);
+}
+
+/* An attempt of this part before the last one did not pass (in a bundle,
+ * a failure is the bundle's until the file fails alone too). */
 static bool
 failed_before(const struct sr_file *f, uint32_t part)
 {
 	for (size_t i = 0; i + 1 < f->natt; i++)
-		if (f->att[i].part == part &&
-		    f->att[i].outcome != SHARDRUN__OUTCOME__PASSED &&
-		    f->att[i].outcome != SHARDRUN__OUTCOME__NO_TESTS)
+		if (f->att[i].part == part && !f->att[i].bundled &&
+		    !passed(&f->att[i]))
+			return (true);
+	return (false);
+}
+
+/* The file failed in a bundle (and now passed alone). */
+static bool
+failed_in_bundle(const struct sr_file *f)
+{
+	for (size_t i = 0; i + 1 < f->natt; i++)
+		if (f->att[i].bundled &&
+		    f->att[i].outcome == SHARDRUN__OUTCOME__FAILED)
 			return (true);
 	return (false);
 }
@@ -89,6 +107,23 @@ reruns_of(struct sr_file *f, const struct sr_unit *u)
 	return (f->parts ? &f->parts->reruns[sr_unit_part(u)] : &f->reruns);
 }
 
+/*
+ * A file that did not pass in a bundle runs alone before it is judged: a
+ * failure there may be another file's doing, and a crash, a timeout or an
+ * undivided report belongs to no file in particular. No budget is used.
+ */
+static void
+unbundle(struct coord *c, const struct sr_unit *u, size_t file)
+{
+	const struct sr_file *f = &c->suite->files[file];
+
+	sr_info("%s: %s in a bundle; running it alone", f->path,
+	        sr_file_last(f)->outcome == SHARDRUN__OUTCOME__FAILED
+	            ? "failed"
+	            : "no verdict");
+	requeue(c, u, file, NULL);
+}
+
 /* Decide what one attempt means for its file (or its part). */
 void
 sr_co_judge(struct coord *c, struct sr_unit *u, size_t file, struct arec *a)
@@ -96,9 +131,19 @@ sr_co_judge(struct coord *c, struct sr_unit *u, size_t file, struct arec *a)
 	struct sr_file *f = &c->suite->files[file];
 	const struct sr_attempt *at = sr_file_last(f);
 
+	if (at->bundled && !passed(at)) {
+		unbundle(c, u, file);
+		return;
+	}
 	switch (at->outcome) {
 	case SHARDRUN__OUTCOME__PASSED:
 	case SHARDRUN__OUTCOME__NO_TESTS:
+		if (!at->bundled && failed_in_bundle(f)) {
+			f->leak = true;
+			sr_warn("%s failed in a bundle and passed alone: an "
+			        "isolation leak between test files",
+			        f->path);
+		}
 		settle(c, f, u,
 		       failed_before(f, sr_unit_part(u)) ? SR_FINAL_FLAKY
 		                                         : SR_FINAL_PASSED);

@@ -99,13 +99,6 @@ const struct sr_hist_tests *sr_history_tests(const struct sr_history *h,
 const struct sr_hist_test *sr_history_test_get(const struct sr_history *h,
                                                const char *path,
                                                const char *id);
-/* A JUnit testcase of the file at path as its history id: pytest writes
- * classname as the dotted module path ("tests.test_x", relative to its
- * rootdir, maybe behind a prefix) and the classes ("tests.test_x.TestC");
- * the id is "TestC::NAME". SR_ENOENT when classname names no module of
- * path; *id is malloc'd. */
-int sr_history_test_id(const char *path, const char *classname,
-                       const char *name, char **id);
 /* Fill est[i] for the n pytest node ids of one file ("PATH::TESTID"): the
  * known time, else the mean known time of these tests. Returns how many
  * were known; 0 leaves est[] all 0. h may be NULL. */

@@ -8,18 +8,15 @@
  * the file still has, so the new table is exactly those tests (smoothed
  * with the old times), and renamed or deleted tests do not pile up.
  *
- * JUnit names tests differently from pytest's node ids: pytest writes the
- * classname as the module's dotted path relative to its rootdir (which
- * need not be the workspace), maybe behind a --junitprefix, then the
- * classes; the name keeps its parameters. So the id is derived from what
- * the classname holds after the module of the file the attempt ran, and
- * stored without the path: "TestC::test_y[1]" for
- * "tests/test_x.py::TestC::test_y[1]".
+ * A testcase's id is derived from what its classname holds after the module
+ * of the file the attempt ran (sr/junit.h), and stored without the path:
+ * "TestC::test_y[1]" for "tests/test_x.py::TestC::test_y[1]".
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "sr/err.h"
+#include "sr/junit.h"
 #include "sr/log.h"
 #include "sr/util.h"
 
@@ -187,74 +184,6 @@ sr_hist_tests_json(const struct sr_hist_tests *t)
 	return (o);
 }
 
-/* pytest's dotted module path: "tests/sub/test_x.py" -> "tests.sub.test_x". */
-static char *
-dotted(const char *path)
-{
-	char *mod = strdup(path);
-	size_t n = mod != NULL ? strlen(mod) : 0;
-
-	if (n > 3 && strcmp(mod + n - 3, ".py") == 0)
-		mod[n - 3] = '\0';
-	for (size_t i = 0; i < n; i++)
-		mod[i] = mod[i] == '/' ? '.' : mod[i];
-	return (mod);
-}
-
-/* What follows the module in cls ("" or ".TestC..."): the longest tail of
- * mod, cut at a dot, found in cls as whole components (the rootdir may be
- * below the workspace, a prefix may come first). NULL when none is. */
-static const char *
-after_module(const char *cls, const char *mod)
-{
-	for (const char *suf = mod; suf != NULL;
-	     suf = strchr(suf, '.') ? strchr(suf, '.') + 1 : NULL) {
-		size_t n = strlen(suf);
-
-		for (const char *p = strstr(cls, suf); p != NULL;
-		     p = strstr(p + 1, suf))
-			if ((p == cls || p[-1] == '.') &&
-			    (p[n] == '\0' || p[n] == '.'))
-				return (p + n);
-	}
-	return (NULL);
-}
-
-int
-sr_history_test_id(const char *path, const char *classname, const char *name,
-                   char **id)
-{
-	char *mod = dotted(path);
-	const char *rest;
-	char *out, *o;
-
-	if (mod == NULL)
-		return (SR_ENOMEM);
-	rest = name[0] != '\0' ? after_module(classname, mod) : NULL;
-	free(mod);
-	if (rest == NULL)
-		return (SR_ENOENT);
-	/* Each "." of the classes becomes "::", and one more before name. */
-	if ((out = malloc(2 * strlen(rest) + strlen(name) + 3)) == NULL)
-		return (SR_ENOMEM);
-	o = out;
-	for (const char *c = rest; *c != '\0'; c++) {
-		if (*c != '.') {
-			*o++ = *c;
-		} else if (c > rest) {
-			memcpy(o, "::", 2);
-			o += 2;
-		}
-	}
-	if (rest[0] != '\0') {
-		memcpy(o, "::", 2);
-		o += 2;
-	}
-	strcpy(o, name);
-	*id = out;
-	return (0);
-}
-
 /* A node id's test id: what follows the path's "::". */
 static const char *
 test_key(const char *nodeid)
@@ -305,7 +234,7 @@ on_case(const char *classname, const char *name, double time_s, void *arg)
 
 	if (!sr_hist_valid(time_s))
 		return (0);
-	if ((rv = sr_history_test_id(r->path, classname, name, &id)) != 0)
+	if ((rv = sr_junit_test_id(r->path, classname, name, &id)) != 0)
 		return (rv == SR_ENOENT ? 0 : rv);
 	if (sr_grow(&r->v, &r->cap, r->n, sizeof(*r->v), 64) != 0) {
 		free(id);

@@ -58,7 +58,7 @@ usage(FILE *f)
 	      "--authorized-keys F]\n"
 	      "                    [--forkserver on|off] [--preload MODS] "
 	      "[--split on|off]\n"
-	      "                    [--speculate on|off]\n"
+	      "                    [--speculate on|off] [--bundle S]\n"
 	      "       shardrun plan [PATH...] --shards N [--index I] "
 	      "[--history FILE]\n"
 	      "       shardrun keygen (--cluster-key FILE | --node DIR)\n"

@@ -38,6 +38,15 @@ extra(struct sr_unit *u)
 }
 
 int
+sr_unit_set_bundle(struct sr_unit *u)
+{
+	if (extra(u) == NULL)
+		return (SR_ENOMEM);
+	u->x->bundle = true;
+	return (0);
+}
+
+int
 sr_unit_set_avoid(struct sr_unit *u, const char *agent)
 {
 	char *copy = strdup(agent);

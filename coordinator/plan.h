@@ -37,11 +37,13 @@ enum sr_unit_state {
 };
 
 /* What few units need: a crashed file's requeue avoids an agent, a part of
- * a split file carries its test ids. */
+ * a split file carries its test ids, a bundle runs its files in one
+ * session (bundle.h). */
 struct sr_unit_extra {
 	char *avoid;              /* agent name to avoid, or NULL */
 	struct sr_strv selectors; /* a part's test ids (empty otherwise) */
 	uint32_t part;            /* which part (0 when not split) */
+	bool bundle;              /* a bundle of short files */
 };
 
 /* 64 bytes: a million of them fit the planning budget. Reach the files,
@@ -102,6 +104,14 @@ sr_unit_avoid(const struct sr_unit *u)
 	return (u->x != NULL ? u->x->avoid : NULL);
 }
 
+static inline bool
+sr_unit_bundle(const struct sr_unit *u)
+{
+	return (u->x != NULL && u->x->bundle);
+}
+
+/* Make the unit a bundle. */
+int sr_unit_set_bundle(struct sr_unit *u);
 /* Remember an agent this unit should not run on (copied). */
 int sr_unit_set_avoid(struct sr_unit *u, const char *agent);
 

@@ -189,15 +189,16 @@ attempt_outcomes(const struct sr_file *f)
 }
 
 /* A split file's times span its parts: the first start, the last end, and
- * the sum of their durations. */
+ * the sum of their durations. "bundled": the final attempt was the file's
+ * share of a bundle; "isolation_leak": it failed in a bundle and passed
+ * alone. */
 static json_t *
 file_json(const struct sr_file *f)
 {
 	const struct sr_attempt *a = sr_file_last(f);
 	double start, end, dur;
 	int has = sr_file_span(f, &start, &end, &dur);
-
-	return (json_pack(
+	json_t *o = json_pack(
 	    "{s:o, s:s, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
 	    " s:o, s:b, s:b, s:o, s:o, s:I, s:I}",
 	    "file", jstr(f->path), "outcome", sr_final_name(f->final),
@@ -211,7 +212,17 @@ file_json(const struct sr_file *f)
 	    "exclusive", (int) f->exclusive, "attempt_outcomes",
 	    attempt_outcomes(f), "message", jstr(has ? a->message : NULL),
 	    "tries", (json_int_t) (has ? a->tries : 0), "parts",
-	    (json_int_t) (f->parts ? f->parts->n : 1)));
+	    (json_int_t) (f->parts ? f->parts->n : 1));
+
+	if (o != NULL &&
+	    (json_object_set_new(o, "bundled",
+	                         json_boolean(has && a->bundled)) != 0 ||
+	     json_object_set_new(o, "isolation_leak", json_boolean(f->leak)) !=
+	         0)) {
+		json_decref(o);
+		return (NULL);
+	}
+	return (o);
 }
 
 static json_t *
@@ -378,6 +389,27 @@ print_brief(FILE *out, const struct sr_suite *s, int final, int color)
 		        words[final]);
 }
 
+/* Files that failed in a bundle and passed alone, at most BRIEF_MAX. */
+static void
+print_leaks(FILE *out, const struct sr_suite *s, int color)
+{
+	size_t shown = 0, total = 0;
+
+	for (size_t i = 0; i < s->n; i++) {
+		if (!s->files[i].leak || total++ >= BRIEF_MAX)
+			continue;
+		fprintf(out,
+		        "%s%sISOLATION LEAK%s %s: failed in a bundle, passed "
+		        "alone\n",
+		        shown++ == 0 ? "\n" : "",
+		        color ? colors[SR_FINAL_FLAKY] : "", color ? RESET : "",
+		        s->files[i].path);
+	}
+	if (total > shown)
+		fprintf(out, "... and %zu more isolation leaks\n",
+		        total - shown);
+}
+
 static double
 last_duration(const struct sr_file *f)
 {
@@ -425,6 +457,7 @@ sr_report_summary(FILE *out, const struct sr_suite *s,
 		if (sr_report_is_bad(s->files[i].final))
 			print_failure(out, &s->files[i], prof, color);
 	print_brief(out, s, SR_FINAL_FLAKY, color);
+	print_leaks(out, s, color);
 	if (ri->interrupted)
 		print_brief(out, s, SR_FINAL_PENDING, color);
 	print_slowest(out, s);

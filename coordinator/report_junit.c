@@ -18,6 +18,7 @@
 #include "report.h"
 #include "report_int.h"
 #include "sr/err.h"
+#include "sr/junit.h"
 #include "sr/log.h"
 #include "sr/util.h"
 
@@ -32,64 +33,18 @@ struct junit {
 static const char *const total_keys[4] = {"tests", "failures", "errors",
                                           "skipped"};
 
-static int
-is_elem(xmlNodePtr n, const char *name)
-{
-	return (n != NULL && n->type == XML_ELEMENT_NODE &&
-	        xmlStrEqual(n->name, BAD_CAST name));
-}
-
 /* An attribute's value, not copied; "" when absent. */
 static const xmlChar *
 attr(xmlNodePtr n, const char *name)
 {
-	xmlAttrPtr a = xmlHasProp(n, BAD_CAST name);
-
-	if (a == NULL || a->children == NULL ||
-	    a->children->type != XML_TEXT_NODE || a->children->content == NULL)
-		return (BAD_CAST "");
-	return (a->children->content);
+	return (BAD_CAST sr_junit_attr(n, name));
 }
 
-/* Call fn on every element called name among n, its siblings and their
- * descendants (not looking inside a match). */
-static int
-visit(xmlNodePtr n, const char *name, int (*fn)(xmlNodePtr, void *), void *arg)
-{
-	int rv = 0;
-
-	for (; rv == 0 && n != NULL; n = n->next) {
-		if (is_elem(n, name))
-			rv = fn(n, arg);
-		else if (n->type == XML_ELEMENT_NODE)
-			rv = visit(n->children, name, fn, arg);
-	}
-	return (rv);
-}
-
-/* An attempt's JUnit report, parsed; NULL when absent, malformed, with a
- * DTD, or not rooted in <testsuites> or <testsuite>. */
+/* An attempt's JUnit report, parsed (sr_junit_parse); NULL when unusable. */
 static xmlDocPtr
 parse_junit(const struct sr_attempt *a)
 {
-	xmlDocPtr doc;
-	xmlNodePtr root;
-
-	if (a == NULL || a->junit == NULL || a->junit_len == 0 ||
-	    a->junit_len > INT_MAX)
-		return (NULL);
-	doc = xmlReadMemory(a->junit, (int) a->junit_len, NULL, NULL,
-	                    XML_PARSE_NONET | XML_PARSE_NOERROR |
-	                        XML_PARSE_NOWARNING);
-	if (doc == NULL)
-		return (NULL);
-	root = xmlDocGetRootElement(doc);
-	if (doc->intSubset != NULL || doc->extSubset != NULL ||
-	    (!is_elem(root, "testsuites") && !is_elem(root, "testsuite"))) {
-		xmlFreeDoc(doc);
-		return (NULL);
-	}
-	return (doc);
+	return (a != NULL ? sr_junit_parse(a->junit, a->junit_len) : NULL);
 }
 
 struct case_arg {
@@ -128,7 +83,8 @@ sr_report_junit_cases(const struct sr_attempt *a, sr_junit_case_fn fn,
 
 	if (doc == NULL)
 		return (SR_EINVAL);
-	rv = visit(xmlDocGetRootElement(doc), "testcase", each_case, &ca);
+	rv = sr_junit_visit(xmlDocGetRootElement(doc), "testcase", each_case,
+	                    &ca);
 	xmlFreeDoc(doc);
 	return (rv);
 }
@@ -170,7 +126,7 @@ add_properties(xmlNodePtr suite, const struct sr_file *f)
 	int rv = 0;
 
 	snprintf(natt, sizeof(natt), "%zu", f->natt);
-	while (props != NULL && !is_elem(props, "properties"))
+	while (props != NULL && !sr_junit_is(props, "properties"))
 		props = props->next;
 	if (props == NULL) {
 		props = xmlNewDocNode(suite->doc, NULL, BAD_CAST "properties",
@@ -305,8 +261,9 @@ earlier_case(xmlNodePtr tc, void *arg)
 	int rv = 0;
 
 	for (xmlNodePtr c = tc->children; rv == 0 && c != NULL; c = c->next)
-		if (is_elem(c, "failure") || is_elem(c, "error"))
-			rv = visit(suite->children, "testcase", final_case, c);
+		if (sr_junit_is(c, "failure") || sr_junit_is(c, "error"))
+			rv = sr_junit_visit(suite->children, "testcase",
+			                    final_case, c);
 	return (rv);
 }
 
@@ -323,8 +280,8 @@ mark_flaky(xmlNodePtr suite, const struct sr_file *f)
 
 		if (doc == NULL)
 			continue;
-		rv = visit(xmlDocGetRootElement(doc), "testcase", earlier_case,
-		           suite);
+		rv = sr_junit_visit(xmlDocGetRootElement(doc), "testcase",
+		                    earlier_case, suite);
 		xmlFreeDoc(doc);
 	}
 	return (rv);
@@ -370,8 +327,8 @@ add_file(struct junit *j, const struct sr_file *f)
 	if (final != SR_FINAL_PENDING)
 		doc = parse_junit(a);
 	if (doc != NULL) {
-		rv = visit(xmlDocGetRootElement(doc), "testsuite", copy_suite,
-		           &ca);
+		rv = sr_junit_visit(xmlDocGetRootElement(doc), "testsuite",
+		                    copy_suite, &ca);
 		xmlFreeDoc(doc);
 	}
 	if (rv != 0 || (ca.copied > 0 && (!sr_report_is_bad(final) ||

@@ -59,6 +59,12 @@ make_profile(struct sr_setup *st)
 			         "{file}'");
 			return (SR_EINVAL);
 		}
+		if (o->bundle_s > 0) {
+			sr_error(
+			    "--bundle needs the pytest profile (a bundle's "
+			    "files are judged from pytest's JUnit report)");
+			return (SR_EINVAL);
+		}
 		return (
 		    sr_profile_generic(&st->profile, o->cmd, o->exit_codes));
 	}
@@ -357,6 +363,7 @@ sr_setup_coord_cfg(struct sr_setup *st, struct sr_coord_cfg *cc,
 	cc->forkserver = o->forkserver;
 	cc->split = o->split && strcmp(st->profile.name, "pytest") == 0;
 	cc->speculate = o->speculate;
+	cc->bundle_s = o->bundle_s;
 	cc->history = &st->hist;
 	cc->workspace = st->workspace;
 	cc->python = st->profile.python;

@@ -43,6 +43,7 @@ struct sr_attempt {
 	size_t junit_len;
 	char *message; /* agent's explanation (may be NULL) */
 	uint32_t part; /* which part of a split file (0 when not split) */
+	bool bundled;  /* ran in a bundle: its share of one session */
 };
 
 /* A file longer than a fair share is split into parts (chunks of its test
@@ -71,6 +72,7 @@ struct sr_file {
 	uint32_t restarts;      /* crash requeues used */
 	uint32_t reruns;        /* failure reruns used */
 	struct sr_parts *parts; /* NULL unless split (below) */
+	bool leak;              /* failed in a bundle, passed alone */
 };
 
 struct sr_suite {

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "sr/err.h"
+#include "sr/junit.h"
 #include "sr/util.h"
 
 #include "history.h"
@@ -556,7 +557,7 @@ expect_id(const char *path, const char *cls, const char *name, const char *want)
 {
 	char *id = NULL;
 
-	assert_int_equal(sr_history_test_id(path, cls, name, &id), 0);
+	assert_int_equal(sr_junit_test_id(path, cls, name, &id), 0);
 	assert_string_equal(id, want);
 	free(id);
 }
@@ -566,7 +567,7 @@ expect_no_id(const char *path, const char *cls, const char *name)
 {
 	char *id = NULL;
 
-	assert_int_equal(sr_history_test_id(path, cls, name, &id), SR_ENOENT);
+	assert_int_equal(sr_junit_test_id(path, cls, name, &id), SR_ENOENT);
 	assert_null(id);
 }
 
