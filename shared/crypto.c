@@ -7,7 +7,10 @@
  *
  * - The transcript hash encodes the major version as 4 bytes big endian and
  *   an absent static key (cluster mode) as 32 zero bytes, so every field has
- *   a fixed width and no two transcripts can be confused.
+ *   a fixed width and no two transcripts can be confused. The minor version
+ *   is not in it, so it must never change what a peer does: additions
+ *   within a major are fields an older peer may ignore (Assignment.bundle),
+ *   and anything else takes a new major.
  * - DH(x, y) is X25519 between one side's secret and the other's public key;
  *   both ends compute the same value (the agent gets DH(s_C, e_A) as
  *   X25519(e_A, s_C), the coordinator as X25519(s_C, e_A)). A DH result of

@@ -21,7 +21,7 @@
 #include "shardrun.pb-c.h"
 
 #define SR_PROTO_MAJOR 2 /* 2: several sealed frames per message */
-#define SR_PROTO_MINOR 1 /* 1: Assignment.bundle, Result.bundled */
+#define SR_PROTO_MINOR 0
 
 #define SR_FRAME_HANDSHAKE 'H'
 #define SR_FRAME_SEALED    'S'
