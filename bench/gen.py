@@ -15,6 +15,13 @@ KIND is one of:
   heavy-import  pytest files that all import tests/heavy_shared.py, which
                 burns --import-cost seconds of CPU at import; each file has
                 short sleeping tests
+  long-tail     as pytest-sleep, but one file (chosen by the seed) holds
+                HUGE_SHARE of the work in HUGE_TESTS tests: more than a
+                fair share of two slots, so no schedule of whole files can
+                finish near sum/K (xdist --dist load hands out its tests
+                one by one; shardrun splits it by its tests' history). The
+                histories carry per-test times (as JUnit reports would
+                have left them); the LB is max(sum/K, longest test).
   straggler     as sleep, but a few files (STRAGGLER_FRACTION, chosen by the
                 seed) stall on their first attempt for STALL_FACTOR times
                 their duration (at least STALL_MIN_S) - a loaded runner, a
@@ -54,8 +61,9 @@ import sys
 import time
 
 KINDS = ("sleep", "pytest-sleep", "pytest-cpu", "tiny", "heavy-import",
-         "straggler")
-PYTEST_KINDS = ("pytest-sleep", "pytest-cpu", "tiny", "heavy-import")
+         "straggler", "long-tail")
+PYTEST_KINDS = ("pytest-sleep", "pytest-cpu", "tiny", "heavy-import",
+                "long-tail")
 
 MEDIAN_S = 0.4  # median file duration at scale 1
 SIGMA = 0.7  # lognormal sigma of file durations
@@ -66,6 +74,8 @@ TINY_DURATION_S = 0.001  # nominal truth of a tiny file
 STRAGGLER_FRACTION = 0.05  # straggler: share of files that stall once
 STALL_FACTOR = 8.0  # ... for this many times their duration
 STALL_MIN_S = 4.0  # ... and at least this long
+HUGE_SHARE = 0.6  # long-tail: the huge file's share of the total work
+HUGE_TESTS = 24  # ... in this many tests
 
 # The busy loop used by pytest-cpu tests and heavy_shared.py. It is copied
 # verbatim into the generated files, so the calibration measures exactly the
@@ -156,8 +166,10 @@ def write_sleep_file(path, dur, stall=0.0, name=None):
         f.write("sleep %.3f\n" % dur)
 
 
-def pytest_sleep_src(rng, kind, idx, dur, is_long, extra_import=None):
-    parts = split_duration(rng, dur, rng.randint(1, 4))
+def pytest_sleep_src(rng, kind, idx, dur, is_long, extra_import=None,
+                     parts=None):
+    if parts is None:
+        parts = split_duration(rng, dur, rng.randint(1, 4))
     out = header(kind, idx, dur, is_long)
     out.append("import time")
     out.append("")
@@ -231,6 +243,23 @@ def noisy_history(rng, truth):
     return hist, sorted(new)
 
 
+def with_tests(hist, tests, truth):
+    """History entries with per-test times, scaled as their file's."""
+    for p, e in hist.items():
+        k = e["duration_s"] / truth[p] if truth[p] > 0 else 1.0
+        e["tests"] = {t: round(d * k, 4) for t, d in tests[p].items()}
+    return hist
+
+
+def long_tail_durations(seed, durs):
+    """One file of the suite made to hold HUGE_SHARE of the work."""
+    rng = random.Random("long-tail/%d/huge" % seed)
+    huge = rng.randrange(len(durs))
+    rest = sum(durs) - durs[huge]
+    durs[huge] = round(rest * HUGE_SHARE / (1 - HUGE_SHARE), 3)
+    return huge
+
+
 def write_json(path, obj):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -268,6 +297,8 @@ def generate(kind, out, files, seed, scale=1.0, import_cost=1.5,
     rng_noise = random.Random("%s/%d/noise" % (kind, seed))
 
     durs, long_idx = draw_durations(rng, files, scale)
+    huge = long_tail_durations(seed, durs) if kind == "long-tail" else -1
+    tests = {}  # long-tail: per file, per test id, seconds
     cal = None
     if kind in ("pytest-cpu", "heavy-import"):
         cal = calibration or calibrate()
@@ -305,6 +336,14 @@ def generate(kind, out, files, seed, scale=1.0, import_cost=1.5,
                 src = pytest_cpu_src(rng_files, i, d, is_long,
                                      cal["iters_per_s"])
                 truth[rel] = d
+            elif kind == "long-tail":
+                n = HUGE_TESTS if i == huge else rng_files.randint(1, 4)
+                parts = split_duration(rng_files, d, n)
+                src = pytest_sleep_src(rng_files, kind, i, d,
+                                       is_long or i == huge, parts=parts)
+                truth[rel] = d
+                tests[rel] = {"test_%d" % t: round(x, 4)
+                              for t, x in enumerate(parts)}
             elif kind == "tiny":
                 src = tiny_src(rng_files, i)
                 truth[rel] = TINY_DURATION_S
@@ -319,6 +358,9 @@ def generate(kind, out, files, seed, scale=1.0, import_cost=1.5,
 
     exact = {p: {"duration_s": truth[p], "runs": 1} for p in truth}
     noisy, new_files = noisy_history(rng_noise, truth)
+    if tests:
+        exact = with_tests(exact, tests, truth)
+        noisy = with_tests(noisy, tests, truth)
     write_json(os.path.join(out, "truth.json"), truth)
     write_json(os.path.join(out, "hist-exact.json"),
                {"version": 1, "files": exact})
@@ -340,6 +382,10 @@ def generate(kind, out, files, seed, scale=1.0, import_cost=1.5,
         "truth_sum_s": round(sum(truth.values()), 4),
         "truth_max_s": max(truth.values()),
     }
+    if tests:
+        meta["huge_file"] = paths[huge]
+        meta["truth_max_test_s"] = max(d for t in tests.values()
+                                       for d in t.values())
     if kind == "heavy-import":
         meta["import_cost_s"] = import_cost
         meta["heavy_test_factor"] = HEAVY_TEST_FACTOR
