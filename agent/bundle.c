@@ -8,7 +8,12 @@
  * cost is shared evenly. Any other end - a crash, a timeout, a collection
  * error, a report that cannot be divided - says nothing about any one
  * file: every file gets the session's outcome, marked bundled, and the
- * coordinator runs each of them alone.
+ * coordinator runs each of them alone. So does a file the report names no
+ * test of: pytest may have stopped before it (-x, --maxfail), or named its
+ * tests in a way no file claims; alone it gets its own verdict.
+ *
+ * Ownership: the Results handed to e->done point into the slot, whole and
+ * this module's shares, all freed on return: the callee copies.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,8 +28,9 @@ static void
 judge_share(const struct sr_junit_share *sh, Shardrun__Result *r)
 {
 	if (sh->tests == 0) {
-		r->outcome = SHARDRUN__OUTCOME__NO_TESTS;
-		r->exit_code = 5;
+		r->outcome = SHARDRUN__OUTCOME__ERROR; /* no verdict */
+		r->exit_code = -1;
+		r->message = "its bundle's report names none of its tests";
 	} else if (sh->bad > 0) {
 		r->outcome = SHARDRUN__OUTCOME__FAILED;
 		r->exit_code = 1;
@@ -44,7 +50,7 @@ ended_as_a_run(const Shardrun__Result *whole)
 
 /* Every file gets the session's end: it cannot be judged in the bundle. */
 static void
-report_whole(const struct sr_slot *s, const struct sr_slot_env *e,
+report_whole(struct sr_slot *s, const struct sr_slot_env *e,
              const Shardrun__Result *whole, const char *why)
 {
 	char msg[512];
@@ -62,12 +68,12 @@ report_whole(const struct sr_slot *s, const struct sr_slot_env *e,
 			r.outcome = SHARDRUN__OUTCOME__ERROR; /* undivided */
 		r.junit_xml.data = NULL;
 		r.junit_xml.len = 0;
-		e->done(e->arg, (struct sr_slot *) s, &r);
+		e->done(e->arg, s, &r);
 	}
 }
 
 static void
-report_shares(const struct sr_slot *s, const struct sr_slot_env *e,
+report_shares(struct sr_slot *s, const struct sr_slot_env *e,
               const Shardrun__Result *whole, const struct sr_junit_share *sh)
 {
 	double tests = 0, overhead, at;
@@ -93,7 +99,7 @@ report_shares(const struct sr_slot *s, const struct sr_slot_env *e,
 		r.start_us = (uint64_t) (at * 1e6);
 		r.duration_us = (uint64_t) (d * 1e6);
 		at += d;
-		e->done(e->arg, (struct sr_slot *) s, &r);
+		e->done(e->arg, s, &r);
 	}
 }
 
@@ -109,7 +115,7 @@ shares_agree(const Shardrun__Result *whole, const struct sr_junit_share *sh,
 }
 
 void
-sr_bundle_report(const struct sr_slot *s, const struct sr_slot_env *e,
+sr_bundle_report(struct sr_slot *s, const struct sr_slot_env *e,
                  const Shardrun__Result *whole)
 {
 	struct sr_junit_share *sh;

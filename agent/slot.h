@@ -113,7 +113,7 @@ struct sr_slot {
 
 /* bundle.c: the bundle on s is over; whole is its Result as one file's
  * would be. Hands one Result per file to e->done. */
-void sr_bundle_report(const struct sr_slot *s, const struct sr_slot_env *e,
+void sr_bundle_report(struct sr_slot *s, const struct sr_slot_env *e,
                       const Shardrun__Result *whole);
 
 /* Take a unit that arrived at `received` (monotonic; its results' start

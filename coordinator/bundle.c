@@ -17,27 +17,46 @@ bundleable(const struct sr_unit *u, const struct sr_suite *s, double max_s)
 	        u->weight < max_s);
 }
 
-/* Whether two paths are in the same directory. */
-static bool
-same_dir(const char *a, const char *b)
-{
-	const char *sa = strrchr(a, '/');
-	const char *sb = strrchr(b, '/');
-	size_t la = sa != NULL ? (size_t) (sa - a) : 0;
-	size_t lb = sb != NULL ? (size_t) (sb - b) : 0;
+/* A candidate: its unit, its path, and the length of its directory. */
+struct cand {
+	struct sr_unit *u;
+	const char *path;
+	size_t dirlen;
+};
 
-	return (la == lb && strncmp(a, b, la) == 0);
+/* By directory, then path: a directory's files stay together even when a
+ * subdirectory's paths sort between them. */
+static int
+by_dir(const void *a, const void *b)
+{
+	const struct cand *x = a, *y = b;
+	size_t n = x->dirlen < y->dirlen ? x->dirlen : y->dirlen;
+	int c = strncmp(x->path, y->path, n);
+
+	if (c == 0 && x->dirlen != y->dirlen)
+		return (x->dirlen < y->dirlen ? -1 : 1);
+	return (c != 0 ? c : strcmp(x->path, y->path));
 }
 
-/* Replace the units of files[0..n) by one bundle; false when it cannot. */
 static bool
-make_bundle(struct sr_plan *p, const struct sr_suite *s,
-            struct sr_unit **members, size_t *files, size_t n)
+same_dir(const struct cand *a, const struct cand *b)
 {
+	return (a->dirlen == b->dirlen &&
+	        strncmp(a->path, b->path, a->dirlen) == 0);
+}
+
+/* Replace the units of c[0..n) by one bundle; false when it cannot. */
+static bool
+make_bundle(struct sr_plan *p, const struct sr_suite *s, const struct cand *c,
+            size_t n)
+{
+	size_t files[SR_BUNDLE_MAX_FILES];
 	uint32_t id = 0;
 
 	if (n < 2)
 		return (false);
+	for (size_t i = 0; i < n; i++)
+		files[i] = c[i].u->fl.one;
 	if (sr_plan_add(p, s, files, n, false, &id) != 0 ||
 	    sr_unit_set_bundle(sr_plan_unit(p, id)) != 0) {
 		if (id > 0 && sr_plan_unit(p, id) != NULL)
@@ -45,8 +64,34 @@ make_bundle(struct sr_plan *p, const struct sr_suite *s,
 		return (false); /* the files keep their own units */
 	}
 	for (size_t i = 0; i < n; i++)
-		sr_plan_drop(p, members[i]);
+		sr_plan_drop(p, c[i].u);
 	return (true);
+}
+
+/* The candidates, sorted by directory; NULL when there is no memory. */
+static struct cand *
+candidates(const struct sr_plan *p, const struct sr_suite *s, double max_s,
+           size_t *n)
+{
+	struct cand *c = malloc((p->n ? p->n : 1) * sizeof(*c));
+
+	*n = 0;
+	for (size_t i = 0; c != NULL && i < p->n; i++) {
+		struct sr_unit *u = p->units[i];
+		const char *slash;
+
+		if (!bundleable(u, s, max_s))
+			continue;
+		c[*n].u = u;
+		c[*n].path = s->files[u->fl.one].path;
+		slash = strrchr(c[*n].path, '/');
+		c[*n].dirlen =
+		    slash != NULL ? (size_t) (slash - c[*n].path) : 0;
+		(*n)++;
+	}
+	if (c != NULL)
+		qsort(c, *n, sizeof(*c), by_dir);
+	return (c);
 }
 
 size_t
@@ -54,34 +99,30 @@ sr_bundle_short(struct sr_plan *p, const struct sr_suite *s, double max_s,
                 unsigned slots)
 {
 	double total = 0, cap, load = 0;
-	size_t nunits = p->n, n = 0, made = 0;
-	struct sr_unit *members[SR_BUNDLE_MAX_FILES];
-	size_t files[SR_BUNDLE_MAX_FILES];
+	size_t n, first = 0, made = 0;
+	struct cand *c;
 
 	if (max_s <= 0 || slots == 0)
 		return (0);
-	for (size_t i = 0; i < nunits; i++)
+	for (size_t i = 0; i < p->n; i++)
 		if (p->units[i]->state == SR_UNIT_QUEUED)
 			total += p->units[i]->weight;
 	cap = total / slots / 2 < max_s ? total / slots / 2 : max_s;
-	for (size_t i = 0; i < nunits; i++) {
-		struct sr_unit *u = p->units[i];
-
-		if (!bundleable(u, s, max_s))
+	if ((c = candidates(p, s, max_s, &n)) == NULL)
+		return (0);
+	for (size_t i = 0; i <= n; i++) {
+		if (i < n && i > first && i - first < SR_BUNDLE_MAX_FILES &&
+		    load + c[i].u->weight <= cap &&
+		    same_dir(&c[first], &c[i])) {
+			load += c[i].u->weight;
 			continue;
-		if (n > 0 &&
-		    (n == SR_BUNDLE_MAX_FILES || load + u->weight > cap ||
-		     !same_dir(s->files[files[0]].path,
-		               s->files[u->fl.one].path))) {
-			made += make_bundle(p, s, members, files, n);
-			n = 0;
-			load = 0;
 		}
-		members[n] = u;
-		files[n++] = u->fl.one;
-		load += u->weight;
+		if (i > first)
+			made += make_bundle(p, s, c + first, i - first) ? 1 : 0;
+		first = i;
+		load = i < n ? c[i].u->weight : 0;
 	}
-	made += make_bundle(p, s, members, files, n);
+	free(c);
 	if (made > 0)
 		sr_info("%zu bundles of files estimated under %.2fs (at most "
 		        "%.2fs each)",

@@ -7,7 +7,7 @@
  * are known, files estimated under S seconds are packed, in path order and
  * never across directories (one directory: one pytest configuration, which
  * the fork server keeps), into bundles of at most S estimated seconds - and
- * at most a quarter of a fair share, so the end of the run stays balanced -
+ * at most half a slot's fair share, so the end of the run stays balanced -
  * and at most SR_BUNDLE_MAX_FILES files. A bundle is one unit: its files run
  * in one session, and each gets its own result from its share of the JUnit
  * report (agent/bundle.c). Serial, exclusive and split files are never

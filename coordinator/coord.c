@@ -66,11 +66,13 @@ fill_assignment(struct coord *c, struct arec *a, uint32_t id,
 		as->selectors = sr_unit_selectors(u)->v;
 		as->n_selectors = sr_unit_selectors(u)->n;
 	}
+	/* Per file; a bundle, estimated under --bundle S in all, gets it as
+	 * a whole (timed out, its files run alone with their own). */
 	as->timeout_ms = c->cfg->timeout_s < 4e6
 	                     ? (uint32_t) (c->cfg->timeout_s * 1000)
 	                     : 4000000000u;
 	as->exclusive = u->exclusive;
-	as->bundle = sr_unit_bundle(u); /* the per-file timeout, for all */
+	as->bundle = sr_unit_bundle(u);
 	as->kill_grace_ms = c->cfg->kill_grace_s < 4e6
 	                        ? (uint32_t) (c->cfg->kill_grace_s * 1000) + 1
 	                        : 4000000000u;
@@ -266,6 +268,7 @@ start_dispatch(struct coord *c, double now)
 	if (c->cfg->bundle_s > 0)
 		(void) sr_bundle_short(&c->plan, c->suite, c->cfg->bundle_s,
 		                       c->prog.slots);
+	sr_plan_compact(&c->plan);
 	c->t0 = c->prog.t0 = sr_now();
 }
 

@@ -183,7 +183,7 @@ record(struct coord *c, struct arec *a, struct sr_unit *u,
 	at.junit_len = r->junit_xml.len;
 	at.message = r->message[0] ? r->message : NULL;
 	at.part = sr_unit_part(u);
-	at.bundled = r->bundled;
+	at.bundled = r->bundled && sr_unit_bundle(u); /* else: ran alone */
 	rv = sr_file_add_attempt(&c->suite->files[file], &at);
 	free(at.tail);
 	if (rv != 0) {

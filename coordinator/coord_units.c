@@ -138,7 +138,8 @@ sr_co_judge(struct coord *c, struct sr_unit *u, size_t file, struct arec *a)
 	switch (at->outcome) {
 	case SHARDRUN__OUTCOME__PASSED:
 	case SHARDRUN__OUTCOME__NO_TESTS:
-		if (!at->bundled && failed_in_bundle(f)) {
+		if (!at->bundled && failed_in_bundle(f) &&
+		    !failed_before(f, sr_unit_part(u))) {
 			f->leak = true;
 			sr_warn("%s failed in a bundle and passed alone: an "
 			        "isolation leak between test files",
@@ -198,6 +199,19 @@ sr_co_unit_done(struct coord *c, struct sr_unit *u)
 	}
 }
 
+/* A bundle's agent is gone: which file (if any) was to blame is unknown,
+ * so each file without a result runs alone, charged nothing. */
+static void
+bundle_lost(struct coord *c, struct sr_unit *u)
+{
+	for (size_t i = 0; i < u->nfiles; i++)
+		if (!*sr_unit_got(u, i) &&
+		    c->suite->files[sr_unit_file(u, i)].final ==
+		        SR_FINAL_PENDING)
+			requeue(c, u, sr_unit_file(u, i), NULL);
+	sr_co_unit_done(c, u);
+}
+
 /* The unit's agent is gone: files without a result this attempt go back to
  * the queue. Losing an agent counts as a restart of the file that was
  * running, so a file that kills its agent every time still ends. */
@@ -209,6 +223,10 @@ unit_lost(struct coord *c, struct sr_unit *u)
 
 	if (sr_co_twin_drop(c, u))
 		return; /* its twin still runs */
+	if (sr_unit_bundle(u)) {
+		bundle_lost(c, u);
+		return;
+	}
 	for (size_t i = 0; i < u->nfiles; i++) {
 		struct sr_file *f = &c->suite->files[sr_unit_file(u, i)];
 

@@ -490,3 +490,16 @@ sr_plan_drop(struct sr_plan *p, struct sr_unit *u)
 	(void) p;
 	u->state = SR_UNIT_DROPPED; /* sr_plan_take skips it */
 }
+
+void
+sr_plan_compact(struct sr_plan *p)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < p->nheap; i++)
+		if (p->units[p->heap[i].id - 1]->state != SR_UNIT_DROPPED)
+			p->heap[n++] = p->heap[i];
+	p->nheap = n;
+	for (size_t i = n / 2; i-- > 0;)
+		sift_down(p, i);
+}

@@ -152,8 +152,12 @@ int sr_plan_add_part(struct sr_plan *p, const struct sr_suite *s, size_t file,
 int sr_plan_again(struct sr_plan *p, const struct sr_suite *s,
                   const struct sr_unit *old, size_t file, bool queue,
                   uint32_t *id);
-/* Take a queued unit out of the queue for good (it was split). */
+/* Take a queued unit out of the queue for good (it was split, or went
+ * into a bundle). It stays in the heap, skipped, until sr_plan_compact. */
 void sr_plan_drop(struct sr_plan *p, struct sr_unit *u);
+/* Clear dropped units out of the heap, so its size (and sr_plan_peek)
+ * count only what is queued. */
+void sr_plan_compact(struct sr_plan *p);
 /* Queue a unit again (state QUEUED). */
 int sr_plan_push(struct sr_plan *p, struct sr_unit *u);
 /*

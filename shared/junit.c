@@ -70,19 +70,21 @@ sr_junit_parse(const char *xml, size_t len)
 	return (doc);
 }
 
-/* pytest's dotted module path: "tests/sub/test_x.py" -> "tests.sub.test_x"
- * (malloc'd). */
-static char *
-dotted(const char *path)
+/* pytest's dotted module path: "tests/sub/test_x.py" -> "tests.sub.test_x";
+ * false when it does not fit. */
+static bool
+dotted(const char *path, char *mod, size_t sz)
 {
-	char *mod = strdup(path);
-	size_t n = mod != NULL ? strlen(mod) : 0;
+	size_t n = strlen(path);
 
+	if (n >= sz)
+		return (false);
+	memcpy(mod, path, n + 1);
 	if (n > 3 && strcmp(mod + n - 3, ".py") == 0)
 		mod[n - 3] = '\0';
 	for (size_t i = 0; i < n; i++)
 		mod[i] = mod[i] == '/' ? '.' : mod[i];
-	return (mod);
+	return (true);
 }
 
 /* The longest tail of mod, cut at a dot, found in s as whole components
@@ -107,21 +109,30 @@ module_tail(const char *s, const char *mod, bool at_end, size_t *len)
 	return (NULL);
 }
 
+/* What follows the module of path in classname, its length in *len; NULL
+ * when classname does not name it. */
+static const char *
+in_classname(const char *path, const char *classname, size_t *len)
+{
+	char mod[PATH_MAX];
+
+	if (classname[0] == '\0' || !dotted(path, mod, sizeof(mod)))
+		return (NULL);
+	return (module_tail(classname, mod, false, len));
+}
+
 size_t
 sr_junit_match(const char *path, const char *classname, const char *name,
                const char **rest)
 {
-	char *mod = dotted(path);
-	const char *r = NULL;
+	char mod[PATH_MAX];
 	size_t len = 0;
+	const char *r = in_classname(path, classname, &len);
 
-	if (mod == NULL)
-		return (0);
-	if (classname[0] != '\0')
-		r = module_tail(classname, mod, false, &len);
-	else if (name[0] != '\0')
-		r = module_tail(name, mod, true, &len); /* a module's error */
-	free(mod);
+	/* A module's own entry (a collection error, a module-level skip):
+	 * the classname is empty, or only a --junitprefix. */
+	if (r == NULL && name[0] != '\0' && dotted(path, mod, sizeof(mod)))
+		r = module_tail(name, mod, true, &len);
 	if (r == NULL)
 		return (0);
 	if (rest != NULL)
@@ -133,11 +144,11 @@ int
 sr_junit_test_id(const char *path, const char *classname, const char *name,
                  char **id)
 {
-	const char *rest;
+	size_t len;
+	const char *rest = in_classname(path, classname, &len);
 	char *out, *o;
 
-	if (name[0] == '\0' || classname[0] == '\0' ||
-	    sr_junit_match(path, classname, name, &rest) == 0)
+	if (name[0] == '\0' || rest == NULL)
 		return (SR_ENOENT);
 	/* Each "." of the classes becomes "::", and one more before name. */
 	if ((out = malloc(2 * strlen(rest) + strlen(name) + 3)) == NULL)

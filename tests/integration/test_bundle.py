@@ -190,6 +190,27 @@ class Bundle(srtest.TestCase):
             self.assertFalse(f["bundled"], f)
             self.assertEqual(f["attempt_outcomes"][1], "passed", f)
 
+    def test_files_a_stopped_session_never_reached_run_alone(self):
+        # -x stops the session at the first failure: the files after it
+        # have no testcase in the report, and must not pass unrun.
+        self.ws.write("pytest.ini", "[pytest]\naddopts = -x\n")
+        files = self.write_tiny(12)
+        self.ws.write("tests/test_a_fails.py", FAILS)
+        files.append("tests/test_a_fails.py")
+        r = self.run_bundled(files)
+        self.assertEqual(r.code, 1, r)
+        self.assert_one_result_per_file(r, files)
+        self.assertEqual(r.file("tests/test_a_fails.py")["outcome"],
+                         "failed")
+        self.assertEqual(r.json["counts"]["passed"], 12, r.json)
+        self.assertEqual(sorted(self.sessions()),
+                         sorted(os.path.basename(p) for p in files[:12]))
+        unreached = [f for f in r.json["files"]
+                     if f["attempt_outcomes"] == ["error", "passed"]]
+        self.assertTrue(unreached, r.json)
+        for f in unreached:
+            self.assertFalse(f["bundled"], f)
+
     def test_collection_error_in_a_bundle(self):
         # pytest stops a session with a collection error before any test:
         # the bundle says nothing about its files, so each runs alone, and

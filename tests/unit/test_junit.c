@@ -67,6 +67,10 @@ test_match_prefers_the_fullest_module(void **state)
 	assert_int_equal(
 	    sr_junit_match("tests/test_x.py", "", "tests.test_x.more", NULL),
 	    0);
+	/* ... behind a --junitprefix, the classname is the prefix alone. */
+	assert_int_equal(
+	    sr_junit_match("tests/test_x.py", "ci", "tests.test_x", NULL),
+	    strlen("tests.test_x"));
 }
 
 static void
@@ -278,6 +282,39 @@ test_small_suites_keep_their_balance(void **state)
 	sr_suite_free(&s);
 }
 
+static void
+test_a_directory_stays_together(void **state)
+{
+	struct sr_suite s;
+	struct sr_plan p;
+	size_t nfiles;
+
+	(void) state;
+	sr_suite_init(&s);
+	/* The subdirectory's files sort between d/test_a.py and d/test_c.py. */
+	add(&s, "d/test_a.py", 0.1);
+	add(&s, "d/test_b/test_1.py", 0.1);
+	add(&s, "d/test_b/test_2.py", 0.1);
+	add(&s, "d/test_c.py", 0.1);
+	add(&s, "d/test_long.py", 20.0);
+	sr_suite_sort(&s);
+	sr_plan_init(&p);
+	assert_int_equal(sr_plan_build(&p, &s), 0);
+	assert_int_equal(sr_bundle_short(&p, &s, 1.0, 2), 2);
+	assert_int_equal(queued_bundles(&p, &s, &nfiles), 2);
+	assert_int_equal(nfiles, 4);
+	/* Compacted, the queue holds the long file and the two bundles. */
+	sr_plan_compact(&p);
+	assert_int_equal(p.nheap, 3);
+	assert_string_equal(s.files[sr_unit_file(sr_plan_peek(&p), 0)].path,
+	                    "d/test_long.py");
+	for (int i = 0; i < 3; i++)
+		assert_non_null(sr_plan_take(&p, NULL, NULL));
+	assert_null(sr_plan_take(&p, NULL, NULL));
+	sr_plan_free(&p);
+	sr_suite_free(&s);
+}
+
 int
 main(void)
 {
@@ -288,6 +325,7 @@ main(void)
 	    cmocka_unit_test(test_divide_refuses_a_failure_of_no_file),
 	    cmocka_unit_test(test_bundles_pack_short_files_of_one_directory),
 	    cmocka_unit_test(test_small_suites_keep_their_balance),
+	    cmocka_unit_test(test_a_directory_stays_together),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));

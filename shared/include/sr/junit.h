@@ -34,9 +34,10 @@ int sr_junit_visit(xmlNodePtr n, const char *name,
 
 /* How much of the module of `path` ("tests/a/test_x.py") the testcase
  * names: the length of the longest tail of its dotted path ("tests.a.test_x",
- * "a.test_x", "test_x") found as whole components in classname (or, for a
- * module-level error, ending name). 0: not this file's. *rest (optional)
- * receives what follows the module in classname ("" or ".TestC..."). */
+ * "a.test_x", "test_x") found as whole components in classname (or, when
+ * the classname names none - a module's own entry, whose classname is empty
+ * or only a --junitprefix - ending name). 0: not this file's. *rest
+ * (optional) receives what follows the module ("" or ".TestC..."). */
 size_t sr_junit_match(const char *path, const char *classname, const char *name,
                       const char **rest);
 
