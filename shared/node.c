@@ -513,6 +513,28 @@ on_sealed(struct sr_node *n, struct sr_peer *p, const uint8_t *f, size_t len,
 	return (0);
 }
 
+/*
+ * A handshake frame from a pipe we have not heard of: nng starts receiving
+ * on a new pipe before it runs the ADD_POST callback, so an agent's INIT can
+ * be read before the event that announces its pipe is queued. Dropping it
+ * would stall the handshake until its timeout. So the coordinator takes the
+ * pipe on now if nng still has it; the event, when it comes, finds it.
+ */
+static struct sr_peer *
+early_peer(struct sr_node *n, uint32_t id, const uint8_t *f, size_t len,
+           bool inner)
+{
+	nng_pipe pipe = NNG_PIPE_INITIALIZER;
+	nng_sockaddr sa;
+
+	pipe.id = id;
+	if (n->role != SR_ROLE_COORDINATOR || inner || len < 1 ||
+	    f[0] != SR_FRAME_HANDSHAKE ||
+	    nng_pipe_get_addr(pipe, NNG_OPT_LOCADDR, &sa) != 0)
+		return (NULL);
+	return (peer_add(n, id));
+}
+
 /* One frame from pipe id; inner: it came inside a MULTI frame, where only
  * sealed frames belong. */
 static int
@@ -521,7 +543,8 @@ on_frame(struct sr_node *n, uint32_t id, const uint8_t *f, size_t len,
 {
 	struct sr_peer *p;
 
-	if ((p = peer_find(n, id, NULL)) == NULL) {
+	if ((p = peer_find(n, id, NULL)) == NULL &&
+	    (p = early_peer(n, id, f, len, inner)) == NULL) {
 		n->stats.bad_frames++; /* a pipe already gone */
 		return (SR_EAGAIN);
 	}

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +157,72 @@ test_session_and_messages(void **state)
 	assert_int_equal(ev.env->heartbeat->seq, 9);
 	sr_wire_free(ev.env);
 	close_pair(&p);
+	sr_trust_clear(&t);
+}
+
+/*
+ * Agents dialing one coordinator, each from a thread of its own that sends
+ * its INIT the moment its pipe is up, while the coordinator reads as fast
+ * as it can: nng may hand the coordinator an INIT before the event that
+ * announces its pipe, and that INIT must not be lost (it stalled the
+ * handshake until the 10 s timeout).
+ */
+struct dialer {
+	const struct sr_trust *t;
+	volatile int ups;
+	volatile int done;
+};
+
+static void *
+dial_many(void *arg)
+{
+	struct dialer *d = arg;
+	struct sr_event ev;
+
+	for (int i = 0; i < 200; i++) {
+		struct sr_node *a;
+		double end = sr_now() + 2.0;
+
+		if (sr_node_open(&a, SR_ROLE_AGENT, d->t) != 0 ||
+		    sr_node_dial(a, "inproc://node-many") != 0)
+			break;
+		while (sr_now() < end) {
+			int got = sr_node_poll(a, &ev);
+
+			if (got == 0 && ev.type == SR_EV_MSG)
+				sr_wire_free(ev.env);
+			if (got == 0 && ev.type == SR_EV_UP) {
+				d->ups++;
+				break;
+			}
+		}
+		sr_node_close(a);
+	}
+	d->done = 1;
+	return (NULL);
+}
+
+static void
+test_many_handshakes_none_stalls(void **state)
+{
+	struct sr_trust t;
+	struct sr_node *c;
+	struct sr_event ev;
+	struct dialer d = {&t, 0, 0};
+	pthread_t th;
+
+	(void) state;
+	sr_trust_cluster_random(&t);
+	assert_int_equal(sr_node_open(&c, SR_ROLE_COORDINATOR, &t), 0);
+	assert_int_equal(sr_node_listen(c, "inproc://node-many"), 0);
+	assert_int_equal(pthread_create(&th, NULL, dial_many, &d), 0);
+	while (!d.done)
+		while (sr_node_poll(c, &ev) == 0)
+			if (ev.type == SR_EV_MSG)
+				sr_wire_free(ev.env);
+	pthread_join(th, NULL);
+	assert_int_equal(d.ups, 200);
+	sr_node_close(c);
 	sr_trust_clear(&t);
 }
 
@@ -367,6 +434,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_session_and_messages),
+	    cmocka_unit_test(test_many_handshakes_none_stalls),
 	    cmocka_unit_test(test_wrong_key_refused),
 	    cmocka_unit_test(test_replay_tamper_version),
 	    cmocka_unit_test(test_frames_share_a_message),
