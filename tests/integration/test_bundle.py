@@ -92,6 +92,16 @@ class Bundle(srtest.TestCase):
         return srtest.run(self.ws, ["-n", "2", "--no-history", "--bundle",
                                     "1"] + list(extra))
 
+    def run_tiny_and(self, n, rel, src, extra=()):
+        """n tiny files and one more, bundled: exit 1, one result each."""
+        files = self.write_tiny(n)
+        self.ws.write(rel, src)
+        files.append(rel)
+        r = self.run_bundled(files, extra)
+        self.assertEqual(r.code, 1, r)
+        self.assert_one_result_per_file(r, files)
+        return r, files
+
     def junit_cases(self, r):
         return sorted((tc.get("classname"), tc.get("name"))
                       for tc in r.junit.iter("testcase"))
@@ -168,12 +178,8 @@ class Bundle(srtest.TestCase):
                          [("tests.test_c_fails", "test_fails")], r)
 
     def test_crashed_bundle_runs_its_files_alone(self):
-        files = self.write_tiny(12)
-        self.ws.write("tests/test_crash.py", CRASHES)
-        files.append("tests/test_crash.py")
-        r = self.run_bundled(files, ["--max-restarts", "1"])
-        self.assertEqual(r.code, 1, r)
-        self.assert_one_result_per_file(r, files)
+        r, files = self.run_tiny_and(12, "tests/test_crash.py", CRASHES,
+                                     ["--max-restarts", "1"])
         crash = r.file("tests/test_crash.py")
         self.assertEqual(crash["outcome"], "crashed", crash)
         self.assertEqual(crash["signal"], "KILL", crash)
@@ -194,12 +200,7 @@ class Bundle(srtest.TestCase):
         # -x stops the session at the first failure: the files after it
         # have no testcase in the report, and must not pass unrun.
         self.ws.write("pytest.ini", "[pytest]\naddopts = -x\n")
-        files = self.write_tiny(12)
-        self.ws.write("tests/test_a_fails.py", FAILS)
-        files.append("tests/test_a_fails.py")
-        r = self.run_bundled(files)
-        self.assertEqual(r.code, 1, r)
-        self.assert_one_result_per_file(r, files)
+        r, files = self.run_tiny_and(12, "tests/test_a_fails.py", FAILS)
         self.assertEqual(r.file("tests/test_a_fails.py")["outcome"],
                          "failed")
         self.assertEqual(r.json["counts"]["passed"], 12, r.json)
@@ -215,12 +216,8 @@ class Bundle(srtest.TestCase):
         # pytest stops a session with a collection error before any test:
         # the bundle says nothing about its files, so each runs alone, and
         # the broken one ends as it would have alone (exit 2: error).
-        files = self.write_tiny(8)
-        self.ws.write("tests/test_broken.py", BROKEN_IMPORT)
-        files.append("tests/test_broken.py")
-        r = self.run_bundled(files)
-        self.assertEqual(r.code, 1, r)
-        self.assert_one_result_per_file(r, files)
+        r, files = self.run_tiny_and(8, "tests/test_broken.py",
+                                     BROKEN_IMPORT)
         broken = r.file("tests/test_broken.py")
         self.assertEqual(broken["outcome"], "error", broken)
         self.assertEqual(broken["attempt_outcomes"], ["error", "error"])

@@ -208,6 +208,20 @@ queued_bundles(const struct sr_plan *p, const struct sr_suite *s,
 	return (n);
 }
 
+/* Plan the suite, bundle it, and check how many bundles and files. */
+static void
+pack(struct sr_plan *p, struct sr_suite *s, double max_s, size_t bundles,
+     size_t files)
+{
+	size_t nfiles;
+
+	sr_plan_init(p);
+	assert_int_equal(sr_plan_build(p, s), 0);
+	assert_int_equal(sr_bundle_short(p, s, max_s, 2), bundles);
+	assert_int_equal(queued_bundles(p, s, &nfiles), bundles);
+	assert_int_equal(nfiles, files);
+}
+
 static void
 test_bundles_pack_short_files_of_one_directory(void **state)
 {
@@ -252,7 +266,6 @@ test_small_suites_keep_their_balance(void **state)
 {
 	struct sr_suite s;
 	struct sr_plan p;
-	size_t nfiles;
 	char path[64];
 
 	(void) state;
@@ -261,22 +274,16 @@ test_small_suites_keep_their_balance(void **state)
 		snprintf(path, sizeof(path), "t/test_%d.py", i);
 		add(&s, path, 0.1);
 	}
-	sr_plan_init(&p);
-	assert_int_equal(sr_plan_build(&p, &s), 0);
 	/* 0.9 s on 2 slots: bundles of at most half a share (0.225 s), so
 	 * pairs, and the ninth file alone. */
-	assert_int_equal(sr_bundle_short(&p, &s, 5.0, 2), 4);
-	assert_int_equal(queued_bundles(&p, &s, &nfiles), 4);
-	assert_int_equal(nfiles, 8);
+	pack(&p, &s, 5.0, 4, 8);
 	sr_plan_free(&p);
 	sr_suite_free(&s);
 	/* Off, and nothing short enough. */
 	sr_suite_init(&s);
 	add(&s, "t/test_a.py", 2.0);
 	add(&s, "t/test_b.py", 2.0);
-	sr_plan_init(&p);
-	assert_int_equal(sr_plan_build(&p, &s), 0);
-	assert_int_equal(sr_bundle_short(&p, &s, 0, 2), 0);
+	pack(&p, &s, 0, 0, 0);
 	assert_int_equal(sr_bundle_short(&p, &s, 1.0, 2), 0);
 	sr_plan_free(&p);
 	sr_suite_free(&s);
@@ -287,7 +294,6 @@ test_a_directory_stays_together(void **state)
 {
 	struct sr_suite s;
 	struct sr_plan p;
-	size_t nfiles;
 
 	(void) state;
 	sr_suite_init(&s);
@@ -298,11 +304,7 @@ test_a_directory_stays_together(void **state)
 	add(&s, "d/test_c.py", 0.1);
 	add(&s, "d/test_long.py", 20.0);
 	sr_suite_sort(&s);
-	sr_plan_init(&p);
-	assert_int_equal(sr_plan_build(&p, &s), 0);
-	assert_int_equal(sr_bundle_short(&p, &s, 1.0, 2), 2);
-	assert_int_equal(queued_bundles(&p, &s, &nfiles), 2);
-	assert_int_equal(nfiles, 4);
+	pack(&p, &s, 1.0, 2, 4);
 	/* Compacted, the queue holds the long file and the two bundles. */
 	sr_plan_compact(&p);
 	assert_int_equal(p.nheap, 3);
