@@ -146,6 +146,25 @@ class MultiHost(srtest.TestCase):
         self.assertIn("agent a2 lost", err)
         self.check_invariant(res, 24, lost_agents=("a2",))
 
+    def test_agent_killed_mid_bundle_charges_no_file(self):
+        # Bundles of short files; the agent that dies was running some.
+        # Which file was to blame is unknown, so none is charged: with no
+        # restart allowed, a charged file would end "crashed".
+        self.suite(48, 0.25)
+        hist = {"version": 1, "files": {
+            "tests/test_%02d.py" % i: {"duration_s": 0.25, "runs": 1}
+            for i in range(48)}}
+        self.ws.write(".shardrun/durations.json", json.dumps(hist))
+        c = self.coordinator(extra=["--bundle", "1", "--max-restarts", "0"])
+        agents = [self.agent(i) for i in (1, 2, 3)]
+        self.wait_for_completions(3)
+        agents[1].send_signal(signal.SIGKILL)
+        code, out, err, res = self.finish(c)
+        self.assertEqual(code, 0, err)
+        self.assertIn("agent a2 lost", err)
+        self.check_invariant(res, 48, lost_agents=("a2",))
+        self.assertTrue(any(f["bundled"] for f in res["files"]), res)
+
     def test_partitioned_agent_loses_nothing(self):
         self.suite(24, 1.0)
         c = self.coordinator()
