@@ -21,7 +21,7 @@ repetition), on the same files, the same K and the same machine:
   shardrun-bundle-exact|noisy
                          (pytest kinds) as shardrun-local-*, with
                          --bundle 0.5 (files estimated under 0.5 s share
-                         pytest sessions)
+                         pytest sessions; --bundle-s S for another S)
   xdist-load|loadfile|loadscope
                          (pytest kinds) python3 -m pytest -q
                          -p no:cacheprovider -n K --dist MODE
@@ -84,7 +84,7 @@ QUICK_IMPORT_COST = 0.2
 
 REF = "shardrun-local-exact"
 SPECULATE = ("--speculate", "on")
-BUNDLE = ("--bundle", "0.5")  # one documented value for every suite
+BUNDLE_S = 0.5  # one documented value for every suite (--bundle-s)
 CONFIGS = (REF, "shardrun-local-noisy", "shardrun-agent-exact",
            "shardrun-spec-exact", "shardrun-spec-noisy",
            "shardrun-bundle-exact", "shardrun-bundle-noisy", "xdist-load",
@@ -504,7 +504,8 @@ class Bench:
             for hist in ("exact", "noisy"):
                 c.append(("shardrun-bundle-" + hist,
                           lambda r, n, h=hist: self.shardrun_local(
-                              suite, h, r, n, BUNDLE)))
+                              suite, h, r, n,
+                              ("--bundle", "%g" % self.a.bundle_s))))
             for mode in ("load", "loadfile", "loadscope"):
                 c.append(("xdist-" + mode,
                           lambda r, n, m=mode: self.xdist(suite, m, r, n)))
@@ -789,6 +790,9 @@ def parse(argv):
     ap.add_argument("--configs", help="comma-separated subset of the "
                     "configurations (default all; for diagnosis: the table "
                     "of a subset is not a comparison)")
+    ap.add_argument("--bundle-s", type=float, default=BUNDLE_S,
+                    help="the --bundle S of the shardrun-bundle-* configs "
+                    "(default %g)" % BUNDLE_S)
     ap.add_argument("--markdown", help="also write the tables here")
     ap.add_argument("--json", help="write the raw numbers here")
     ap.add_argument("--shardrun", default=os.path.join(
