@@ -71,10 +71,11 @@ make_profile(struct sr_setup *st)
 	if (o->cmd != NULL)
 		sr_warn("--cmd is ignored by the pytest profile");
 	if (o->bundle_s > 0 && o->timeout_s > 0 && o->bundle_s >= o->timeout_s)
-		sr_warn("--bundle %gs is not below --timeout %gs: a bundle gets "
-		        "the per-file timeout as a whole, and one that times "
-		        "out has its files run alone",
-		        o->bundle_s, o->timeout_s);
+		sr_warn(
+		    "--bundle %gs is not below --timeout %gs: a bundle gets "
+		    "the per-file timeout as a whole, and one that times "
+		    "out has its files run alone",
+		    o->bundle_s, o->timeout_s);
 	return (sr_profile_pytest(&st->profile, NULL));
 }
 

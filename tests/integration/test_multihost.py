@@ -135,16 +135,22 @@ class MultiHost(srtest.TestCase):
         for p in self.procs[1:]:
             self.assertEqual(p.wait(timeout=15), 0)
 
-    def test_agent_killed_mid_run_loses_nothing(self):
-        self.suite(24, 1.0)
-        c = self.coordinator()
+    def kill_a2_mid_run(self, n, extra=()):
+        """Three agents; a2 is killed by SIGKILL once work is flowing. The
+        run must still end well, every file with one result."""
+        c = self.coordinator(extra=extra)
         agents = [self.agent(i) for i in (1, 2, 3)]
         self.wait_for_completions(3)
         agents[1].send_signal(signal.SIGKILL)
         code, out, err, res = self.finish(c)
         self.assertEqual(code, 0, err)
         self.assertIn("agent a2 lost", err)
-        self.check_invariant(res, 24, lost_agents=("a2",))
+        self.check_invariant(res, n, lost_agents=("a2",))
+        return res
+
+    def test_agent_killed_mid_run_loses_nothing(self):
+        self.suite(24, 1.0)
+        self.kill_a2_mid_run(24)
 
     def test_agent_killed_mid_bundle_charges_no_file(self):
         # Bundles of short files; the agent that dies was running some.
@@ -155,14 +161,8 @@ class MultiHost(srtest.TestCase):
             "tests/test_%02d.py" % i: {"duration_s": 0.25, "runs": 1}
             for i in range(48)}}
         self.ws.write(".shardrun/durations.json", json.dumps(hist))
-        c = self.coordinator(extra=["--bundle", "1", "--max-restarts", "0"])
-        agents = [self.agent(i) for i in (1, 2, 3)]
-        self.wait_for_completions(3)
-        agents[1].send_signal(signal.SIGKILL)
-        code, out, err, res = self.finish(c)
-        self.assertEqual(code, 0, err)
-        self.assertIn("agent a2 lost", err)
-        self.check_invariant(res, 48, lost_agents=("a2",))
+        res = self.kill_a2_mid_run(48, ["--bundle", "1", "--max-restarts",
+                                        "0"])
         self.assertTrue(any(f["bundled"] for f in res["files"]), res)
 
     def test_partitioned_agent_loses_nothing(self):
