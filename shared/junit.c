@@ -127,11 +127,15 @@ sr_junit_match(const char *path, const char *classname, const char *name,
 {
 	char mod[PATH_MAX];
 	size_t len = 0;
-	const char *r = in_classname(path, classname, &len);
+	const char *r = NULL;
 
+	if (!dotted(path, mod, sizeof(mod)))
+		return (0);
+	if (classname[0] != '\0')
+		r = module_tail(classname, mod, false, &len);
 	/* A module's own entry (a collection error, a module-level skip):
 	 * the classname is empty, or only a --junitprefix. */
-	if (r == NULL && name[0] != '\0' && dotted(path, mod, sizeof(mod)))
+	if (r == NULL && name[0] != '\0')
 		r = module_tail(name, mod, true, &len);
 	if (r == NULL)
 		return (0);
