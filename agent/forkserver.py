@@ -22,6 +22,16 @@
 # connection) with a fresh one that keeps nothing and runs pytest.main in
 # each child, and hands it the request.
 #
+# With a kept configuration, the child for the slot's next file is forked
+# ahead, while the current file runs: it configures pytest and starts its
+# session (what a file's session costs before its file is known, most of
+# it), then waits on a pipe. When the request comes it takes the file and
+# only collects, runs and reports. Still a process of its own per file;
+# what pytest_configure and pytest_sessionstart do happens in it, only
+# before SHARDRUN_FILE is set. A child that ends before its file comes (a
+# hook failed, a plugin ended the session early) is dropped and its file
+# forked as before, and none is forked ahead again.
+#
 # Protocol: newline-delimited JSON over a Unix socket (path in argv[1]).
 #   agent -> server  {"run": {"args", "files", "cwd", "log", "env"}}
 #                    | {"signal": N}
@@ -66,6 +76,12 @@ def preload(root, dirs, modules):
             importlib.import_module("_pytest." + name)
         except Exception:
             pass
+    # A pure cache each child would otherwise fill again: the junit
+    # plugin compiles its escaping pattern on first use (~5 ms a file).
+    try:
+        importlib.import_module("_pytest.junitxml").bin_xml_escape("x")
+    except Exception:
+        pass
     for name in modules + ["pdb"]:  # pytest's debugging plugin wants pdb
         try:
             __import__(name)
@@ -85,9 +101,10 @@ class Kept:
     """pytest's parsed configuration, the template request's file arguments
     and the environment the parse left (a conftest may set variables)."""
 
-    def __init__(self, config, files):
+    def __init__(self, config, files, cwd):
         self.config = config
         self.files = files
+        self.cwd = cwd
         self.env = dict(os.environ)
 
 
@@ -138,7 +155,7 @@ def parse_config(req):
             sys.stdout.write(out)
             sys.stderr.write(err)
         flush()
-        return Kept(config, files)
+        return Kept(config, files, req["cwd"])
     except BaseException:  # pytest.skip() in a conftest is one
         return None
 
@@ -165,6 +182,7 @@ def prepared(sock, req):
 
 def restart(sock, req):
     """exec a fresh server that keeps nothing; it serves req first."""
+    drop_ahead()
     flush()
     pending = os.memfd_create("shardrun-pending")  # no file system needed
     os.write(pending, json.dumps(req).encode())
@@ -206,16 +224,14 @@ def rehome_capture(config):
             fresh.close()
 
 
-def run_prepared(kept, req):
-    """What pytest.main does after parsing, on the kept configuration with
-    this request's files."""
-    from _pytest.config import UsageError
+def point_at(kept, req):
+    """Give the kept configuration this request's files, arguments and
+    per-file environment."""
     config = kept.config
     os.environ.clear()
     os.environ.update(kept.env)
     os.environ.update({k: v for k, v in req["env"].items()
                        if k in PER_FILE_ENV})
-    rehome_capture(config)
     new = list(req["files"])
     config.args = swap(config.args, kept.files, new)
     for ns in (config.option, config.known_args_namespace):
@@ -223,6 +239,12 @@ def run_prepared(kept, req):
     params = config.invocation_params
     config.invocation_params = type(params)(
         args=tuple(req["args"]), plugins=params.plugins, dir=params.dir)
+    sys.argv = ["pytest"] + req["args"]
+
+
+def run_session(config):
+    """What pytest.main does after parsing."""
+    from _pytest.config import UsageError
     try:
         try:
             return int(config.hook.pytest_cmdline_main(config=config))
@@ -236,27 +258,25 @@ def run_prepared(kept, req):
         return 4
 
 
-def child(req, kept):
+def own_process(out):
+    """A forked child's start: a session of its own, default signal
+    handling, stdin from /dev/null, stdout and stderr to out."""
     os.setsid()
+    signal.set_wakeup_fd(-1)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE,
                 signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     fd = os.open("/dev/null", os.O_RDONLY)
     os.dup2(fd, 0)
-    fd = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.chdir(req["cwd"])
-    sys.argv = ["pytest"] + req["args"]
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+
+
+def end_child(run):
+    """Run, then end the process with the status the interpreter would."""
     code = 1
     try:
-        if kept is not None:
-            code = run_prepared(kept, req)
-        else:
-            os.environ.clear()
-            os.environ.update(req["env"])
-            import pytest
-            code = int(pytest.main(req["args"]))
+        code = run()
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     except BaseException:  # uncaught: as the interpreter would end
@@ -268,45 +288,244 @@ def child(req, kept):
     os._exit(code)
 
 
-def sweep(pid, namespaced):
-    """Kill what the attempt left: everything in our PID namespace but us
-    and its init, or else the child's process group and our children."""
-    if namespaced:
+def child(req, kept):
+    own_process(os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                        0o600))
+    os.chdir(req["cwd"])
+    sys.argv = ["pytest"] + req["args"]
+
+    def run():
+        if kept is not None:
+            rehome_capture(kept.config)
+            point_at(kept, req)
+            return run_session(kept.config)
+        os.environ.clear()
+        os.environ.update(req["env"])
+        import pytest
+        return int(pytest.main(req["args"]))
+    end_child(run)
+
+
+# A child forked ahead for the slot's next file (kept configurations
+# only): it configures pytest and starts its session - the part of a
+# file's cost that does not depend on the file - while the slot's current
+# file runs, then waits on a pipe for its request. Each file still gets a
+# process of its own; what its pytest_configure and pytest_sessionstart
+# hooks do happens in that process, only before its file is known.
+AHEAD = None      # (pid, fd to write its request to)
+AHEAD_OK = True   # False once a child ended before its file came
+
+
+def go_ahead(sock, kept):
+    """Fork the next file's child; it waits in pytest's session loop."""
+    global AHEAD
+    import _pytest.main
+    if not AHEAD_OK or kept is None or AHEAD is not None or \
+            not callable(getattr(_pytest.main, "_main", None)) or \
+            threads() > 1:
+        return
+    rfd, wfd = os.pipe2(os.O_CLOEXEC)
+    server = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        sock.close()
+        os.close(wfd)
+        ahead_child(kept, rfd, server)
+    os.close(rfd)
+    AHEAD = (pid, wfd)
+
+
+def ahead_child(kept, rfd, server):
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PDEATHSIG
+    except Exception:
+        pass
+    if os.getppid() != server:
+        os._exit(1)
+    early = os.memfd_create("shardrun-early")  # output before the file
+    own_process(early)
+    os.chdir(kept.cwd)
+    os.environ.clear()
+    os.environ.update(kept.env)
+    sys.argv = ["pytest"] + list(kept.config.invocation_params.args)
+    rehome_capture(kept.config)
+    import _pytest.main
+    collect_and_run = _pytest.main._main
+
+    def when_told(config, session):
+        req = read_request(rfd)
+        if req is None:  # the server is gone or dropped us
+            os._exit(1)
+        take_file(kept, req, early)
+        return collect_and_run(config, session)
+    _pytest.main._main = when_told
+    end_child(lambda: run_session(kept.config))
+
+
+def read_request(fd):
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return None
+        data += chunk
+    os.close(fd)
+    return json.loads(data)
+
+
+def take_file(kept, req, early):
+    """The request came: move what was written so far into the file's
+    log, point stdout, stderr and the capture's saved streams at the log,
+    give the configuration the file, and restart the session's clocks
+    (the junit report's time and timestamp, the terminal's "in N s")."""
+    import time
+    flush()
+    log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.lseek(early, 0, os.SEEK_SET)
+    while True:
+        chunk = os.read(early, 65536)
+        if not chunk:
+            break
+        os.write(log, chunk)
+    os.close(early)
+    capman = kept.config.pluginmanager.getplugin("capturemanager")
+    multi = getattr(capman, "_global_capturing", None)
+    for cap in (getattr(multi, n, None) for n in ("out", "err")):
+        save = getattr(cap, "targetfd_save", None)
+        if save is not None:
+            os.dup2(log, save)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    point_at(kept, req)
+    now = time.time()
+    for plugin in kept.config.pluginmanager.get_plugins():
+        for clock in ("suite_start_time", "_sessionstarttime"):
+            if isinstance(getattr(plugin, clock, None), float):
+                setattr(plugin, clock, now)
+
+
+def take_ahead(req):
+    """Hand req to the child forked ahead; its pid, or 0 when there is
+    none (or it ended early: then none is forked ahead again)."""
+    global AHEAD, AHEAD_OK
+    if AHEAD is None:
+        return 0
+    pid, wfd = AHEAD
+    AHEAD = None
+    try:
+        done = os.waitpid(pid, os.WNOHANG)[0] != 0
+    except ChildProcessError:
+        done = True
+    if not done:
         try:
-            os.kill(-1, signal.SIGKILL)
+            os.write(wfd, (json.dumps(req) + "\n").encode())
         except OSError:
-            pass
+            done = True
+    os.close(wfd)
+    if done:
+        AHEAD_OK = False
+        return 0
+    return pid
+
+
+def drop_ahead():
+    global AHEAD
+    if AHEAD is None:
+        return
+    pid, wfd = AHEAD
+    AHEAD = None
+    os.close(wfd)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def namespace_others(spare):
+    """The pids (as seen here) of the other processes in our PID namespace,
+    but its init and spare's session (spare itself before its setsid)."""
+    me = os.readlink("/proc/self/ns/pid")
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.readlink("/proc/%s/ns/pid" % name) != me:
+                continue
+            with open("/proc/%s/status" % name) as f:
+                fields = dict(line.split(":", 1) for line in f
+                              if ":" in line)
+            pid = int(fields["NSpid"].split()[-1])
+            sid = int(fields["NSsid"].split()[-1])
+        except (OSError, KeyError, ValueError):
+            continue
+        if pid not in (1, os.getpid(), spare) and sid != spare:
+            found.append(pid)
+    return found
+
+
+def signal_all(sig, namespaced, pid):
+    """Signal the attempt: everything in our PID namespace but us and its
+    init (and a child forked ahead), or else the child's process group."""
+    if not namespaced:
+        targets = [-pid]
+    elif AHEAD is None:
+        targets = [-1]
     else:
+        targets = namespace_others(AHEAD[0])
+    for target in targets:
         try:
-            os.killpg(pid, signal.SIGKILL)
-        except OSError:
+            os.kill(target, sig)
+        except OSError:  # gone meanwhile
             pass
+
+
+def sweep(pid, namespaced):
+    """Kill what the attempt left, and reap it."""
+    global AHEAD, AHEAD_OK
+    signal_all(signal.SIGKILL, namespaced, pid)
+    if namespaced and AHEAD is not None:
+        # A process forked between our look and our kill survived it.
+        for _ in range(3):
+            if not namespace_others(AHEAD[0]):
+                break
+            signal_all(signal.SIGKILL, namespaced, pid)
     while True:
         try:
-            if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                break
+            done = os.waitpid(-1, os.WNOHANG)[0]
         except ChildProcessError:
             break
+        if done == 0:
+            break
+        if AHEAD is not None and done == AHEAD[0]:
+            os.close(AHEAD[1])
+            AHEAD = None
+            AHEAD_OK = False
 
 
 def handle(sock, msg, pid, namespaced):
     """One request; returns the running child's pid (0: none)."""
     if "signal" in msg and pid:
-        try:
-            os.kill(-1 if namespaced else -pid, msg["signal"])
-        except OSError:
-            pass
+        signal_all(msg["signal"], namespaced, pid)
     elif "run" in msg and not pid:
         kept = prepared(sock, msg["run"])
-        if threads() > 1:
-            send(sock, {"nofork": "a thread exists in the server"})
-            return 0
-        pid = os.fork()
-        if pid == 0:
-            sock.close()
-            signal.set_wakeup_fd(-1)
-            child(msg["run"], kept)
+        pid = take_ahead(msg["run"]) if kept is not None else 0
+        if not pid:
+            if threads() > 1:
+                send(sock, {"nofork": "a thread exists in the server"})
+                return 0
+            pid = os.fork()
+            if pid == 0:
+                sock.close()
+                child(msg["run"], kept)
         send(sock, {"pid": pid})
+        go_ahead(sock, kept)
     return pid
 
 

@@ -1,6 +1,7 @@
 """The preloading fork server: shared modules imported once per slot, each
 file still in a process of its own, a thread at import time makes it step
 aside, crashes and hangs stay contained."""
+import datetime
 import json
 import os
 
@@ -208,6 +209,78 @@ class KeptConfig(srtest.TestCase):
                                      r.file(f)["exit_code"]) for f in files})
         self.assertEqual(runs["on"], runs["off"])
         self.assertEqual(runs["on"][1]["tests/c/test_c.py"][0], "error")
+
+
+# A child forked ahead: pytest_configure of the next file runs (in that
+# file's own process) while the current file runs.
+AHEAD_CONFTEST = """
+import os, time
+CONFIGURED = []
+
+def pytest_configure(config):
+    CONFIGURED.append(time.time())
+    print("configured in %d" % os.getpid())
+"""
+
+AHEAD_TEST = """
+import json, os, time
+import conftest
+
+def open_files():
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            yield os.readlink("/proc/self/fd/" + fd)
+        except OSError:  # the directory's own fd, closed by now
+            pass
+
+def test_it():
+    start = time.time()
+    time.sleep({sleep})
+    log = [l for l in open_files() if l.endswith("output.log")][0]
+    with open(log) as f:
+        printed = "configured in %d" % os.getpid() in f.read()
+    with open(os.path.join(os.path.dirname(__file__), "ahead.log"),
+              "a") as f:
+        f.write(json.dumps([os.environ["SHARDRUN_FILE"], os.getpid(),
+                            conftest.CONFIGURED, start, time.time(),
+                            printed]) + "\\n")
+"""
+
+
+class ForkedAhead(srtest.TestCase):
+    def test_next_file_configured_while_the_current_one_runs(self):
+        self.ws.write("tests/conftest.py", AHEAD_CONFTEST)
+        self.ws.write("tests/test_long.py", AHEAD_TEST.format(sleep=1.5))
+        hist = {"version": 1, "files": {
+            "tests/test_long.py": {"duration_s": 1.6, "runs": 1}}}
+        quick = ["tests/test_q%d.py" % i for i in range(3)]
+        for f in quick:
+            self.ws.write(f, AHEAD_TEST.format(sleep=0))
+            hist["files"][f] = {"duration_s": 0.1, "runs": 1}
+        self.ws.write(".shardrun/durations.json", json.dumps(hist))
+        r = srtest.run(self.ws, ["-n", "1", "--no-history"])
+        self.assertEqual(r.code, 0, r)
+        with open(self.ws.path("tests/ahead.log")) as f:
+            seen = {row[0]: row[1:] for row in map(json.loads, f)}
+        self.assertEqual(sorted(seen), sorted(quick + ["tests/test_long.py"]))
+        # Configured once, in the file's own process, which printed into
+        # the file's own log.
+        for f, (pid, configured, _, _, printed) in seen.items():
+            self.assertEqual(len(configured), 1, f)
+            self.assertTrue(printed, f)
+        self.assertEqual(len({row[0] for row in seen.values()}), 4)
+        # The file after the long one was configured before that one
+        # ended; its report counts its own run, not the wait.
+        _, _, long_start, long_end, _ = seen["tests/test_long.py"]
+        nxt = min(quick, key=lambda f: seen[f][2])
+        self.assertLess(seen[nxt][1][0], long_end)
+        self.assertGreater(seen[nxt][2], long_end)
+        suite = [s for s in r.junit.getroot().iter("testsuite")
+                 if s.find("testcase").get("classname") ==
+                 nxt[:-3].replace("/", ".")][0]
+        self.assertLess(float(suite.get("time")), 1.0)
+        stamp = datetime.datetime.fromisoformat(suite.get("timestamp"))
+        self.assertGreater(stamp.timestamp(), long_end - 0.01)
 
 
 if __name__ == "__main__":

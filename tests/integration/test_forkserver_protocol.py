@@ -45,7 +45,12 @@ FILES = {
     # Two directories whose conftests import a helper module of one name.
     "tests/a/helpers.py": "NAME = 'a'\n",
     "tests/b/helpers.py": "NAME = 'b'\n",
-    "tests/a/conftest.py": "import helpers\n",
+    "tests/a/conftest.py": """
+        import helpers
+
+        def pytest_configure(config):
+            print("configured a")
+        """,
     "tests/b/conftest.py": "import helpers\n",
     "tests/a/test_a.py": """
         import logging, os
@@ -75,6 +80,13 @@ FILES = {
         pytest.skip("not here", allow_module_level=True)
         """,
     "tests/c/test_c.py": "def test_c():\n    pass\n",
+    # A conftest whose pytest_configure fails (in every process).
+    "tests/d/conftest.py": """
+        def pytest_configure(config):
+            print("configure of d")
+            raise RuntimeError("cannot configure d")
+        """,
+    "tests/d/test_d.py": "def test_d():\n    pass\n",
 }
 
 # (file arguments, what they name) in the order the server gets them: b's
@@ -182,9 +194,14 @@ class ForkServerProtocol(unittest.TestCase):
                                  (files, out, plain_out))
                 self.assertNotIn("Logging error", out, files)
                 # What the conftests printed while the server parsed went
-                # to its log, not into every child's.
+                # to its log, not into every child's; what pytest_configure
+                # printed (in a child forked ahead: before its file was
+                # known) went to the file's log.
                 if "root conftest imported" not in plain_out:
                     self.assertNotIn("root conftest imported", out, files)
+                for line in ("configured a", "configure of d"):
+                    self.assertEqual(line in out, line in plain_out,
+                                     (files, line, out))
         finally:
             server.close()
         return codes
@@ -193,6 +210,24 @@ class ForkServerProtocol(unittest.TestCase):
         codes = self.serve(RUNS)
         # Passed, failed, usage error (a file gone, an unknown id) all came.
         self.assertLessEqual({0, 1, 4}, set(codes))
+
+    def test_files_of_one_configuration_one_after_another(self):
+        # All but the first are served by a child forked ahead: configured
+        # and in its session before the request came.
+        codes = self.serve([["tests/a/test_a.py"], ["tests/a/test_fail.py"],
+                            ["tests/a/test_a.py"], ["tests/a/test_gone.py"],
+                            ["tests/a/test_a.py::test_nope"],
+                            ["tests/a/test_a.py::test_a"],
+                            ["tests/a/test_a.py", "tests/a/test_fail.py"],
+                            ["tests/a/test_a.py"]])
+        self.assertEqual(codes, [0, 1, 0, 4, 4, 0, 1, 0])
+
+    def test_a_pytest_configure_that_fails(self):
+        # The child forked ahead ends before its file comes; each file
+        # still ends as a plain run would, and then c's.
+        codes = self.serve([["tests/d/test_d.py"]] * 3 +
+                           [["tests/c/test_c.py"]])
+        self.assertEqual(codes[:3], [3, 3, 3])
 
     def test_a_conftest_that_starts_a_thread(self):
         codes = self.serve([["threads/test_t.py"], ["threads/test_t.py"],
