@@ -23,21 +23,24 @@
 # each child, and hands it the request.
 #
 # With a kept configuration, the child for the slot's next file is forked
-# ahead, while the current file runs: it configures pytest and starts its
-# session (what a file's session costs before its file is known, most of
-# it), then waits on a pipe. When the request comes it takes the file and
-# only collects, runs and reports. Still a process of its own per file;
-# what pytest_configure and pytest_sessionstart do happens in it, only
-# before SHARDRUN_FILE is set. A child that ends before its file comes (a
-# hook failed, a plugin ended the session early) is dropped and its file
-# forked as before, and none is forked ahead again.
+# ahead, while the current file runs, and waits on a pipe for its request:
+# the fork is paid before the file is due. Where no code of the suite's
+# own (a conftest.py, a module of the workspace) implements a session-wide
+# hook, it also configures pytest and starts its session before waiting -
+# most of what a file's session costs before its file is known - and takes
+# its file in pytest's collect-and-run step. A child that ends before its
+# file comes (a hook failed, a plugin ended the session) is dropped, its
+# file forked the plain way, and none is forked ahead again.
 #
 # Protocol: newline-delimited JSON over a Unix socket (path in argv[1]).
 #   agent -> server  {"run": {"args", "files", "cwd", "log", "env"}}
 #                    | {"signal": N}
 #                    ("files": which of the args name the file or its ids)
 #   server -> agent  {"ready": true} | {"nofork": why} | {"pid": P}
+#                    | {"ahead": P}    (a child forked for the next file)
 #                    | {"status": S}   (a raw wait status)
+#   ({"pid"} may come twice for one run: the child forked ahead ended
+#   before it took the file, which then got a child of its own.)
 # argv[2]: the workspace root; then "-d DIR" (put on sys.path) and the
 # modules to preload; after an exec also "--no-keep", "--fd N" (the
 # connection) and "--pending N" (a file holding the request to serve).
@@ -106,6 +109,29 @@ class Kept:
         self.files = files
         self.cwd = cwd
         self.env = dict(os.environ)
+        # A child forked ahead configures pytest and starts its session
+        # before its file comes only when no code of the suite's own has
+        # a say in those steps (see session_hooks_of_the_suite).
+        self.configure_ahead = not session_hooks_of_the_suite(config, cwd)
+
+
+SESSION_HOOKS = ("pytest_configure", "pytest_sessionstart",
+                 "pytest_sessionfinish", "pytest_unconfigure")
+
+
+def session_hooks_of_the_suite(config, root):
+    """Whether a conftest.py or a module of the workspace implements a
+    session-wide hook: such code may set up per-slot resources (a database
+    named after SHARDRUN_SLOT, files in TMPDIR) that must not overlap with
+    the previous file's session, or read SHARDRUN_FILE."""
+    for name in SESSION_HOOKS:
+        for impl in getattr(config.hook, name).get_hookimpls():
+            fn = getattr(impl.function, "__func__", impl.function)
+            path = getattr(getattr(fn, "__code__", None), "co_filename", "")
+            if os.path.basename(path) == "conftest.py" or \
+                    path.startswith(os.path.join(root, "")):
+                return True
+    return False
 
 
 def shape(req):
@@ -224,14 +250,18 @@ def rehome_capture(config):
             fresh.close()
 
 
+def per_file_env(req):
+    """Set (or unset) the variables that differ between a slot's files."""
+    for k in PER_FILE_ENV:
+        if k in req["env"]:
+            os.environ[k] = req["env"][k]
+        else:
+            os.environ.pop(k, None)
+
+
 def point_at(kept, req):
-    """Give the kept configuration this request's files, arguments and
-    per-file environment."""
+    """Give the kept configuration this request's files and arguments."""
     config = kept.config
-    os.environ.clear()
-    os.environ.update(kept.env)
-    os.environ.update({k: v for k, v in req["env"].items()
-                       if k in PER_FILE_ENV})
     new = list(req["files"])
     config.args = swap(config.args, kept.files, new)
     for ns in (config.option, config.known_args_namespace):
@@ -296,6 +326,9 @@ def child(req, kept):
 
     def run():
         if kept is not None:
+            os.environ.clear()
+            os.environ.update(kept.env)
+            per_file_env(req)
             rehome_capture(kept.config)
             point_at(kept, req)
             return run_session(kept.config)
@@ -307,35 +340,67 @@ def child(req, kept):
 
 
 # A child forked ahead for the slot's next file (kept configurations
-# only): it configures pytest and starts its session - the part of a
-# file's cost that does not depend on the file - while the slot's current
-# file runs, then waits on a pipe for its request. Each file still gets a
-# process of its own; what its pytest_configure and pytest_sessionstart
-# hooks do happens in that process, only before its file is known.
-AHEAD = None      # (pid, fd to write its request to)
-AHEAD_OK = True   # False once a child ended before its file came
+# only), while the slot's current file runs. It waits on a pipe for its
+# request, so the fork is paid before the file is due; where no code of
+# the suite's own implements a session-wide hook, it also configures
+# pytest and starts its session first, and waits in pytest's
+# collect-and-run step. Each file still gets a process of its own and
+# every hook of its session runs in it.
+AHEAD = None      # the Ahead child waiting for the next file
+HANDING = None    # (Ahead, request): handed a file, not ready for it yet
+AHEAD_OK = True   # False once one ended before taking its file
+
+
+class Ahead:
+    def __init__(self, pid, ready, wfd):
+        self.pid = pid
+        self.ready = ready  # says "r" once it waits for its request
+        self.wfd = wfd      # takes the request
+
+    def close(self):
+        os.close(self.ready)
+        os.close(self.wfd)
+
+    def kill(self):
+        """Kill it (before or after its setsid) and reap it."""
+        self.close()
+        for target in (-self.pid, self.pid):
+            try:
+                os.kill(target, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
 
 
 def go_ahead(sock, kept):
-    """Fork the next file's child; it waits in pytest's session loop."""
+    """Fork the next file's child, tell the agent its pid (to kill it with
+    the server)."""
     global AHEAD
-    import _pytest.main
-    if not AHEAD_OK or kept is None or AHEAD is not None or \
-            not callable(getattr(_pytest.main, "_main", None)) or \
-            threads() > 1:
+    if not AHEAD_OK or kept is None or AHEAD is not None or threads() > 1:
         return
     rfd, wfd = os.pipe2(os.O_CLOEXEC)
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     server = os.getpid()
     pid = os.fork()
     if pid == 0:
-        sock.close()
-        os.close(wfd)
-        ahead_child(kept, rfd, server)
+        try:
+            sock.close()
+            os.close(wfd)
+            os.close(ready_r)
+            ahead_child(kept, rfd, ready_w, server)
+        finally:
+            os._exit(1)
     os.close(rfd)
-    AHEAD = (pid, wfd)
+    os.close(ready_w)
+    os.set_blocking(ready_r, False)
+    AHEAD = Ahead(pid, ready_r, wfd)
+    send(sock, {"ahead": pid})
 
 
-def ahead_child(kept, rfd, server):
+def ahead_child(kept, rfd, ready_w, server):
     try:
         import ctypes
         ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PDEATHSIG
@@ -351,13 +416,22 @@ def ahead_child(kept, rfd, server):
     sys.argv = ["pytest"] + list(kept.config.invocation_params.args)
     rehome_capture(kept.config)
     import _pytest.main
-    collect_and_run = _pytest.main._main
+    collect_and_run = getattr(_pytest.main, "_main", None)
+
+    def wait_for_file(started):
+        os.write(ready_w, b"r")
+        os.close(ready_w)
+        req = read_request(rfd)
+        if req is None:  # the server is gone or took the file back
+            os._exit(1)
+        take_file(kept, req, early, started)
+
+    if not kept.configure_ahead or not callable(collect_and_run):
+        wait_for_file(False)
+        end_child(lambda: run_session(kept.config))
 
     def when_told(config, session):
-        req = read_request(rfd)
-        if req is None:  # the server is gone or dropped us
-            os._exit(1)
-        take_file(kept, req, early)
+        wait_for_file(True)
         return collect_and_run(config, session)
     _pytest.main._main = when_told
     end_child(lambda: run_session(kept.config))
@@ -374,11 +448,18 @@ def read_request(fd):
     return json.loads(data)
 
 
-def take_file(kept, req, early):
+def write_all(fd, data):
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def take_file(kept, req, early, started):
     """The request came: move what was written so far into the file's
-    log, point stdout, stderr and the capture's saved streams at the log,
-    give the configuration the file, and restart the session's clocks
-    (the junit report's time and timestamp, the terminal's "in N s")."""
+    log and point every descriptor that wrote there (stdout, stderr, the
+    capture's saved streams, faulthandler's copy) at the log, give the
+    configuration the file and, when the session has started already,
+    restart its clocks (the junit report's time and timestamp, the
+    terminal's "in N s")."""
     import time
     flush()
     log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -387,18 +468,22 @@ def take_file(kept, req, early):
         chunk = os.read(early, 65536)
         if not chunk:
             break
-        os.write(log, chunk)
+        write_all(log, chunk)
+    target = os.readlink("/proc/self/fd/%d" % early)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if fd not in (early, log) and \
+                    os.readlink("/proc/self/fd/" + name) == target:
+                os.dup2(log, fd)
+        except OSError:  # the listing's own descriptor
+            pass
     os.close(early)
-    capman = kept.config.pluginmanager.getplugin("capturemanager")
-    multi = getattr(capman, "_global_capturing", None)
-    for cap in (getattr(multi, n, None) for n in ("out", "err")):
-        save = getattr(cap, "targetfd_save", None)
-        if save is not None:
-            os.dup2(log, save)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
     os.close(log)
+    per_file_env(req)
     point_at(kept, req)
+    if not started:
+        return
     now = time.time()
     for plugin in kept.config.pluginmanager.get_plugins():
         for clock in ("suite_start_time", "_sessionstarttime"):
@@ -407,44 +492,56 @@ def take_file(kept, req, early):
 
 
 def take_ahead(req):
-    """Hand req to the child forked ahead; its pid, or 0 when there is
-    none (or it ended early: then none is forked ahead again)."""
-    global AHEAD, AHEAD_OK
+    """Give req to the child forked ahead; its pid, or 0 when there is
+    none. It gets the request once it says it waits for one (hand_over)."""
+    global AHEAD, HANDING
     if AHEAD is None:
         return 0
-    pid, wfd = AHEAD
+    HANDING = (AHEAD, req)
     AHEAD = None
+    return HANDING[0].pid
+
+
+def hand_over(sock, pid):
+    """Send the pending request to its child once it is ready; if the
+    child ended first (a hook failed, a plugin ended the session), fork
+    the file the plain way. Returns the attempt's pid."""
+    global HANDING, AHEAD_OK
+    ahead, req = HANDING
     try:
-        done = os.waitpid(pid, os.WNOHANG)[0] != 0
-    except ChildProcessError:
-        done = True
-    if not done:
-        try:
-            os.write(wfd, (json.dumps(req) + "\n").encode())
-        except OSError:
-            done = True
-    os.close(wfd)
-    if done:
-        AHEAD_OK = False
-        return 0
+        said = os.read(ahead.ready, 1)
+    except BlockingIOError:
+        if os.waitpid(ahead.pid, os.WNOHANG)[0] == 0:
+            return pid  # still getting ready
+        said = b""
+    HANDING = None
+    if said:
+        write_all(ahead.wfd, (json.dumps(req) + "\n").encode())
+        ahead.close()
+        return pid
+    ahead.kill()
+    AHEAD_OK = False
+    drop_ahead()  # the next one would end the same way
+    pid = fork_child(sock, req, KEPT[1])
+    send(sock, {"pid": pid} if pid else
+         {"nofork": "a thread exists in the server"})
     return pid
+
+
+def cancel_hand_over():
+    """A signal came for an attempt whose child is not ready yet: it gets
+    the signal, and never its file (reading its request, it ends)."""
+    global HANDING
+    if HANDING is not None:
+        HANDING[0].close()
+        HANDING = None
 
 
 def drop_ahead():
     global AHEAD
-    if AHEAD is None:
-        return
-    pid, wfd = AHEAD
-    AHEAD = None
-    os.close(wfd)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
+    if AHEAD is not None:
+        AHEAD.kill()
+        AHEAD = None
 
 
 def namespace_others(spare):
@@ -463,9 +560,11 @@ def namespace_others(spare):
                               if ":" in line)
             pid = int(fields["NSpid"].split()[-1])
             sid = int(fields["NSsid"].split()[-1])
-        except (OSError, KeyError, ValueError):
+            zombie = fields["State"].split()[0] == "Z"
+        except (OSError, KeyError, ValueError, IndexError):
             continue
-        if pid not in (1, os.getpid(), spare) and sid != spare:
+        if not zombie and pid not in (1, os.getpid(), spare) and \
+                sid != spare:
             found.append(pid)
     return found
 
@@ -478,7 +577,7 @@ def signal_all(sig, namespaced, pid):
     elif AHEAD is None:
         targets = [-1]
     else:
-        targets = namespace_others(AHEAD[0])
+        targets = namespace_others(AHEAD.pid)
     for target in targets:
         try:
             os.kill(target, sig)
@@ -493,7 +592,7 @@ def sweep(pid, namespaced):
     if namespaced and AHEAD is not None:
         # A process forked between our look and our kill survived it.
         for _ in range(3):
-            if not namespace_others(AHEAD[0]):
+            if not namespace_others(AHEAD.pid):
                 break
             signal_all(signal.SIGKILL, namespaced, pid)
     while True:
@@ -503,27 +602,39 @@ def sweep(pid, namespaced):
             break
         if done == 0:
             break
-        if AHEAD is not None and done == AHEAD[0]:
-            os.close(AHEAD[1])
+        if AHEAD is not None and done == AHEAD.pid:
+            AHEAD.close()
             AHEAD = None
             AHEAD_OK = False
+
+
+def fork_child(sock, req, kept):
+    """Fork a child for req; its pid, 0 when forking is unsafe."""
+    if threads() > 1:
+        return 0
+    pid = os.fork()
+    if pid == 0:
+        try:
+            sock.close()
+            child(req, kept)
+        finally:
+            os._exit(1)
+    return pid
 
 
 def handle(sock, msg, pid, namespaced):
     """One request; returns the running child's pid (0: none)."""
     if "signal" in msg and pid:
+        cancel_hand_over()
         signal_all(msg["signal"], namespaced, pid)
     elif "run" in msg and not pid:
         kept = prepared(sock, msg["run"])
         pid = take_ahead(msg["run"]) if kept is not None else 0
         if not pid:
-            if threads() > 1:
-                send(sock, {"nofork": "a thread exists in the server"})
-                return 0
-            pid = os.fork()
-            if pid == 0:
-                sock.close()
-                child(msg["run"], kept)
+            pid = fork_child(sock, msg["run"], kept)
+        if not pid:
+            send(sock, {"nofork": "a thread exists in the server"})
+            return 0
         send(sock, {"pid": pid})
         go_ahead(sock, kept)
     return pid
@@ -538,13 +649,16 @@ def serve(sock, namespaced, pending):
     if pending is not None:
         pid = handle(sock, {"run": pending}, 0, namespaced)
     while True:
-        if pid:
+        if HANDING is not None:
+            pid = hand_over(sock, pid)
+        if pid and HANDING is None:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 sweep(pid, namespaced)
                 send(sock, {"status": status})
                 pid = 0
-        ready, _, _ = select.select([sock, wake_r], [], [])
+        watch = [sock, wake_r] + ([HANDING[0].ready] if HANDING else [])
+        ready, _, _ = select.select(watch, [], [])
         if wake_r in ready:
             try:
                 os.read(wake_r, 4096)
@@ -554,6 +668,8 @@ def serve(sock, namespaced, pending):
             continue
         data = sock.recv(65536)
         if not data:
+            cancel_hand_over()
+            drop_ahead()
             return
         buf += data
         while b"\n" in buf:

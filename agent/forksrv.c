@@ -198,14 +198,16 @@ sr_forksrv_run(struct sr_forksrv *fs, const struct sr_fs_run *r)
 	return (rv);
 }
 
-/* Without a namespace the child has a session of its own: killing the
- * server would not reach it. */
+/* Without a namespace the children have sessions of their own: killing
+ * the server would not reach what they started. */
 static void
 kill_child(struct sr_forksrv *fs)
 {
 	if (!fs->pidns && fs->child > 0)
 		(void) kill(-fs->child, SIGKILL);
-	fs->child = 0;
+	if (!fs->pidns && fs->ahead > 0 && fs->ahead != fs->child)
+		(void) kill(-fs->ahead, SIGKILL);
+	fs->child = fs->ahead = 0;
 }
 
 int
@@ -283,6 +285,11 @@ parse_reply(struct sr_forksrv *fs, const char *line, struct sr_fs_ev *ev)
 			fs->state = SR_FS_READY;
 	} else if ((v = json_object_get(m, "pid")) != NULL) {
 		fs->child = (int) json_integer_value(v);
+		if (fs->child == fs->ahead)
+			fs->ahead = 0;
+		got = false;
+	} else if ((v = json_object_get(m, "ahead")) != NULL) {
+		fs->ahead = (int) json_integer_value(v);
 		got = false;
 	} else {
 		got = false;

@@ -52,6 +52,7 @@ struct sr_forksrv {
 	bool pidns;        /* the server has a PID namespace of its own */
 	int child;         /* the running child's pid (host pid without a
 	                      namespace), 0 when none */
+	int ahead;         /* the child forked for the next file, 0: none */
 	struct sr_spawner *sp;
 	struct sr_buf in;
 	char sock_path[PATH_MAX];

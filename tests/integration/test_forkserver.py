@@ -4,6 +4,8 @@ aside, crashes and hangs stay contained."""
 import datetime
 import json
 import os
+import shutil
+import tempfile
 
 import srtest
 
@@ -211,20 +213,23 @@ class KeptConfig(srtest.TestCase):
         self.assertEqual(runs["on"][1]["tests/c/test_c.py"][0], "error")
 
 
-# A child forked ahead: pytest_configure of the next file runs (in that
-# file's own process) while the current file runs.
-AHEAD_CONFTEST = """
+# A child forked ahead: the next file's pytest_configure runs (in that
+# file's own process) while the current file runs - unless the suite's own
+# code implements a session-wide hook. The hook that records it lives in
+# an installed plugin (a module outside the workspace, loaded with -p).
+AHEAD_PLUGIN = """
 import os, time
 CONFIGURED = []
 
 def pytest_configure(config):
     CONFIGURED.append(time.time())
+    os.environ["FROM_PLUGIN"] = str(os.getpid())
     print("configured in %d" % os.getpid())
 """
 
 AHEAD_TEST = """
 import json, os, time
-import conftest
+import sr_ahead_plugin
 
 def open_files():
     for fd in os.listdir("/proc/self/fd"):
@@ -242,14 +247,21 @@ def test_it():
     with open(os.path.join(os.path.dirname(__file__), "ahead.log"),
               "a") as f:
         f.write(json.dumps([os.environ["SHARDRUN_FILE"], os.getpid(),
-                            conftest.CONFIGURED, start, time.time(),
-                            printed]) + "\\n")
+                            sr_ahead_plugin.CONFIGURED, start, time.time(),
+                            printed, os.environ.get("FROM_HOOK"),
+                            os.environ.get("FROM_PLUGIN")]) + "\\n")
 """
 
 
 class ForkedAhead(srtest.TestCase):
-    def test_next_file_configured_while_the_current_one_runs(self):
-        self.ws.write("tests/conftest.py", AHEAD_CONFTEST)
+    def run_suite(self, conftest=None):
+        plugins = tempfile.mkdtemp(prefix="sr-plugin-")
+        self.addCleanup(shutil.rmtree, plugins, ignore_errors=True)
+        with open(os.path.join(plugins, "sr_ahead_plugin.py"), "w") as f:
+            f.write(AHEAD_PLUGIN)
+        self.ws.write("pytest.ini", "[pytest]\naddopts = -p sr_ahead_plugin\n")
+        if conftest:
+            self.ws.write("tests/conftest.py", conftest)
         self.ws.write("tests/test_long.py", AHEAD_TEST.format(sleep=1.5))
         hist = {"version": 1, "files": {
             "tests/test_long.py": {"duration_s": 1.6, "runs": 1}}}
@@ -258,21 +270,27 @@ class ForkedAhead(srtest.TestCase):
             self.ws.write(f, AHEAD_TEST.format(sleep=0))
             hist["files"][f] = {"duration_s": 0.1, "runs": 1}
         self.ws.write(".shardrun/durations.json", json.dumps(hist))
-        r = srtest.run(self.ws, ["-n", "1", "--no-history"])
+        r = srtest.run(self.ws, ["-n", "1", "--no-history"],
+                       env={"PYTHONPATH": plugins})
         self.assertEqual(r.code, 0, r)
         with open(self.ws.path("tests/ahead.log")) as f:
             seen = {row[0]: row[1:] for row in map(json.loads, f)}
         self.assertEqual(sorted(seen), sorted(quick + ["tests/test_long.py"]))
         # Configured once, in the file's own process, which printed into
-        # the file's own log.
-        for f, (pid, configured, _, _, printed) in seen.items():
+        # the file's own log; what the hook put in the environment stayed.
+        for f, (pid, configured, _, _, printed, _, env) in seen.items():
             self.assertEqual(len(configured), 1, f)
             self.assertTrue(printed, f)
+            self.assertEqual(env, str(pid), f)
         self.assertEqual(len({row[0] for row in seen.values()}), 4)
+        nxt = min(quick, key=lambda f: seen[f][2])
+        return r, seen, nxt
+
+    def test_next_file_configured_while_the_current_one_runs(self):
+        r, seen, nxt = self.run_suite()
         # The file after the long one was configured before that one
         # ended; its report counts its own run, not the wait.
-        _, _, long_start, long_end, _ = seen["tests/test_long.py"]
-        nxt = min(quick, key=lambda f: seen[f][2])
+        _, _, long_start, long_end, _, _, _ = seen["tests/test_long.py"]
         self.assertLess(seen[nxt][1][0], long_end)
         self.assertGreater(seen[nxt][2], long_end)
         suite = [s for s in r.junit.getroot().iter("testsuite")
@@ -281,6 +299,19 @@ class ForkedAhead(srtest.TestCase):
         self.assertLess(float(suite.get("time")), 1.0)
         stamp = datetime.datetime.fromisoformat(suite.get("timestamp"))
         self.assertGreater(stamp.timestamp(), long_end - 0.01)
+
+    def test_suite_session_hooks_wait_for_the_previous_file(self):
+        # A conftest's pytest_configure may set up per-slot resources: it
+        # runs after the previous file ended, knowing its file, and what it
+        # puts in the environment stays.
+        r, seen, nxt = self.run_suite(conftest=(
+            "import os\n"
+            "def pytest_configure(config):\n"
+            "    os.environ['FROM_HOOK'] = os.environ['SHARDRUN_FILE']\n"))
+        _, _, _, long_end, _, _, _ = seen["tests/test_long.py"]
+        self.assertGreater(seen[nxt][1][0], long_end)
+        for f, row in seen.items():
+            self.assertEqual(row[5], f)
 
 
 if __name__ == "__main__":

@@ -87,6 +87,17 @@ FILES = {
             raise RuntimeError("cannot configure d")
         """,
     "tests/d/test_d.py": "def test_d():\n    pass\n",
+    "tests/e/test_e.py": "def test_e():\n    pass\n",
+}
+
+# Installed plugins (outside the workspace: they do not keep a child forked
+# ahead from configuring before its file comes), loaded with -p.
+PLUGINS = {
+    "sr_fails_to_configure.py": """
+        def pytest_configure(config):
+            print("configure of the plugin")
+            raise RuntimeError("cannot configure")
+        """,
 }
 
 # (file arguments, what they name) in the order the server gets them: b's
@@ -106,7 +117,7 @@ RUNS = [
 
 
 class Server:
-    def __init__(self, root, tmp, preload=("registry",)):
+    def __init__(self, root, tmp, preload=("registry",), env=None):
         path = os.path.join(tmp, "fs.sock")
         self.lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.lsock.bind(path)
@@ -115,7 +126,8 @@ class Server:
         self.proc = subprocess.Popen([PY, SERVER, path, root] +
                                      list(preload),
                                      stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=self.log)
+                                     stdout=self.log, stderr=self.log,
+                                     env=env)
         self.lsock.settimeout(30)
         self.sock, _ = self.lsock.accept()
         self.sock.settimeout(60)
@@ -131,11 +143,15 @@ class Server:
         return json.loads(line)
 
     def run(self, req):
+        """The run's wait status (after its "pid", maybe two of them, and
+        the "ahead" of the child forked for the next file)."""
         self.sock.sendall((json.dumps({"run": req}) + "\n").encode())
-        first = self.recv()
-        if "nofork" in first:
-            raise AssertionError("server refused: %s" % first)
-        return self.recv()["status"]
+        while True:
+            msg = self.recv()
+            if "nofork" in msg:
+                raise AssertionError("server refused: %s" % msg)
+            if "status" in msg:
+                return msg["status"]
 
     def close(self):
         self.sock.close()
@@ -148,11 +164,14 @@ class ForkServerProtocol(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="sr-fsp-")
         self.ws = os.path.join(self.tmp, "ws")
-        for rel, text in FILES.items():
-            path = os.path.join(self.ws, rel)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "w") as f:
-                f.write(textwrap.dedent(text))
+        self.plugins = os.path.join(self.tmp, "plugins")
+        self.extra = []  # pytest arguments before the files
+        for root, files in ((self.ws, FILES), (self.plugins, PLUGINS)):
+            for rel, text in files.items():
+                path = os.path.join(root, rel)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w") as f:
+                    f.write(textwrap.dedent(text))
 
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -162,9 +181,11 @@ class ForkServerProtocol(unittest.TestCase):
                if not k.startswith("PYTEST")}
         env.update({"SHARDRUN_FILE": files[0].split("::")[0],
                     "SHARDRUN_ATTEMPT": str(n),
-                    "PYTHONDONTWRITEBYTECODE": "1"})
+                    "PYTHONDONTWRITEBYTECODE": "1",
+                    "PYTHONPATH": self.plugins})
         args = ["-q", "-p", "no:cacheprovider",
-                "--junitxml=" + os.path.join(self.tmp, "junit.xml")] + files
+                "--junitxml=" + os.path.join(self.tmp, "junit.xml")] + \
+            self.extra + files
         return {"args": args, "files": files, "cwd": self.ws, "log": log,
                 "env": env}
 
@@ -177,7 +198,9 @@ class ForkServerProtocol(unittest.TestCase):
 
     def serve(self, runs):
         """Run each file through one server and plainly; the exit codes."""
-        server = Server(self.ws, self.tmp)
+        # Started as the agent starts it: in the files' environment.
+        server = Server(self.ws, self.tmp,
+                        env=dict(os.environ, PYTHONPATH=self.plugins))
         codes = []
         try:
             self.assertEqual(server.recv(), {"ready": True})
@@ -199,7 +222,8 @@ class ForkServerProtocol(unittest.TestCase):
                 # known) went to the file's log.
                 if "root conftest imported" not in plain_out:
                     self.assertNotIn("root conftest imported", out, files)
-                for line in ("configured a", "configure of d"):
+                for line in ("configured a", "configure of d",
+                             "configure of the plugin"):
                     self.assertEqual(line in out, line in plain_out,
                                      (files, line, out))
         finally:
@@ -222,12 +246,29 @@ class ForkServerProtocol(unittest.TestCase):
                             ["tests/a/test_a.py"]])
         self.assertEqual(codes, [0, 1, 0, 4, 4, 0, 1, 0])
 
+    def test_configured_ahead_one_after_another(self):
+        # b's conftest implements no session hook: its children forked
+        # ahead configure and start their sessions before their files.
+        codes = self.serve([["tests/b/test_b.py"], ["tests/b/test_b.py"],
+                            ["tests/b/test_gone.py"],
+                            ["tests/b/test_b.py::test_nope"],
+                            ["tests/b/test_b.py"]])
+        self.assertEqual(codes, [0, 0, 4, 4, 0])
+
     def test_a_pytest_configure_that_fails(self):
-        # The child forked ahead ends before its file comes; each file
-        # still ends as a plain run would, and then c's.
+        # d's conftest hook fails once its file came; each file ends as a
+        # plain run would, and then c's.
         codes = self.serve([["tests/d/test_d.py"]] * 3 +
                            [["tests/c/test_c.py"]])
         self.assertEqual(codes[:3], [3, 3, 3])
+
+    def test_a_plugin_whose_configure_fails_ahead(self):
+        # An installed plugin's hook fails in the child forked ahead,
+        # before its file came: the file gets a child of its own, which
+        # ends as a plain run would (its log has what the hook printed).
+        self.extra = ["-p", "sr_fails_to_configure"]
+        codes = self.serve([["tests/e/test_e.py"]] * 4)
+        self.assertEqual(codes, [3, 3, 3, 3])
 
     def test_a_conftest_that_starts_a_thread(self):
         codes = self.serve([["threads/test_t.py"], ["threads/test_t.py"],
