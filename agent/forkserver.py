@@ -571,7 +571,8 @@ def namespace_others(spare):
 
 def signal_all(sig, namespaced, pid):
     """Signal the attempt: everything in our PID namespace but us and its
-    init (and a child forked ahead), or else the child's process group."""
+    init (and a child forked ahead), or else the child's process group.
+    Returns how many processes a look at the namespace found."""
     if not namespaced:
         targets = [-pid]
     elif AHEAD is None:
@@ -583,18 +584,17 @@ def signal_all(sig, namespaced, pid):
             os.kill(target, sig)
         except OSError:  # gone meanwhile
             pass
+    return len(targets) if namespaced and AHEAD is not None else 0
 
 
 def sweep(pid, namespaced):
     """Kill what the attempt left, and reap it."""
     global AHEAD, AHEAD_OK
-    signal_all(signal.SIGKILL, namespaced, pid)
-    if namespaced and AHEAD is not None:
-        # A process forked between our look and our kill survived it.
-        for _ in range(3):
-            if not namespace_others(AHEAD.pid):
-                break
-            signal_all(signal.SIGKILL, namespaced, pid)
+    # A look at the namespace that found some may have missed what they
+    # forked meanwhile: look again until one finds none.
+    for _ in range(4):
+        if signal_all(signal.SIGKILL, namespaced, pid) == 0:
+            break
     while True:
         try:
             done = os.waitpid(-1, os.WNOHANG)[0]
