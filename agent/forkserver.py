@@ -513,13 +513,19 @@ def hand_over(sock, pid):
     except BlockingIOError:
         if os.waitpid(ahead.pid, os.WNOHANG)[0] == 0:
             return pid  # still getting ready
-        said = b""
+        said = None  # ended, and reaped
     HANDING = None
     if said:
-        write_all(ahead.wfd, (json.dumps(req) + "\n").encode())
+        try:
+            write_all(ahead.wfd, (json.dumps(req) + "\n").encode())
+            ahead.close()
+            return pid
+        except OSError:  # it ended right after saying it was ready
+            pass
+    if said is None:
         ahead.close()
-        return pid
-    ahead.kill()
+    else:
+        ahead.kill()
     AHEAD_OK = False
     drop_ahead()  # the next one would end the same way
     pid = fork_child(sock, req, KEPT[1])
