@@ -300,6 +300,27 @@ class ForkedAhead(srtest.TestCase):
         stamp = datetime.datetime.fromisoformat(suite.get("timestamp"))
         self.assertGreater(stamp.timestamp(), long_end - 0.01)
 
+    def test_crash_report_of_a_child_configured_ahead(self):
+        # faulthandler took its copy of stderr at configure, before the
+        # file's log existed: the crash report still lands in the log.
+        self.ws.write("tests/test_a.py",
+                      "import time\ndef test_a():\n    time.sleep(0.5)\n")
+        self.ws.write("tests/test_segv.py", """
+            import os, signal
+            def test_crash():
+                os.kill(os.getpid(), signal.SIGSEGV)
+            """)
+        hist = {"version": 1, "files": {
+            "tests/test_a.py": {"duration_s": 0.6, "runs": 1},
+            "tests/test_segv.py": {"duration_s": 0.1, "runs": 1}}}
+        self.ws.write(".shardrun/durations.json", json.dumps(hist))
+        r = srtest.run(self.ws, ["-n", "1", "--no-history",
+                                 "--max-restarts", "0"])
+        self.assertEqual(r.file("tests/test_segv.py")["outcome"], "crashed",
+                         r)
+        # The tail of faulthandler's stack dump, frame by frame.
+        self.assertRegex(r.out, r"line \d+ in pytest_runtestloop")
+
     def test_suite_session_hooks_wait_for_the_previous_file(self):
         # A conftest's pytest_configure may set up per-slot resources: it
         # runs after the previous file ended, knowing its file, and what it
