@@ -205,7 +205,7 @@ kill_child(struct sr_forksrv *fs)
 {
 	if (!fs->pidns && fs->child > 0)
 		(void) kill(-fs->child, SIGKILL);
-	if (!fs->pidns && fs->ahead > 0 && fs->ahead != fs->child)
+	if (!fs->pidns && fs->ahead > 0) /* not the child: "pid" clears it */
 		(void) kill(-fs->ahead, SIGKILL);
 	fs->child = fs->ahead = 0;
 }
