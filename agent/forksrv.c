@@ -82,6 +82,7 @@ sr_forksrv_start(struct sr_forksrv *fs, const struct sr_fs_start *st)
 	if ((rv = listen_on(fs, st->dir)) == 0 &&
 	    (rv = server_argv(fs, st, &argv)) == 0) {
 		req.id = st->spawn_id;
+		req.lane = 0; /* a namespace of its own: it outlives files */
 		req.argv = (const char *const *) argv.v;
 		req.envp = (const char *const *) st->env->v;
 		req.cwd = st->workspace;

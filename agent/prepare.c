@@ -105,6 +105,7 @@ run_step(struct agent *a, struct session *s)
 		s->prep_deadline = sr_now() + a->cfg->prepare_timeout_s;
 		s->prep_killed = false;
 		req.id = s->prep_id;
+		req.lane = 0;
 		req.argv = (const char *const *) argv.v;
 		req.envp = (const char *const *) a->env.v;
 		req.cwd = a->cfg->workspace;

@@ -367,6 +367,7 @@ spawn(struct sr_slot *s, const struct sr_slot_env *e, bool plain)
 		} else {
 			s->spawn_id = (*e->next_spawn_id)++;
 			req.id = s->spawn_id;
+			req.lane = s->index + 1;
 			req.argv = (const char *const *) argv.v;
 			req.envp = (const char *const *) env.v;
 			req.cwd = e->cfg->workspace;

@@ -3,8 +3,10 @@
  *
  * Channel: a SOCK_STREAM socketpair carrying frames [u32 length][payload];
  * payload[0] is the type. Requests: SPAWN, KILL, SWEEP. Events: EXITED.
- * The helper is single-threaded: poll() on the channel and a signalfd for
- * SIGCHLD.
+ * The helper is single-threaded: poll() on the channel, a signalfd for
+ * SIGCHLD and each lane's socket. A lane's init (PID namespace mode) is a
+ * long-lived clone of the helper that takes the same SPAWN and KILL frames
+ * on its socket and answers each SPAWN with one struct lane_report.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -122,8 +124,32 @@ take_frame(struct sr_buf *in, uint8_t **out, size_t *len)
 
 struct attempt {
 	uint64_t id;
-	pid_t pid;    /* main process, or the namespace's init */
-	int statusfd; /* ns mode: init reports the main process here */
+	pid_t pid;     /* main process, or the namespace's (or lane's) init */
+	int statusfd;  /* one-shot namespace: its init reports here */
+	unsigned lane; /* runs in lanes[lane - 1]; 0: not in a lane */
+};
+
+/* A lane's namespace outlives its attempts: its init starts one attempt
+ * at a time, and when the attempt's main process ends it kills and reaps
+ * everything else in the namespace before reporting, so the next attempt
+ * starts in an empty namespace - the isolation of a namespace per attempt
+ * without creating one (and forking the helper) every time. */
+struct lane {
+	pid_t pid;   /* its init; 0: none yet, or reaped */
+	int fd;      /* the helper's end of the init's socket; -1 once the
+	              * init hung up. Closed by lane_hangup or lane_died. */
+	bool busy;   /* an attempt runs: one report (or the init's death) due */
+	bool dying;  /* the init was killed or hung up: no new attempt */
+	uint64_t id; /* the attempt running in it */
+};
+
+/* What a lane's init reports per attempt: the main process's wait status
+ * and peak RSS (its own and its reaped descendants'), or err when it could
+ * not be started. */
+struct lane_report {
+	int32_t status;
+	int32_t err;
+	int64_t rss_kb;
 };
 
 struct helper {
@@ -133,6 +159,11 @@ struct helper {
 	struct attempt *att;
 	size_t natt;
 	size_t cap;
+	struct lane *lanes;
+	size_t nlanes;
+	size_t lcap;
+	struct pollfd *pfd;
+	size_t pcap;
 	struct sr_buf in;
 };
 
@@ -182,21 +213,27 @@ do_posix_spawn(const struct spawn_args *a, pid_t *pid)
 	return (rv);
 }
 
-/* Parse a SPAWN payload: u64 id, then NUL-separated strings: cwd, log,
- * argc (decimal), argv..., envc, envp... */
+/* Parse a SPAWN payload: u64 id, u32 lane, then NUL-separated strings:
+ * cwd, log, argc (decimal), argv..., envc, envp... */
+#define SPAWN_HDR (1 + sizeof(uint64_t) + sizeof(uint32_t))
+
 static int
-parse_spawn(const uint8_t *p, size_t len, uint64_t *id, struct spawn_args *a)
+parse_spawn(const uint8_t *p, size_t len, uint64_t *id, unsigned *lane,
+            struct spawn_args *a)
 {
 	struct sr_strv *v = &a->parts;
 	const char *s;
 	const char *end = (const char *) p + len;
 	size_t argc;
+	uint32_t ln;
 
-	if (len < 1 + sizeof(*id))
+	if (len < SPAWN_HDR)
 		return (SR_EPROTO);
 	memcpy(id, p + 1, sizeof(*id));
+	memcpy(&ln, p + 1 + sizeof(*id), sizeof(ln));
+	*lane = ln;
 	sr_strv_init(v);
-	for (s = (const char *) p + 1 + sizeof(*id); s < end;) {
+	for (s = (const char *) p + SPAWN_HDR; s < end;) {
 		size_t n = strnlen(s, (size_t) (end - s));
 
 		if (sr_strv_pushn(v, s, n) != 0)
@@ -225,38 +262,36 @@ free_spawn(struct spawn_args *a)
 	sr_strv_free(&a->parts);
 }
 
-static volatile sig_atomic_t fwd_sig;
-
 static void
 init_forward(int sig)
 {
 	/* PID 1 of the attempt's namespace: pass the signal to everyone. */
-	fwd_sig = sig;
 	kill(-1, sig);
 }
 
-/* The namespace's init: start the attempt, reap everything, report the
- * main process's status, exit (the kernel then kills the rest). */
-static int
-ns_init(void *arg)
+/* Close every descriptor above 2 but fd. */
+static void
+keep_only(int fd)
 {
-	struct spawn_args *a = arg;
-	struct sigaction sa;
-	pid_t main_pid;
-	pid_t w;
-	int status = 0;
-	int report[2];
+	if (fd > 3)
+		close_range(3, (unsigned) fd - 1, 0);
+	close_range((unsigned) fd + 1, ~0U, 0);
+}
 
+/* First steps of a namespace's init: die with the helper, keep only its
+ * own descriptor (not the helper's channel, its signalfd or other
+ * attempts' channels), forward the signals that end an attempt. */
+static void
+become_init(int keep)
+{
+	struct sigaction sa;
 	sigset_t none;
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	/* Keep only the status pipe: not the helper's channel, its signalfd,
-	 * or other attempts' status pipes. */
-	if (a->statusfd > 3)
-		close_range(3, (unsigned) a->statusfd - 1, 0);
-	close_range((unsigned) a->statusfd + 1, ~0U, 0);
+	keep_only(keep);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = init_forward;
+	sa.sa_flags = SA_RESTART;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
@@ -264,17 +299,41 @@ ns_init(void *arg)
 	 * signalfd); the init must receive them to forward them. */
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* Reap children until the main process ends; its status and peak RSS. */
+static int
+wait_main(pid_t main_pid, int *status, long *rss_kb)
+{
+	struct rusage ru;
+	pid_t w;
+
+	while ((w = wait4(-1, status, 0, &ru)) != main_pid)
+		if (w < 0 && errno != EINTR)
+			return (errno);
+	*rss_kb = ru.ru_maxrss;
+	return (0);
+}
+
+/* The init of a namespace for one attempt (no lane): start the attempt,
+ * reap everything, report the main process's status, exit (the kernel then
+ * kills the rest). */
+static int
+ns_init(void *arg)
+{
+	struct spawn_args *a = arg;
+	pid_t main_pid;
+	long rss;
+	int report[2] = {0, 0};
+
+	become_init(a->statusfd);
 	report[1] = do_posix_spawn(a, &main_pid);
 	if (report[1] != 0) {
-		report[0] = 0;
 		(void) !write(a->statusfd, report, sizeof(report));
 		_exit(127);
 	}
-	while ((w = waitpid(-1, &status, 0)) != main_pid)
-		if (w < 0 && errno != EINTR)
-			_exit(126);
-	report[0] = status;
-	report[1] = 0;
+	if (wait_main(main_pid, &report[0], &rss) != 0)
+		_exit(126);
 	(void) !write(a->statusfd, report, sizeof(report));
 	_exit(0);
 }
@@ -322,6 +381,154 @@ probe_pidns(void)
 	return (WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* ---- lanes: a namespace kept for one slot's attempts ---- */
+
+static bool
+read_full(int fd, void *p, size_t n)
+{
+	char *c = p;
+
+	while (n > 0) {
+		ssize_t r = read(fd, c, n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return (false);
+		c += r;
+		n -= (size_t) r;
+	}
+	return (true);
+}
+
+/* Kill and reap every process of the namespace but its init. The kill is
+ * repeated before each wait, so a process forked while the last one was
+ * delivered cannot hold the wait forever. */
+static void
+empty_namespace(void)
+{
+	for (;;) {
+		kill(-1, SIGKILL);
+		if (waitpid(-1, NULL, 0) < 0 && errno == ECHILD)
+			return;
+	}
+}
+
+/* A frame from the helper (malloc'd); false when the helper is gone. */
+static bool
+read_frame(int fd, uint8_t **p, uint32_t *len)
+{
+	if (!read_full(fd, len, sizeof(*len)) || *len > MAX_MSG ||
+	    (*p = malloc(*len ? *len : 1)) == NULL)
+		return (false);
+	if (read_full(fd, *p, *len))
+		return (true);
+	free(*p);
+	return (false);
+}
+
+/* Reap what has ended; true once the main process has, with its report. */
+static bool
+lane_reap(pid_t main_pid, struct lane_report *r)
+{
+	struct rusage ru;
+	int status;
+	pid_t w;
+
+	while ((w = wait4(-1, &status, WNOHANG, &ru)) > 0)
+		if (w == main_pid) {
+			r->status = status;
+			r->rss_kb = ru.ru_maxrss;
+			return (true);
+		}
+	return (false);
+}
+
+/* A request while the attempt runs: a signal for it (KILL frames name
+ * their attempt, so one meant for an attempt already over is ignored). */
+static void
+lane_request(int fd, uint64_t id)
+{
+	uint8_t *p;
+	uint32_t len;
+	uint64_t kid;
+	int32_t sig;
+
+	if (!read_frame(fd, &p, &len))
+		_exit(0); /* the helper is gone */
+	if (len == 1 + sizeof(kid) + sizeof(sig) && p[0] == MSG_KILL) {
+		memcpy(&kid, p + 1, sizeof(kid));
+		memcpy(&sig, p + 1 + sizeof(kid), sizeof(sig));
+		if (kid == id)
+			kill(-1, sig);
+	}
+	free(p);
+}
+
+/* One attempt in a lane: start it from the SPAWN payload, then reap what
+ * ends and pass on the helper's signals until its main process ends. */
+static void
+lane_run(int fd, int sigfd, const uint8_t *p, size_t len, struct lane_report *r)
+{
+	struct signalfd_siginfo si;
+	struct spawn_args a;
+	uint64_t id;
+	unsigned lane;
+	pid_t main_pid;
+
+	memset(r, 0, sizeof(*r));
+	if (parse_spawn(p, len, &id, &lane, &a) != 0) {
+		r->err = EINVAL;
+		return;
+	}
+	r->err = do_posix_spawn(&a, &main_pid);
+	free_spawn(&a);
+	while (r->err == 0) {
+		struct pollfd pf[2] = {{fd, POLLIN, 0}, {sigfd, POLLIN, 0}};
+
+		if (poll(pf, 2, -1) < 0)
+			continue;
+		while (read(sigfd, &si, sizeof(si)) == sizeof(si))
+			;
+		if (lane_reap(main_pid, r))
+			return;
+		if (pf[0].revents & (POLLIN | POLLHUP | POLLERR))
+			lane_request(fd, id);
+	}
+}
+
+/* A lane's init: one attempt at a time, each followed by an empty
+ * namespace; ends when the helper closes the channel. */
+static int
+lane_init(void *arg)
+{
+	int fd = *(int *) arg;
+	struct lane_report r;
+	sigset_t chld;
+	uint8_t *p;
+	uint32_t len;
+	int sigfd;
+
+	become_init(fd);
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, NULL);
+	if ((sigfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC)) < 0)
+		_exit(1);
+	while (read_frame(fd, &p, &len)) {
+		if (len == 0 || p[0] != MSG_SPAWN) { /* a late KILL */
+			free(p);
+			continue;
+		}
+		lane_run(fd, sigfd, p, len, &r);
+		free(p);
+		empty_namespace();
+		if (write(fd, &r, sizeof(r)) != (ssize_t) sizeof(r))
+			break;
+	}
+	_exit(0);
+}
+
 static void
 emit_exit(struct helper *h, uint64_t id, int status, int err, long rss)
 {
@@ -342,15 +549,157 @@ emit_exit(struct helper *h, uint64_t id, int status, int err, long rss)
 }
 
 static int
-track(struct helper *h, uint64_t id, pid_t pid, int statusfd)
+track(struct helper *h, uint64_t id, pid_t pid, int statusfd, unsigned lane)
 {
 	if (sr_grow(&h->att, &h->cap, h->natt, sizeof(*h->att), 16) != 0)
 		return (SR_ENOMEM);
 	h->att[h->natt].id = id;
 	h->att[h->natt].pid = pid;
 	h->att[h->natt].statusfd = statusfd;
+	h->att[h->natt].lane = lane;
 	h->natt++;
 	return (0);
+}
+
+static void
+untrack(struct helper *h, uint64_t id)
+{
+	for (size_t i = 0; i < h->natt; i++)
+		if (h->att[i].id == id) {
+			h->att[i] = h->att[--h->natt];
+			return;
+		}
+}
+
+static int
+lane_start(struct lane *l)
+{
+	int sv[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+		return (SR_EIO);
+	pid = clone(lane_init, ns_stack + sizeof(ns_stack),
+	            CLONE_NEWPID | SIGCHLD, &sv[1]);
+	close(sv[1]);
+	if (pid < 0) {
+		close(sv[0]);
+		return (SR_EIO);
+	}
+	fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+	l->pid = pid;
+	l->fd = sv[0];
+	l->busy = l->dying = false;
+	return (0);
+}
+
+/* Lane n (from 1), its init started if it has none. */
+static struct lane *
+lane_get(struct helper *h, unsigned n)
+{
+	struct lane *l;
+
+	while (h->nlanes < n) {
+		if (sr_grow(&h->lanes, &h->lcap, h->nlanes, sizeof(*h->lanes),
+		            8) != 0)
+			return (NULL);
+		memset(&h->lanes[h->nlanes], 0, sizeof(*h->lanes));
+		h->lanes[h->nlanes++].fd = -1;
+	}
+	l = &h->lanes[n - 1];
+	if (l->pid == 0 && lane_start(l) != 0)
+		return (NULL);
+	return (l);
+}
+
+static void
+lane_kill(struct lane *l)
+{
+	kill(l->pid, SIGKILL); /* reaped, and the lane closed, by reap() */
+	l->dying = true;
+}
+
+/* Run the attempt in its lane; false when the lane cannot take it (busy,
+ * dying, or its init could not be started): the caller makes a namespace
+ * of its own for it. */
+static bool
+lane_spawn(struct helper *h, unsigned n, uint64_t id, const uint8_t *p,
+           size_t len)
+{
+	struct sr_buf b = {(uint8_t *) p, len, len};
+	struct lane *l = lane_get(h, n);
+
+	if (l == NULL || l->busy || l->dying ||
+	    track(h, id, l->pid, -1, n) != 0)
+		return (false);
+	if (send_frame(l->fd, &b) != 0) {
+		untrack(h, id);
+		lane_kill(l);
+		return (false);
+	}
+	l->busy = true;
+	l->id = id;
+	return (true);
+}
+
+/* The lane's report arrived: its attempt is over. A report is 16 bytes
+ * written at once to a stream socket: it arrives whole or not at all. */
+static void
+lane_reported(struct helper *h, struct lane *l)
+{
+	struct lane_report r;
+
+	if (l->fd < 0 ||
+	    recv(l->fd, &r, sizeof(r), MSG_DONTWAIT) != (ssize_t) sizeof(r))
+		return;
+	if (!l->busy)
+		return;
+	l->busy = false;
+	untrack(h, l->id);
+	emit_exit(h, l->id, r.status, r.err, (long) r.rss_kb);
+}
+
+/* The init closed its socket (it is exiting, its namespace being
+ * emptied): take a last report, stop polling; reap() finishes the lane.
+ * Never waits here - emptying a namespace can take long. */
+static void
+lane_hangup(struct helper *h, struct lane *l)
+{
+	lane_reported(h, l);
+	close(l->fd);
+	l->fd = -1;
+	l->dying = true;
+}
+
+/* The lane's init is reaped (killed to end its attempt, or failed): the
+ * kernel has emptied its namespace. A report written before it died
+ * still counts; else a killed init's signal is the attempt's, and an init
+ * that exited by itself is an error of ours, never the attempt's exit
+ * code. The peak RSS of a killed attempt is not known (0). */
+static void
+lane_died(struct helper *h, struct lane *l, int status)
+{
+	lane_reported(h, l);
+	if (l->busy) {
+		untrack(h, l->id);
+		if (WIFEXITED(status))
+			emit_exit(h, l->id, 0, EIO, 0);
+		else
+			emit_exit(h, l->id, status, 0, 0);
+	}
+	if (l->fd >= 0)
+		close(l->fd);
+	memset(l, 0, sizeof(*l));
+	l->fd = -1;
+}
+
+static struct lane *
+lane_of_pid(struct helper *h, pid_t pid)
+{
+	for (size_t i = 0; i < h->nlanes; i++)
+		if (h->lanes[i].pid == pid)
+			return (&h->lanes[i]);
+	return (NULL);
 }
 
 static void
@@ -358,12 +707,17 @@ on_spawn(struct helper *h, const uint8_t *p, size_t len)
 {
 	struct spawn_args a;
 	uint64_t id;
+	unsigned lane;
 	pid_t pid = -1;
 	int statusfd = -1;
 	int rv;
 
-	if (parse_spawn(p, len, &id, &a) != 0)
+	if (parse_spawn(p, len, &id, &lane, &a) != 0)
 		return;
+	if (h->pidns && lane > 0 && lane_spawn(h, lane, id, p, len)) {
+		free_spawn(&a);
+		return;
+	}
 	if (h->pidns) {
 		pid = spawn_in_ns(&a, &statusfd);
 		rv = pid < 0 ? errno : 0;
@@ -371,7 +725,7 @@ on_spawn(struct helper *h, const uint8_t *p, size_t len)
 		rv = do_posix_spawn(&a, &pid);
 	}
 	free_spawn(&a);
-	if (rv != 0 || track(h, id, pid, statusfd) != 0)
+	if (rv != 0 || track(h, id, pid, statusfd, 0) != 0)
 		emit_exit(h, id, 0, rv ? rv : ENOMEM, 0);
 }
 
@@ -393,6 +747,19 @@ signal_attempt(const struct helper *h, const struct attempt *a, int sig)
 		kill(-a->pid, sig);
 }
 
+/* A signal for a lane's attempt travels as the KILL frame itself (the
+ * init passes it to its namespace if that attempt still runs); SIGKILL,
+ * or a frame that cannot be sent, kills the init and so the namespace. */
+static void
+lane_signal(struct lane *l, const uint8_t *frame, int sig)
+{
+	size_t n = 1 + sizeof(uint64_t) + sizeof(int32_t);
+	struct sr_buf b = {(uint8_t *) frame, n, n};
+
+	if (sig == SIGKILL || l->fd < 0 || send_frame(l->fd, &b) != 0)
+		lane_kill(l);
+}
+
 static void
 on_kill(struct helper *h, const uint8_t *p, size_t len)
 {
@@ -404,7 +771,11 @@ on_kill(struct helper *h, const uint8_t *p, size_t len)
 		return;
 	memcpy(&id, p + 1, sizeof(id));
 	memcpy(&sig, p + 1 + sizeof(id), sizeof(sig));
-	if ((a = find_id(h, id)) != NULL)
+	if ((a = find_id(h, id)) == NULL)
+		return;
+	if (a->lane > 0)
+		lane_signal(&h->lanes[a->lane - 1], p, sig);
+	else
 		signal_attempt(h, a, sig);
 }
 
@@ -413,6 +784,9 @@ is_attempt(const struct helper *h, pid_t pid)
 {
 	for (size_t i = 0; i < h->natt; i++)
 		if (h->att[i].pid == pid)
+			return (true);
+	for (size_t i = 0; i < h->nlanes; i++)
+		if (h->lanes[i].pid == pid)
 			return (true);
 	return (false);
 }
@@ -459,10 +833,15 @@ static void
 reap(struct helper *h)
 {
 	struct rusage ru;
+	struct lane *l;
 	int status;
 	pid_t pid;
 
 	while ((pid = wait4(-1, &status, WNOHANG, &ru)) > 0) {
+		if ((l = lane_of_pid(h, pid)) != NULL) {
+			lane_died(h, l, status);
+			continue;
+		}
 		for (size_t i = 0; i < h->natt; i++) {
 			struct attempt *a = &h->att[i];
 			int rep[2] = {status, 0};
@@ -499,37 +878,104 @@ on_request(struct helper *h, const uint8_t *p, size_t len)
 		(void) sweep(h);
 }
 
+/* A child of the helper was reaped at shutdown: no longer signal it (its
+ * pid may be reused). */
+static void
+forget(struct helper *h, pid_t pid)
+{
+	struct lane *l = lane_of_pid(h, pid);
+
+	if (l != NULL)
+		l->pid = 0;
+	for (size_t i = 0; i < h->natt; i++)
+		if (h->att[i].pid == pid) {
+			h->att[i] = h->att[--h->natt];
+			return;
+		}
+}
+
 /* EOF from the parent: kill everything below us, reap, exit. */
 static void
 finish(struct helper *h)
 {
-	for (size_t i = 0; i < h->natt; i++)
-		signal_attempt(h, &h->att[i], SIGKILL);
+	pid_t pid;
+
+	for (size_t i = 0; i < h->nlanes; i++)
+		if (h->lanes[i].pid > 0)
+			kill(h->lanes[i].pid, SIGKILL);
 	for (int round = 0; round < 200; round++) {
-		int left = sweep(h);
+		int left;
 
 		for (size_t i = 0; i < h->natt; i++)
 			signal_attempt(h, &h->att[i], SIGKILL);
-		while (waitpid(-1, NULL, WNOHANG) > 0)
-			;
-		if (left == 0 && waitpid(-1, NULL, WNOHANG) < 0 &&
-		    errno == ECHILD)
+		left = sweep(h);
+		while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
+			forget(h, pid);
+		if (left == 0 && pid < 0 && errno == ECHILD)
 			break;
 		usleep(10000);
 	}
 	_exit(0);
 }
 
+/* Poll set: the channel, the signalfd, then each lane's init that has
+ * not hung up. Growing it may fail only for want of memory: then the
+ * helper ends as if its parent had gone (killing everything). sr_grow
+ * leaves room for index 1 + nlanes. */
+static size_t
+poll_set(struct helper *h)
+{
+	size_t n = 2;
+
+	if (sr_grow(&h->pfd, &h->pcap, 1 + h->nlanes, sizeof(*h->pfd), 8) != 0)
+		finish(h);
+	h->pfd[0] = (struct pollfd){h->fd, POLLIN, 0};
+	h->pfd[1] = (struct pollfd){h->sigfd, POLLIN, 0};
+	for (size_t i = 0; i < h->nlanes; i++)
+		if (h->lanes[i].pid > 0 && h->lanes[i].fd >= 0)
+			h->pfd[n++] =
+			    (struct pollfd){h->lanes[i].fd, POLLIN, 0};
+	return (n);
+}
+
+static struct lane *
+lane_of_fd(struct helper *h, int fd)
+{
+	for (size_t i = 0; i < h->nlanes; i++)
+		if (h->lanes[i].pid > 0 && h->lanes[i].fd == fd)
+			return (&h->lanes[i]);
+	return (NULL);
+}
+
+/* Reports and hang-ups from the lanes polled (pfd[2..n)). */
+static void
+lanes_in(struct helper *h, const struct pollfd *pfd, size_t n)
+{
+	for (size_t i = 2; i < n; i++) {
+		struct lane *l = lane_of_fd(h, pfd[i].fd);
+
+		if (l == NULL)
+			continue;
+		if (pfd[i].revents & POLLIN)
+			lane_reported(h, l);
+		if (pfd[i].revents & (POLLHUP | POLLERR))
+			lane_hangup(h, l);
+	}
+}
+
 static void
 helper_loop(struct helper *h)
 {
-	struct pollfd pfd[2] = {{h->fd, POLLIN, 0}, {h->sigfd, POLLIN, 0}};
+	struct pollfd *pfd;
 	struct signalfd_siginfo si;
 	uint8_t *msg;
 	size_t len;
+	size_t n;
 
 	for (;;) {
-		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+		n = poll_set(h);
+		pfd = h->pfd;
+		if (poll(pfd, n, -1) < 0 && errno != EINTR)
 			finish(h);
 		if (pfd[1].revents & POLLIN) {
 			while (read(h->sigfd, &si, sizeof(si)) == sizeof(si))
@@ -538,6 +984,7 @@ helper_loop(struct helper *h)
 					finish(h);
 			reap(h);
 		}
+		lanes_in(h, pfd, n);
 		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
 			int rv = fill(h->fd, &h->in);
 
@@ -661,11 +1108,13 @@ sr_spawner_spawn(struct sr_spawner *s, const struct sr_spawn_req *r)
 {
 	struct sr_buf b;
 	uint8_t type = MSG_SPAWN;
+	uint32_t lane = r->lane;
 	int rv;
 
 	sr_buf_init(&b);
 	if ((rv = sr_buf_append(&b, &type, 1)) != 0 ||
 	    (rv = sr_buf_append(&b, &r->id, sizeof(r->id))) != 0 ||
+	    (rv = sr_buf_append(&b, &lane, sizeof(lane))) != 0 ||
 	    (rv = sr_buf_append(&b, r->cwd, strlen(r->cwd) + 1)) != 0 ||
 	    (rv = sr_buf_append(&b, r->log, strlen(r->log) + 1)) != 0 ||
 	    (rv = push_count(&b, r->argv)) != 0 ||

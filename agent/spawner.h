@@ -10,10 +10,12 @@
  * SIGKILL - kills every process below it and exits.
  *
  * Where the kernel allows it (root, or CAP_SYS_ADMIN), each attempt runs
- * under a tiny init of ours as PID 1 of a new PID namespace: when the
- * attempt's main process exits, the init exits and the kernel kills
- * everything left in the namespace, double-forked daemons included; the init
- * also dies with the spawner (PR_SET_PDEATHSIG). Elsewhere an attempt is its
+ * under a tiny init of ours as PID 1 of a PID namespace: when the attempt's
+ * main process exits, everything left in the namespace is killed, double-
+ * forked daemons included, before its exit is reported. A lane's namespace
+ * and init (sr_spawn_req.lane) serve its attempts one after another; other
+ * attempts get a namespace of their own, whose init exits with them. Inits
+ * die with the spawner (PR_SET_PDEATHSIG). Elsewhere an attempt is its
  * process group: killed after every attempt, and escaped orphans (reparented
  * to the spawner) are killed by sr_spawner_sweep() and at exit.
  *
@@ -44,6 +46,10 @@ struct sr_spawn_req {
 	const char *const *envp;
 	const char *cwd;
 	const char *log; /* stdout+stderr, created/truncated */
+	/* With PID namespaces: attempts of one lane (from 1; a slot) share a
+	 * namespace emptied between them, one at a time; 0, or a lane still
+	 * busy: a namespace of the attempt's own. */
+	unsigned lane;
 };
 
 struct sr_spawner;
