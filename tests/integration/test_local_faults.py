@@ -300,14 +300,32 @@ class Interrupts(srtest.TestCase):
             time.sleep(600)
         """
 
-    def start(self, n_sleepers):
-        self.ws.write("test_quick.py", PASS)
-        for i in range(n_sleepers):
-            self.ws.write("test_sleep_%d.py" % i, self.SLEEPER)
+    # The same as a job of the generic profile: started by the agent
+    # itself, in its slot's lane where attempts get PID namespaces.
+    SLEEPER_JOB = """
+        import subprocess, sys, time
+        subprocess.Popen([sys.executable, "-c",
+                          "import time; time.sleep(600)", "TOKEN"],
+                         start_new_session=True)
+        time.sleep(600)
+        """
+
+    def start(self, n_sleepers, generic=False):
+        extra = []
+        if generic:
+            self.ws.write("jobs/quick.py", "print('ok')\n")
+            for i in range(n_sleepers):
+                self.ws.write("jobs/sleep_%d.py" % i, self.SLEEPER_JOB)
+            extra = ["--profile", "generic", "--cmd",
+                     srtest.PYTHON + " {file}", "jobs"]
+        else:
+            self.ws.write("test_quick.py", PASS)
+            for i in range(n_sleepers):
+                self.ws.write("test_sleep_%d.py" % i, self.SLEEPER)
         os.makedirs(self.ws.path(".out"), exist_ok=True)
         return subprocess.Popen(
             [srtest.SHARDRUN, "run", "-n", "3", "--json",
-             self.ws.path(".out/results.json")],
+             self.ws.path(".out/results.json")] + extra,
             cwd=self.ws.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, env=srtest.env_for_tests())
 
@@ -333,11 +351,13 @@ class Interrupts(srtest.TestCase):
         self.assertEqual(done.get("test_quick.py"), "passed")
 
     def test_sigkill_of_shardrun_leaves_no_orphans(self):
-        p = self.start(2)
-        self.wait_for_sleepers(2)
-        p.kill()
-        p.communicate(timeout=30)
-        self.assertEqual(self.ws.wait_no_survivors(5.0), [])
+        for generic in (False, True):
+            with self.subTest(generic=generic):
+                p = self.start(2, generic)
+                self.wait_for_sleepers(2)
+                p.kill()
+                p.communicate(timeout=30)
+                self.assertEqual(self.ws.wait_no_survivors(5.0), [])
 
 
 if __name__ == "__main__":
