@@ -1,0 +1,290 @@
+/*
+ * test_spawner.c - the spawner helper: exactly one EXITED event per SPAWN,
+ * whatever ends the attempt, with and without lanes, in both containment
+ * modes (PID namespaces where the kernel allows them, process groups with
+ * SHARDRUN_NO_PIDNS=1).
+ *
+ * Each test runs once per mode; a test starts its own helper (before any
+ * thread exists: cmocka starts none) and stops it at the end.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "spawner.h"
+#include "sr/err.h"
+#include "sr/util.h"
+
+struct mode {
+	bool pidns_wanted; /* false: SHARDRUN_NO_PIDNS=1 */
+};
+
+static struct mode with_pidns = {true};
+static struct mode with_pgroups = {false};
+
+static char dir[] = "/tmp/sr-spawner-XXXXXX";
+static char logpath[64];
+
+static struct sr_spawner *
+start(void **state)
+{
+	const struct mode *m = *state;
+	struct sr_spawner *s = NULL;
+
+	if (m->pidns_wanted)
+		unsetenv("SHARDRUN_NO_PIDNS");
+	else
+		setenv("SHARDRUN_NO_PIDNS", "1", 1);
+	assert_int_equal(sr_spawner_start(&s), 0);
+	if (!m->pidns_wanted)
+		assert_false(sr_spawner_pidns(s));
+	return (s);
+}
+
+static void
+spawn_sh(struct sr_spawner *s, uint64_t id, unsigned lane, const char *script)
+{
+	const char *argv[] = {"/bin/sh", "-c", script, NULL};
+	const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
+	struct sr_spawn_req r = {id, argv, envp, dir, logpath, lane};
+
+	assert_int_equal(sr_spawner_spawn(s, &r), 0);
+}
+
+/* The next event within timeout_ms; false when none came. */
+static bool
+next_event(struct sr_spawner *s, struct sr_spawn_ev *ev, int timeout_ms)
+{
+	struct pollfd p = {sr_spawner_fd(s), POLLIN, 0};
+
+	for (;;) {
+		int rv = sr_spawner_read(s, ev);
+
+		if (rv == 0)
+			return (true);
+		assert_int_equal(rv, SR_EAGAIN);
+		if (poll(&p, 1, timeout_ms) <= 0)
+			return (false);
+	}
+}
+
+static void
+expect_exit(struct sr_spawner *s, uint64_t id, int *status)
+{
+	struct sr_spawn_ev ev;
+
+	assert_true(next_event(s, &ev, 20000));
+	assert_int_equal(ev.id, id);
+	assert_int_equal(ev.err, 0);
+	*status = ev.status;
+}
+
+static void
+expect_no_event(struct sr_spawner *s)
+{
+	struct sr_spawn_ev ev;
+
+	assert_false(next_event(s, &ev, 300));
+}
+
+/* The log's first line (attempts write what they want checked there). */
+static void
+read_log(char *buf, size_t n)
+{
+	FILE *f = fopen(logpath, "r");
+
+	assert_non_null(f);
+	if (fgets(buf, (int) n, f) == NULL)
+		buf[0] = 0;
+	fclose(f);
+	buf[strcspn(buf, "\n")] = 0;
+}
+
+static void
+test_exit_status_one_event_each(void **state)
+{
+	struct sr_spawner *s = start(state);
+	int st;
+
+	for (unsigned lane = 0; lane <= 1; lane++) {
+		for (uint64_t id = 1; id <= 3; id++) {
+			spawn_sh(s, lane * 10 + id, lane, "exit 3");
+			expect_exit(s, lane * 10 + id, &st);
+			assert_true(WIFEXITED(st));
+			assert_int_equal(WEXITSTATUS(st), 3);
+		}
+	}
+	expect_no_event(s);
+	sr_spawner_stop(s);
+}
+
+static void
+test_start_failure_is_an_error_event(void **state)
+{
+	struct sr_spawner *s = start(state);
+	const char *argv[] = {"/nonexistent/cmd", NULL};
+	const char *envp[] = {NULL};
+	struct sr_spawn_ev ev;
+
+	for (unsigned lane = 0; lane <= 1; lane++) {
+		struct sr_spawn_req r = {7 + lane, argv,    envp,
+		                         dir,      logpath, lane};
+
+		assert_int_equal(sr_spawner_spawn(s, &r), 0);
+		assert_true(next_event(s, &ev, 20000));
+		assert_int_equal(ev.id, 7 + lane);
+		assert_int_equal(ev.err, ENOENT);
+	}
+	expect_no_event(s);
+	sr_spawner_stop(s);
+}
+
+static void
+test_sigterm_reaches_the_attempt(void **state)
+{
+	struct sr_spawner *s = start(state);
+	int st;
+
+	for (unsigned lane = 0; lane <= 1; lane++) {
+		spawn_sh(s, 20 + lane, lane,
+		         "trap 'exit 7' TERM; echo up; "
+		         "while :; do sleep 0.05; done");
+		usleep(300000);
+		assert_int_equal(sr_spawner_kill(s, 20 + lane, SIGTERM), 0);
+		expect_exit(s, 20 + lane, &st);
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), 7);
+	}
+	expect_no_event(s);
+	sr_spawner_stop(s);
+}
+
+/* SIGKILL ends the attempt (in a lane: with its namespace); the lane's
+ * next attempts run, in one new namespace when namespaces are used. */
+static void
+test_sigkill_then_the_lane_goes_on(void **state)
+{
+	struct sr_spawner *s = start(state);
+	char killed_ns[128];
+	char next_ns[2][128];
+	char own_ns[128];
+	ssize_t n;
+	int st;
+
+	spawn_sh(s, 30, 1, "readlink /proc/self/ns/pid; exec sleep 600");
+	usleep(300000);
+	read_log(killed_ns, sizeof(killed_ns));
+	assert_int_equal(sr_spawner_kill(s, 30, SIGKILL), 0);
+	expect_exit(s, 30, &st);
+	assert_true(WIFSIGNALED(st));
+	assert_int_equal(WTERMSIG(st), SIGKILL);
+	for (int i = 0; i < 2; i++) {
+		spawn_sh(s, 31 + (uint64_t) i, 1,
+		         "readlink /proc/self/ns/pid; exit 5");
+		expect_exit(s, 31 + (uint64_t) i, &st);
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), 5);
+		read_log(next_ns[i], sizeof(next_ns[i]));
+	}
+	n = readlink("/proc/self/ns/pid", own_ns, sizeof(own_ns) - 1);
+	assert_true(n > 0);
+	own_ns[n] = 0;
+	assert_string_equal(next_ns[0], next_ns[1]);
+	if (sr_spawner_pidns(s)) {
+		assert_string_not_equal(next_ns[0], own_ns);
+		assert_string_not_equal(killed_ns, own_ns);
+	} else {
+		assert_string_equal(next_ns[0], own_ns);
+	}
+	expect_no_event(s);
+	sr_spawner_stop(s);
+}
+
+/* A signal for an attempt that has already ended never reaches the next
+ * attempt of its lane. */
+static void
+test_late_kill_spares_the_next_attempt(void **state)
+{
+	struct sr_spawner *s = start(state);
+	int st;
+
+	spawn_sh(s, 40, 1, "exit 0");
+	expect_exit(s, 40, &st);
+	spawn_sh(s, 41, 1, "sleep 0.3; exit 4");
+	assert_int_equal(sr_spawner_kill(s, 40, SIGTERM), 0);
+	assert_int_equal(sr_spawner_kill(s, 40, SIGKILL), 0);
+	expect_exit(s, 41, &st);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 4);
+	expect_no_event(s);
+	sr_spawner_stop(s);
+}
+
+static void
+test_peak_rss_is_the_attempts(void **state)
+{
+	struct sr_spawner *s = start(state);
+	struct sr_spawn_ev ev;
+
+	for (unsigned lane = 0; lane <= 1; lane++) {
+		/* 64 MiB written by the attempt's main process. */
+		spawn_sh(s, 50 + lane, lane,
+		         "exec python3 -c 'b = bytearray(64 << 20); "
+		         "b[::4096] = bytes(len(b) // 4096)'");
+		assert_true(next_event(s, &ev, 20000));
+		assert_int_equal(ev.id, 50 + lane);
+		assert_int_equal(ev.err, 0);
+		assert_true(ev.peak_rss_kb > 64 * 1024);
+	}
+	sr_spawner_stop(s);
+}
+
+static int
+setup(void **state)
+{
+	(void) state;
+	if (mkdtemp(dir) == NULL)
+		return (-1);
+	snprintf(logpath, sizeof(logpath), "%s/log", dir);
+	return (0);
+}
+
+static int
+teardown(void **state)
+{
+	(void) state;
+	unlink(logpath);
+	rmdir(dir);
+	return (0);
+}
+
+#define BOTH(f)                                                                \
+	cmocka_unit_test_prestate(f, &with_pidns),                             \
+	    cmocka_unit_test_prestate(f, &with_pgroups)
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    BOTH(test_exit_status_one_event_each),
+	    BOTH(test_start_failure_is_an_error_event),
+	    BOTH(test_sigterm_reaches_the_attempt),
+	    BOTH(test_sigkill_then_the_lane_goes_on),
+	    BOTH(test_late_kill_spares_the_next_attempt),
+	    BOTH(test_peak_rss_is_the_attempts),
+	};
+
+	return (cmocka_run_group_tests(tests, setup, teardown));
+}
