@@ -301,17 +301,15 @@ become_init(int keep)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-/* Reap children until the main process ends; its status and peak RSS. */
+/* Reap children until the main process ends; its wait status. */
 static int
-wait_main(pid_t main_pid, int *status, long *rss_kb)
+wait_main(pid_t main_pid, int *status)
 {
-	struct rusage ru;
 	pid_t w;
 
-	while ((w = wait4(-1, status, 0, &ru)) != main_pid)
+	while ((w = waitpid(-1, status, 0)) != main_pid)
 		if (w < 0 && errno != EINTR)
 			return (errno);
-	*rss_kb = ru.ru_maxrss;
 	return (0);
 }
 
@@ -323,7 +321,6 @@ ns_init(void *arg)
 {
 	struct spawn_args *a = arg;
 	pid_t main_pid;
-	long rss;
 	int report[2] = {0, 0};
 
 	become_init(a->statusfd);
@@ -332,7 +329,7 @@ ns_init(void *arg)
 		(void) !write(a->statusfd, report, sizeof(report));
 		_exit(127);
 	}
-	if (wait_main(main_pid, &report[0], &rss) != 0)
+	if (wait_main(main_pid, &report[0]) != 0)
 		_exit(126);
 	(void) !write(a->statusfd, report, sizeof(report));
 	_exit(0);
