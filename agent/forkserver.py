@@ -502,6 +502,14 @@ def take_ahead(req):
     return HANDING[0].pid
 
 
+def handed(ahead, req):
+    try:
+        write_all(ahead.wfd, (json.dumps(req) + "\n").encode())
+        return True
+    except OSError:  # it ended right after saying it was ready
+        return False
+
+
 def hand_over(sock, pid):
     """Send the pending request to its child once it is ready; if the
     child ended first (a hook failed, a plugin ended the session), fork
@@ -515,13 +523,10 @@ def hand_over(sock, pid):
             return pid  # still getting ready
         said = None  # ended, and reaped
     HANDING = None
-    if said:
-        try:
-            write_all(ahead.wfd, (json.dumps(req) + "\n").encode())
-            ahead.close()
-            return pid
-        except OSError:  # it ended right after saying it was ready
-            pass
+    if said and handed(ahead, req):
+        ahead.close()
+        go_ahead(sock, KEPT[1])  # only now: it would hold the file up
+        return pid
     if said is None:
         ahead.close()
     else:
@@ -642,7 +647,8 @@ def handle(sock, msg, pid, namespaced):
             send(sock, {"nofork": "a thread exists in the server"})
             return 0
         send(sock, {"pid": pid})
-        go_ahead(sock, kept)
+        if HANDING is None:  # else after hand_over (see there)
+            go_ahead(sock, kept)
     return pid
 
 
