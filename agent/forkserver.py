@@ -79,10 +79,13 @@ def preload(root, dirs, modules):
             importlib.import_module("_pytest." + name)
         except Exception:
             pass
-    # A pure cache each child would otherwise fill again: the junit
-    # plugin compiles its escaping pattern on first use (~5 ms a file).
+    # Pure caches each child would otherwise fill again: the junit plugin
+    # compiles its escaping pattern (~5 ms a file) and the pattern that
+    # turns a test's path into its class name (~1 ms) on first use.
     try:
-        importlib.import_module("_pytest.junitxml").bin_xml_escape("x")
+        junitxml = importlib.import_module("_pytest.junitxml")
+        junitxml.bin_xml_escape("x")
+        junitxml.mangle_test_address("a.py::t")
     except Exception:
         pass
     for name in modules + ["pdb"]:  # pytest's debugging plugin wants pdb
@@ -346,15 +349,21 @@ def child(req, kept):
 # pytest and starts its session first, and waits in pytest's
 # collect-and-run step. Each file still gets a process of its own and
 # every hook of its session runs in it.
+#
+# The next file's child is forked once the running one has collected its
+# file (imported it, rewritten its asserts): forked at the hand-over, its
+# fork and configuration competed with that collection for the CPUs and
+# made it twice as slow.
 AHEAD = None      # the Ahead child waiting for the next file
 HANDING = None    # (Ahead, request): handed a file, not ready for it yet
 AHEAD_OK = True   # False once one ended before taking its file
+COLLECTING = None  # the running child's pipe: "c" once its file is collected
 
 
 class Ahead:
     def __init__(self, pid, ready, wfd):
         self.pid = pid
-        self.ready = ready  # says "r" once it waits for its request
+        self.ready = ready  # "r" once it waits for its request, then "c"
         self.wfd = wfd      # takes the request
 
     def close(self):
@@ -417,10 +426,12 @@ def ahead_child(kept, rfd, ready_w, server):
     rehome_capture(kept.config)
     import _pytest.main
     collect_and_run = getattr(_pytest.main, "_main", None)
+    rehearse_rewrite(kept.config)
+    kept.config.pluginmanager.register(SaysCollected(ready_w),
+                                       "shardrun-collected")
 
     def wait_for_file(started):
         os.write(ready_w, b"r")
-        os.close(ready_w)
         req = read_request(rfd)
         if req is None:  # the server is gone or took the file back
             os._exit(1)
@@ -435,6 +446,37 @@ def ahead_child(kept, rfd, ready_w, server):
         return collect_and_run(config, session)
     _pytest.main._main = when_told
     end_child(lambda: run_session(kept.config))
+
+
+class SaysCollected:
+    """A plugin of the child forked ahead: tells the server once its file
+    is collected, which then forks the next file's child."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def pytest_collection_finish(self):
+        if self.fd >= 0:
+            os.write(self.fd, b"c")
+            os.close(self.fd)
+            self.fd = -1
+
+
+def rehearse_rewrite(config):
+    """Rewrite and compile a test module's asserts once, on a module of
+    our own that is never run: what the interpreter writes while doing so
+    (reference counts, the parser's and compiler's state) is copied into
+    this child's memory now, not while its file is due (~3 ms a file on
+    a machine whose copy-on-write faults cost 13 us each)."""
+    import ast
+    try:
+        from _pytest.assertion.rewrite import rewrite_asserts
+        src = "def test_rehearsal():\n    x = 1\n    assert x == 1, 'x'\n"
+        tree = ast.parse(src)
+        rewrite_asserts(tree, src.encode(), "rehearsal.py", config)
+        compile(tree, "rehearsal.py", "exec", dont_inherit=True)
+    except Exception:
+        pass  # a pytest without this internal: nothing rehearsed
 
 
 def read_request(fd):
@@ -514,7 +556,7 @@ def hand_over(sock, pid):
     """Send the pending request to its child once it is ready; if the
     child ended first (a hook failed, a plugin ended the session), fork
     the file the plain way. Returns the attempt's pid."""
-    global HANDING, AHEAD_OK
+    global HANDING, AHEAD_OK, COLLECTING
     ahead, req = HANDING
     try:
         said = os.read(ahead.ready, 1)
@@ -524,8 +566,8 @@ def hand_over(sock, pid):
         said = None  # ended, and reaped
     HANDING = None
     if said and handed(ahead, req):
-        ahead.close()
-        go_ahead(sock, KEPT[1])  # only now: it would hold the file up
+        os.close(ahead.wfd)
+        COLLECTING = ahead.ready  # the next child is forked on its "c"
         return pid
     if said is None:
         ahead.close()
@@ -546,6 +588,15 @@ def cancel_hand_over():
     if HANDING is not None:
         HANDING[0].close()
         HANDING = None
+
+
+def collected(sock):
+    """The running child collected its file (or ended): fork the next
+    file's child now."""
+    global COLLECTING
+    os.close(COLLECTING)
+    COLLECTING = None
+    go_ahead(sock, KEPT[1])
 
 
 def drop_ahead():
@@ -669,8 +720,13 @@ def serve(sock, namespaced, pending):
                 sweep(pid, namespaced)
                 send(sock, {"status": status})
                 pid = 0
-        watch = [sock, wake_r] + ([HANDING[0].ready] if HANDING else [])
+                if COLLECTING is not None:  # it ended before collecting
+                    collected(sock)
+        watch = [sock, wake_r] + ([HANDING[0].ready] if HANDING else []) \
+            + ([COLLECTING] if COLLECTING is not None else [])
         ready, _, _ = select.select(watch, [], [])
+        if COLLECTING is not None and COLLECTING in ready:
+            collected(sock)
         if wake_r in ready:
             try:
                 os.read(wake_r, 4096)

@@ -10,12 +10,23 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import unittest
 
 PY = "/usr/bin/python3"
 SERVER = os.path.join(os.environ.get("SR_SOURCE_DIR", os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..")),
     "agent", "forkserver.py")
+
+SLOW_IMPORT = """
+    import os, time
+    time.sleep(0.4)
+    with open(os.environ["SR_MARK"], "a") as f:
+        f.write("%r\\n" % time.monotonic())
+
+    def test_slow():
+        pass
+    """
 
 FILES = {
     # Imported by the root conftest: an environment variable set, a logging
@@ -88,6 +99,9 @@ FILES = {
         """,
     "tests/d/test_d.py": "def test_d():\n    pass\n",
     "tests/e/test_e.py": "def test_e():\n    pass\n",
+    # Slow to collect: its import takes 0.4 s, then notes when it ended.
+    "tests/a/test_slow.py": SLOW_IMPORT,
+    "tests/b/test_slow.py": SLOW_IMPORT,
 }
 
 # Installed plugins (outside the workspace: they do not keep a child forked
@@ -118,7 +132,7 @@ RUNS = [
 
 class Server:
     def __init__(self, root, tmp, preload=("registry",), env=None):
-        path = os.path.join(tmp, "fs.sock")
+        path = self.path = os.path.join(tmp, "fs.sock")
         self.lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.lsock.bind(path)
         self.lsock.listen(1)
@@ -132,6 +146,7 @@ class Server:
         self.sock, _ = self.lsock.accept()
         self.sock.settimeout(60)
         self.buf = b""
+        self.seen = []  # (time.monotonic(), message) of every message
 
     def recv(self):
         while b"\n" not in self.buf:
@@ -140,7 +155,8 @@ class Server:
                 raise EOFError("the server went away")
             self.buf += data
         line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
+        self.seen.append((time.monotonic(), json.loads(line)))
+        return self.seen[-1][1]
 
     def run(self, req):
         """The run's wait status (after its "pid", maybe two of them, and
@@ -158,6 +174,7 @@ class Server:
         self.proc.wait(timeout=30)
         self.log.close()
         self.lsock.close()
+        os.unlink(self.path)
 
 
 class ForkServerProtocol(unittest.TestCase):
@@ -269,6 +286,41 @@ class ForkServerProtocol(unittest.TestCase):
         self.extra = ["-p", "sr_fails_to_configure"]
         codes = self.serve([["tests/e/test_e.py"]] * 4)
         self.assertEqual(codes, [3, 3, 3, 3])
+
+    def test_the_next_child_is_forked_once_a_file_is_collected(self):
+        # Forked while the handed child imports its file, the next child's
+        # fork and configuration would compete with that import. a's
+        # children wait before configuring, b's configure ahead.
+        for where in ("a", "b"):
+            mark = os.path.join(self.tmp, "mark-" + where)
+            server = Server(self.ws, self.tmp,
+                            env=dict(os.environ, PYTHONPATH=self.plugins))
+            try:
+                self.assertEqual(server.recv(), {"ready": True})
+                runs = []
+                for n in range(3):
+                    req = self.request(["tests/%s/test_slow.py" % where],
+                                       os.path.join(self.tmp, "slow.log"),
+                                       n)
+                    req["env"]["SR_MARK"] = mark
+                    start = len(server.seen)
+                    self.assertEqual(os.WEXITSTATUS(server.run(req)), 0)
+                    runs.append(server.seen[start:])
+            finally:
+                server.close()
+            with open(mark) as f:
+                collected = [float(line) for line in f]
+            self.assertEqual(len(collected), 3)
+            for n in (1, 2):
+                ahead_before = [m["ahead"] for _, m in runs[n - 1]
+                                if "ahead" in m]
+                pids = [m["pid"] for _, m in runs[n] if "pid" in m]
+                ahead = [t for t, m in runs[n] if "ahead" in m]
+                # Served by the child forked ahead, which forked the
+                # next one only after its file's import had ended.
+                self.assertEqual(pids, ahead_before[-1:], (where, runs))
+                self.assertEqual(len(ahead), 1, (where, runs))
+                self.assertGreater(ahead[0], collected[n], (where, runs))
 
     def test_a_conftest_that_starts_a_thread(self):
         codes = self.serve([["threads/test_t.py"], ["threads/test_t.py"],
