@@ -11,6 +11,12 @@
  * anything it still reports is ignored. A unit has at most one backup at a
  * time, and a backup gets none while its twin runs.
  *
+ * A backup goes to another agent than its original's where one has an idle
+ * slot: what stalls an attempt is often its machine (a loaded runner, a
+ * stuck mount), and a second attempt there would stall as well. An agent
+ * a crashed file is avoiding gets no backup of it either. With one agent
+ * (local mode) the backup runs beside its original.
+ *
  * Only one-file units (a file, or a part of a split file) that are neither
  * serial nor exclusive are backed up. Losing one twin (its agent, or an
  * agent that declined or forgot it) drops that twin and charges nothing:
@@ -20,6 +26,7 @@
  * are referred to by id.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "coord_int.h"
 #include "sr/log.h"
@@ -55,8 +62,40 @@ lateness(struct coord *c, const struct sr_unit *u, double now)
 	return (ran - u->weight);
 }
 
+/* Whether an agent other than to, one that u does not avoid, has a slot
+ * with nothing to do: u's backup is for that agent. */
+static bool
+idle_elsewhere(const struct coord *c, const struct arec *to,
+               const struct sr_unit *u)
+{
+	const char *avoid = sr_unit_avoid(u);
+
+	for (const struct arec *o = c->agents; o != NULL; o = o->next) {
+		if (o == to || !o->hello || o->draining || o->exclusive ||
+		    (avoid != NULL && strcmp(avoid, o->name) == 0))
+			continue;
+		for (unsigned s = 0; s < o->slots; s++)
+			if (o->waiting[s] && o->depth[s] == 0)
+				return (true);
+	}
+	return (false);
+}
+
+/* Whether a backup of u, running on agent from, may go to agent to. */
+static bool
+may_back_up(const struct coord *c, const struct arec *to,
+            const struct arec *from, const struct sr_unit *u)
+{
+	const char *avoid = sr_unit_avoid(u);
+
+	if (avoid != NULL && c->nagents > 1 && strcmp(avoid, to->name) == 0)
+		return (false);
+	return (from != to || !idle_elsewhere(c, to, u));
+}
+
+/* The latest running unit that a backup on agent to may serve, or NULL. */
 static struct sr_unit *
-latest(struct coord *c, double now)
+latest(struct coord *c, const struct arec *to, double now)
 {
 	struct sr_unit *best = NULL;
 	double most = -1;
@@ -67,7 +106,7 @@ latest(struct coord *c, double now)
 			    sr_plan_unit(&c->plan, a->running[i]);
 			double late = lateness(c, u, now);
 
-			if (late > most) {
+			if (late > most && may_back_up(c, to, a, u)) {
 				most = late;
 				best = u;
 			}
@@ -87,7 +126,7 @@ sr_co_speculate(struct coord *c, struct arec *a, unsigned slot)
 	 * is held back (take dropped the rest), and goes first. */
 	if (!c->cfg->speculate || a->depth[slot] > 0 || a->draining ||
 	    a->exclusive || c->plan.nheap > 0 ||
-	    (orig = latest(c, sr_now())) == NULL)
+	    (orig = latest(c, a, sr_now())) == NULL)
 		return (false);
 	if (sr_grow(&c->twins, &c->twincap, c->ntwins, sizeof(*c->twins), 8) !=
 	        0 ||

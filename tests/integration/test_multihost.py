@@ -27,6 +27,36 @@ def test_work():
                               os.environ.get("SR_AGENT_NAME", "?")))
 """
 
+# Stalls on the agent that ran its first attempt (a stuck mount there),
+# passes at once anywhere else.
+STALLS_ON_ITS_AGENT = """
+import os, time
+
+def test_stall():
+    mark = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        ".first-agent")
+    me = os.environ["SR_AGENT_NAME"]
+    try:
+        fd = os.open(mark, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.write(fd, me.encode())
+        os.close(fd)
+    except FileExistsError:
+        pass
+    with open(mark) as f:
+        if f.read() == me:
+            time.sleep(30)
+"""
+
+# Says it started (in the completion log), then runs for 3 s.
+LONG_AND_SAYS_SO = """
+import os, time
+
+def test_long():
+    with open(os.environ["SR_DONE_LOG"], "a") as f:
+        f.write("test_05.py started\\n")
+    time.sleep(3)
+"""
+
 PORT = 7411
 
 
@@ -164,6 +194,37 @@ class MultiHost(srtest.TestCase):
         res = self.kill_a2_mid_run(48, ["--bundle", "1", "--max-restarts",
                                         "0"])
         self.assertTrue(any(f["bundled"] for f in res["files"]), res)
+
+    def test_backup_attempt_goes_to_another_agent(self):
+        # What stalls an attempt is often its machine: when its own agent
+        # and another one both have an idle slot, the backup goes to the
+        # other. a2 (one slot) joins first and runs a long file; a1 joins
+        # next, first in the coordinator's list of agents, and gets the
+        # stalling file. When that file is late, both have idle slots.
+        self.suite(4, 0.2)
+        self.ws.write("tests/test_04.py", STALLS_ON_ITS_AGENT)
+        self.ws.write("tests/test_05.py", LONG_AND_SAYS_SO)
+        hist = {"version": 1, "files": {
+            "tests/test_%02d.py" % i: {"duration_s": d, "runs": 3}
+            for i, d in enumerate([1.0] * 4 + [2.5, 3.0])}}
+        self.ws.write(".shardrun/durations.json", json.dumps(hist))
+        t0 = time.monotonic()
+        c = self.coordinator(agents_min=1, extra=["--speculate", "on"])
+        self.agent(2, extra=["--slots", "1"])
+        self.wait_for_completions(1)  # test_05 started on a2
+        self.agent(1)
+        code, out, err, res = self.finish(c)
+        self.assertEqual(code, 0, err)
+        self.assertLess(time.monotonic() - t0, 25, err)
+        with open(self.ws.path("tests/.first-agent")) as f:
+            self.assertEqual(f.read(), "a1")
+        files = {f["file"]: f for f in res["files"]}
+        self.assertEqual(len(files), 6, res)
+        self.assertEqual(files["tests/test_05.py"]["agent"], "a2", res)
+        stalled = files["tests/test_04.py"]
+        self.assertEqual(stalled["outcome"], "passed", res)
+        self.assertEqual(stalled["agent"], "a2", res)
+        self.assertEqual((res["backups"], res["backup_wins"]), (1, 1), res)
 
     def test_partitioned_agent_loses_nothing(self):
         self.suite(24, 1.0)
