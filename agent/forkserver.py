@@ -40,7 +40,9 @@
 #                    | {"ahead": P}    (a child forked for the next file)
 #                    | {"status": S}   (a raw wait status)
 #   ({"pid"} may come twice for one run: the child forked ahead ended
-#   before it took the file, which then got a child of its own.)
+#   before it took the file, which then got a child of its own. {"ahead"}
+#   may come after a run's {"status"}: the next child is forked once the
+#   running one has collected its file, or after it ended before that.)
 # argv[2]: the workspace root; then "-d DIR" (put on sys.path) and the
 # modules to preload; after an exec also "--no-keep", "--fd N" (the
 # connection) and "--pending N" (a file holding the request to serve).
@@ -354,9 +356,9 @@ def child(req, kept):
 # file (imported it, rewritten its asserts): forked at the hand-over, its
 # fork and configuration competed with that collection for the CPUs and
 # made it twice as slow.
-AHEAD = None      # the Ahead child waiting for the next file
-HANDING = None    # (Ahead, request): handed a file, not ready for it yet
-AHEAD_OK = True   # False once one ended before taking its file
+AHEAD = None       # the Ahead child waiting for the next file
+HANDING = None     # (Ahead, request): handed a file, not ready for it yet
+AHEAD_OK = True    # False once one ended before taking its file
 COLLECTING = None  # the running child's pipe: "c" once its file is collected
 
 
@@ -427,7 +429,7 @@ def ahead_child(kept, rfd, ready_w, server):
     import _pytest.main
     collect_and_run = getattr(_pytest.main, "_main", None)
     rehearse_rewrite(kept.config)
-    kept.config.pluginmanager.register(SaysCollected(ready_w),
+    kept.config.pluginmanager.register(says_collected(ready_w),
                                        "shardrun-collected")
 
     def wait_for_file(started):
@@ -448,18 +450,22 @@ def ahead_child(kept, rfd, ready_w, server):
     end_child(lambda: run_session(kept.config))
 
 
-class SaysCollected:
-    """A plugin of the child forked ahead: tells the server once its file
-    is collected, which then forks the next file's child."""
+def says_collected(fd):
+    """A plugin for the child forked ahead: tells the server once its file
+    is collected, which then forks the next file's child. First among the
+    hook's implementations, so that a conftest's failing one cannot keep
+    it from saying so."""
+    import pytest
 
-    def __init__(self, fd):
-        self.fd = fd
-
-    def pytest_collection_finish(self):
-        if self.fd >= 0:
-            os.write(self.fd, b"c")
-            os.close(self.fd)
-            self.fd = -1
+    class SaysCollected:
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_collection_finish(self):
+            nonlocal fd
+            if fd >= 0:
+                os.write(fd, b"c")
+                os.close(fd)
+                fd = -1
+    return SaysCollected()
 
 
 def rehearse_rewrite(config):

@@ -160,7 +160,8 @@ class Server:
 
     def run(self, req):
         """The run's wait status (after its "pid", maybe two of them, and
-        the "ahead" of the child forked for the next file)."""
+        maybe the "ahead" of the child forked for the next file, which
+        may also come after the status)."""
         self.sock.sendall((json.dumps({"run": req}) + "\n").encode())
         while True:
             msg = self.recv()
@@ -216,8 +217,8 @@ class ForkServerProtocol(unittest.TestCase):
     def serve(self, runs):
         """Run each file through one server and plainly; the exit codes."""
         # Started as the agent starts it: in the files' environment.
-        server = Server(self.ws, self.tmp,
-                        env=dict(os.environ, PYTHONPATH=self.plugins))
+        server = self.server = Server(
+            self.ws, self.tmp, env=dict(os.environ, PYTHONPATH=self.plugins))
         codes = []
         try:
             self.assertEqual(server.recv(), {"ready": True})
@@ -278,6 +279,16 @@ class ForkServerProtocol(unittest.TestCase):
         codes = self.serve([["tests/d/test_d.py"]] * 3 +
                            [["tests/c/test_c.py"]])
         self.assertEqual(codes[:3], [3, 3, 3])
+        # Each d child ended before collecting its file; the next child
+        # was forked all the same, and served the next d file.
+        ahead, pids = None, []
+        for _, msg in self.server.seen:
+            if "pid" in msg:
+                pids.append((msg["pid"], ahead))
+            ahead = msg.get("ahead", ahead)
+        self.assertEqual(len(pids), 4, self.server.seen)
+        for pid, forked_ahead in pids[1:3]:
+            self.assertEqual(pid, forked_ahead, self.server.seen)
 
     def test_a_plugin_whose_configure_fails_ahead(self):
         # An installed plugin's hook fails in the child forked ahead,
