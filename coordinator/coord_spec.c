@@ -26,7 +26,6 @@
  * are referred to by id.
  */
 #include <stdlib.h>
-#include <string.h>
 
 #include "coord_int.h"
 #include "sr/log.h"
@@ -62,17 +61,19 @@ lateness(struct coord *c, const struct sr_unit *u, double now)
 	return (ran - u->weight);
 }
 
-/* Whether an agent other than to, one that u does not avoid, has a slot
- * with nothing to do: u's backup is for that agent. */
+/* Whether an agent other than to, one that u does not avoid and that was
+ * heard from lately (a partitioned agent still looks idle until it is
+ * declared lost), has a slot with nothing to do: u's backup is for it. */
 static bool
 idle_elsewhere(const struct coord *c, const struct arec *to,
                const struct sr_unit *u)
 {
-	const char *avoid = sr_unit_avoid(u);
+	double now = sr_now();
 
 	for (const struct arec *o = c->agents; o != NULL; o = o->next) {
 		if (o == to || !o->hello || o->draining || o->exclusive ||
-		    (avoid != NULL && strcmp(avoid, o->name) == 0))
+		    sr_co_avoids(c, u, o) ||
+		    now - o->peer->last_rx > 2 * c->cfg->heartbeat_s)
 			continue;
 		for (unsigned s = 0; s < o->slots; s++)
 			if (o->waiting[s] && o->depth[s] == 0)
@@ -86,11 +87,8 @@ static bool
 may_back_up(const struct coord *c, const struct arec *to,
             const struct arec *from, const struct sr_unit *u)
 {
-	const char *avoid = sr_unit_avoid(u);
-
-	if (avoid != NULL && c->nagents > 1 && strcmp(avoid, to->name) == 0)
-		return (false);
-	return (from != to || !idle_elsewhere(c, to, u));
+	return (!sr_co_avoids(c, u, to) &&
+	        (from != to || !idle_elsewhere(c, to, u)));
 }
 
 /* The latest running unit that a backup on agent to may serve, or NULL. */

@@ -273,6 +273,15 @@ struct pick {
 	struct arec *a;
 };
 
+bool
+sr_co_avoids(const struct coord *c, const struct sr_unit *u,
+             const struct arec *a)
+{
+	const char *avoid = sr_unit_avoid(u);
+
+	return (avoid != NULL && c->nagents > 1 && strcmp(avoid, a->name) == 0);
+}
+
 static bool
 eligible(void *arg, const struct sr_unit *u)
 {
@@ -280,8 +289,7 @@ eligible(void *arg, const struct sr_unit *u)
 
 	if (u->serial && pk->c->serial_running)
 		return (false);
-	if (sr_unit_avoid(u) != NULL && pk->c->nagents > 1 &&
-	    strcmp(sr_unit_avoid(u), pk->a->name) == 0)
+	if (sr_co_avoids(pk->c, u, pk->a))
 		return (false);
 	if (u->exclusive && pk->a->nrunning > 0) {
 		pk->a->draining = true;

@@ -47,14 +47,19 @@ def test_stall():
             time.sleep(30)
 """
 
-# Says it started (in the completion log), then runs for 3 s.
-LONG_AND_SAYS_SO = """
+# Says it started (in the completion log), then runs until the stalling
+# file has started (20 s at most).
+UNTIL_THE_STALL = """
 import os, time
 
 def test_long():
     with open(os.environ["SR_DONE_LOG"], "a") as f:
         f.write("test_05.py started\\n")
-    time.sleep(3)
+    mark = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        ".first-agent")
+    deadline = time.monotonic() + 20
+    while not os.path.exists(mark) and time.monotonic() < deadline:
+        time.sleep(0.05)
 """
 
 PORT = 7411
@@ -198,15 +203,16 @@ class MultiHost(srtest.TestCase):
     def test_backup_attempt_goes_to_another_agent(self):
         # What stalls an attempt is often its machine: when its own agent
         # and another one both have an idle slot, the backup goes to the
-        # other. a2 (one slot) joins first and runs a long file; a1 joins
-        # next, first in the coordinator's list of agents, and gets the
-        # stalling file. When that file is late, both have idle slots.
+        # other. a2 (one slot) joins first and runs a file that lasts until
+        # a1, joining next (first in the coordinator's list of agents), has
+        # started the stalling one. When that is late, both have idle
+        # slots.
         self.suite(4, 0.2)
         self.ws.write("tests/test_04.py", STALLS_ON_ITS_AGENT)
-        self.ws.write("tests/test_05.py", LONG_AND_SAYS_SO)
+        self.ws.write("tests/test_05.py", UNTIL_THE_STALL)
         hist = {"version": 1, "files": {
             "tests/test_%02d.py" % i: {"duration_s": d, "runs": 3}
-            for i, d in enumerate([1.0] * 4 + [2.5, 3.0])}}
+            for i, d in enumerate([1.0] * 4 + [2.5, 10.0])}}
         self.ws.write(".shardrun/durations.json", json.dumps(hist))
         t0 = time.monotonic()
         c = self.coordinator(agents_min=1, extra=["--speculate", "on"])
