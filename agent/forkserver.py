@@ -323,7 +323,7 @@ def end_child(run):
     os._exit(code)
 
 
-def child(req, kept):
+def child(req, kept, says_w):
     own_process(os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
                         0o600))
     os.chdir(req["cwd"])
@@ -336,6 +336,8 @@ def child(req, kept):
             per_file_env(req)
             rehome_capture(kept.config)
             point_at(kept, req)
+            kept.config.pluginmanager.register(says_collected(says_w),
+                                               "shardrun-collected")
             return run_session(kept.config)
         os.environ.clear()
         os.environ.update(req["env"])
@@ -677,16 +679,25 @@ def sweep(pid, namespaced):
 
 
 def fork_child(sock, req, kept):
-    """Fork a child for req; its pid, 0 when forking is unsafe."""
+    """Fork a child for req; its pid, 0 when forking is unsafe. With a kept
+    configuration the next file's child is forked once this one has
+    collected its file (COLLECTING)."""
+    global COLLECTING
     if threads() > 1:
         return 0
+    says_r, says_w = os.pipe2(os.O_CLOEXEC) if kept is not None else (-1, -1)
     pid = os.fork()
     if pid == 0:
         try:
             sock.close()
-            child(req, kept)
+            if says_r >= 0:
+                os.close(says_r)
+            child(req, kept, says_w)
         finally:
             os._exit(1)
+    if says_r >= 0:
+        os.close(says_w)
+        COLLECTING = says_r
     return pid
 
 
@@ -703,9 +714,7 @@ def handle(sock, msg, pid, namespaced):
         if not pid:
             send(sock, {"nofork": "a thread exists in the server"})
             return 0
-        send(sock, {"pid": pid})
-        if HANDING is None:  # else after hand_over (see there)
-            go_ahead(sock, kept)
+        send(sock, {"pid": pid})  # the next child: once it collected
     return pid
 
 

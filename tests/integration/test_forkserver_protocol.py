@@ -322,6 +322,10 @@ class ForkServerProtocol(unittest.TestCase):
             with open(mark) as f:
                 collected = [float(line) for line in f]
             self.assertEqual(len(collected), 3)
+            # The first file was forked from the server itself.
+            ahead = [t for t, m in runs[0] if "ahead" in m]
+            self.assertEqual(len(ahead), 1, (where, runs))
+            self.assertGreater(ahead[0], collected[0], (where, runs))
             for n in (1, 2):
                 ahead_before = [m["ahead"] for _, m in runs[n - 1]
                                 if "ahead" in m]
