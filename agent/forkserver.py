@@ -453,10 +453,10 @@ def ahead_child(kept, rfd, ready_w, server):
 
 
 def says_collected(fd):
-    """A plugin for the child forked ahead: tells the server once its file
-    is collected, which then forks the next file's child. First among the
-    hook's implementations, so that a conftest's failing one cannot keep
-    it from saying so."""
+    """A plugin for a child of the kept configuration (forked ahead or
+    not): tells the server once its file is collected, which then forks
+    the next file's child. First among the hook's implementations, so that
+    a conftest's failing one cannot keep it from saying so."""
     import pytest
 
     class SaysCollected:

@@ -105,14 +105,14 @@ void sr_co_dispatch(struct coord *c);
  * leaves everything as it was. */
 int sr_co_assign(struct coord *c, struct arec *a, unsigned slot,
                  struct sr_unit *u);
-
-/* coord_spec.c */
-/* A backup attempt for this idle slot, if some running unit is late. */
-bool sr_co_speculate(struct coord *c, struct arec *a, unsigned slot);
 /* Whether u avoids agent a (requeued after a crash there; only while
  * another agent may take it). */
 bool sr_co_avoids(const struct coord *c, const struct sr_unit *u,
                   const struct arec *a);
+
+/* coord_spec.c */
+/* A backup attempt for this idle slot, if some running unit is late. */
+bool sr_co_speculate(struct coord *c, struct arec *a, unsigned slot);
 /* The agent still lists attempts we cancelled (the Cancel was lost on the
  * way): cancel them again. */
 void sr_co_recancel(struct coord *c, struct arec *a,
