@@ -22,12 +22,21 @@
 # connection) with a fresh one that keeps nothing and runs pytest.main in
 # each child, and hands it the request.
 #
+# Where no code of the suite's own (a conftest.py, a module of the
+# workspace) implements a session-wide hook, the server also configures
+# pytest and starts its session, once, as an xdist worker does, and serves
+# from inside that session: a file's child is forked at pytest's
+# collect-and-run step and goes on from there in its own process (collects
+# its file, runs it, ends its session, unconfigures), so it pays neither
+# configuring nor the copy-on-write faults of doing so (enter_session). If
+# that fails or leaves a thread behind, the server replaces itself with
+# one whose children configure for themselves.
+#
 # With a kept configuration, the child for the slot's next file is forked
 # ahead, while the current file runs, and waits on a pipe for its request:
-# the fork is paid before the file is due. Where no code of the suite's
-# own (a conftest.py, a module of the workspace) implements a session-wide
-# hook, it also configures pytest and starts its session before waiting -
-# most of what a file's session costs before its file is known - and takes
+# the fork is paid before the file is due. Without a session of the
+# server's own and where the suite implements no session-wide hook, it
+# also configures pytest and starts its session before waiting, and takes
 # its file in pytest's collect-and-run step. A child that ends before its
 # file comes (a hook failed, a plugin ended the session) is dropped, its
 # file forked the plain way, and none is forked ahead again.
@@ -44,8 +53,9 @@
 #   may come after a run's {"status"}: the next child is forked once the
 #   running one has collected its file, or after it ended before that.)
 # argv[2]: the workspace root; then "-d DIR" (put on sys.path) and the
-# modules to preload; after an exec also "--no-keep", "--fd N" (the
-# connection) and "--pending N" (a file holding the request to serve).
+# modules to preload; after an exec also "--no-keep" (or
+# "--configure-in-children": no session of the server's own), "--fd N"
+# (the connection) and "--pending N" (a file holding the request to serve).
 import json
 import os
 import select
@@ -103,6 +113,21 @@ PER_FILE_ENV = ("SHARDRUN_FILE", "SHARDRUN_ATTEMPT")
 KEEP = True     # False once this server has given keeping up (--no-keep)
 KEPT = None     # (shape, Kept) after the one parse
 START_ENV = {}  # our environment at start, for an exec
+# The server's own session (see enter_session): False once starting one
+# failed or left a thread (--configure-in-children); the Session once
+# started; CONFIG_OUT holds what its configuration printed.
+SERVER_SESSION = True
+SESSION = None
+CONFIG_OUT = -1
+TOUCHED = -1  # a memfd: the pages a child of the session wrote (warm_up)
+CONFIG_COPIES = []  # descriptors configuring made of CONFIG_OUT (restore)
+NAMESPACED = False  # in a PID namespace of our own (see signal_all)
+
+
+class BecameChild(BaseException):
+    """Raised in a child forked inside the server's session once it has
+    its file: unwinds the server's loop back to pytest's collect-and-run
+    step, where the child's session goes on."""
 
 
 class Kept:
@@ -118,10 +143,36 @@ class Kept:
         # before its file comes only when no code of the suite's own has
         # a say in those steps (see session_hooks_of_the_suite).
         self.configure_ahead = not session_hooks_of_the_suite(config, cwd)
+        # The server configures once for all its files only when every
+        # session-wide hook is one known to act within the process.
+        import _pytest.main
+        self.configure_in_server = self.configure_ahead and \
+            callable(getattr(_pytest.main, "_main", None)) and \
+            all(acts_in_process(module_of(impl))
+                for impl in session_hook_impls(config))
 
 
 SESSION_HOOKS = ("pytest_configure", "pytest_sessionstart",
                  "pytest_sessionfinish", "pytest_unconfigure")
+# Installed plugins whose session-wide hooks change nothing outside the
+# process (xdist's: markers, and its own session only with -n); the
+# environment may name more (SHARDRUN_CONFIGURE_ONCE: modules, or "*").
+IN_PROCESS = ("xdist.plugin",)
+
+
+def acts_in_process(module):
+    more = os.environ.get("SHARDRUN_CONFIGURE_ONCE", "").split(",")
+    return module.startswith("_pytest.") or module in IN_PROCESS or \
+        module in more or "*" in more
+
+
+def session_hook_impls(config):
+    for name in SESSION_HOOKS:
+        yield from getattr(config.hook, name).get_hookimpls()
+
+
+def module_of(impl):
+    return getattr(impl.function, "__module__", None) or ""
 
 
 def session_hooks_of_the_suite(config, root):
@@ -129,13 +180,12 @@ def session_hooks_of_the_suite(config, root):
     session-wide hook: such code may set up per-slot resources (a database
     named after SHARDRUN_SLOT, files in TMPDIR) that must not overlap with
     the previous file's session, or read SHARDRUN_FILE."""
-    for name in SESSION_HOOKS:
-        for impl in getattr(config.hook, name).get_hookimpls():
-            fn = getattr(impl.function, "__func__", impl.function)
-            path = getattr(getattr(fn, "__code__", None), "co_filename", "")
-            if os.path.basename(path) == "conftest.py" or \
-                    path.startswith(os.path.join(root, "")):
-                return True
+    for impl in session_hook_impls(config):
+        fn = getattr(impl.function, "__func__", impl.function)
+        path = getattr(getattr(fn, "__code__", None), "co_filename", "")
+        if os.path.basename(path) == "conftest.py" or \
+                path.startswith(os.path.join(root, "")):
+            return True
     return False
 
 
@@ -211,16 +261,23 @@ def prepared(sock, req):
     return KEPT[1]
 
 
-def restart(sock, req):
-    """exec a fresh server that keeps nothing; it serves req first."""
+def restart(sock, req, mode="--no-keep"):
+    """exec a fresh server that keeps nothing (or, with mode
+    "--configure-in-children", starts no session of its own); it serves
+    req first."""
     drop_ahead()
     flush()
     pending = os.memfd_create("shardrun-pending")  # no file system needed
     os.write(pending, json.dumps(req).encode())
     for fd in (sock.fileno(), pending):
         os.set_inheritable(fd, True)
-    argv = list(sys.orig_argv) + ["--no-keep", "--fd", str(sock.fileno()),
-                                  "--pending", str(pending)]
+    argv, old = [], list(sys.orig_argv)
+    while old:  # a previous exec's descriptors are gone
+        if old[0] in ("--fd", "--pending") and len(old) > 1:
+            old = old[2:]
+        else:
+            argv.append(old.pop(0))
+    argv += [mode, "--fd", str(sock.fileno()), "--pending", str(pending)]
     os.execve(sys.executable, argv, START_ENV)
 
 
@@ -307,23 +364,63 @@ def own_process(out):
     os.dup2(out, 2)
 
 
-def end_child(run):
-    """Run, then end the process with the status the interpreter would."""
-    code = 1
+def outcome(run):
+    """Run; the status the interpreter would end with."""
     try:
-        code = run()
+        return run()
     except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
+        return e.code if isinstance(e.code, int) else 1
     except BaseException:  # uncaught: as the interpreter would end
         import traceback
         traceback.print_exc()
-        code = 1
-    finally:
-        flush()
+        return 1
+
+
+def end_child(run):
+    """Run, then end the process with the status the interpreter would."""
+    code = outcome(run)
+    flush()
     os._exit(code)
 
 
+def in_child(sock, fds, run):
+    """A child's start right after the fork: close what is the server's,
+    run; end (status 1) unless run raised BecameChild."""
+    try:
+        sock.close()
+        for fd in fds:
+            os.close(fd)
+        run()
+    except BecameChild:
+        raise
+    except BaseException:
+        pass
+    os._exit(1)
+
+
+def settle(kept):
+    """What every child of the kept configuration does first: the
+    configuration's directory and arguments, and pytest's capture
+    pointed at this child's descriptors."""
+    os.chdir(kept.cwd)
+    if SESSION is None:  # in the session the environment is the server's
+        os.environ.clear()
+        os.environ.update(kept.env)
+    sys.argv = ["pytest"] + list(kept.config.invocation_params.args)
+    rehome_capture(kept.config)
+
+
 def child(req, kept, says_w):
+    if SESSION is not None:
+        # Forked from the server's session: like a child forked ahead
+        # whose file is known.
+        early = os.memfd_create("shardrun-early")
+        own_process(early)
+        settle(kept)
+        kept.config.pluginmanager.register(says_collected(says_w),
+                                           "shardrun-collected")
+        take_file(kept, req, [CONFIG_OUT, early], True)
+        raise BecameChild()
     own_process(os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
                         0o600))
     os.chdir(req["cwd"])
@@ -348,11 +445,11 @@ def child(req, kept, says_w):
 
 # A child forked ahead for the slot's next file (kept configurations
 # only), while the slot's current file runs. It waits on a pipe for its
-# request, so the fork is paid before the file is due; where no code of
-# the suite's own implements a session-wide hook, it also configures
-# pytest and starts its session first, and waits in pytest's
-# collect-and-run step. Each file still gets a process of its own and
-# every hook of its session runs in it.
+# request, so the fork is paid before the file is due. Forked from the
+# server's session, it is configured already; otherwise, where no code of
+# the suite's own implements a session-wide hook, it configures pytest and
+# starts its session first, and waits in pytest's collect-and-run step.
+# Each file still gets a process of its own.
 #
 # The next file's child is forked once the running one has collected its
 # file (imported it, rewritten its asserts): forked at the hand-over, its
@@ -399,13 +496,8 @@ def go_ahead(sock, kept):
     server = os.getpid()
     pid = os.fork()
     if pid == 0:
-        try:
-            sock.close()
-            os.close(wfd)
-            os.close(ready_r)
-            ahead_child(kept, rfd, ready_w, server)
-        finally:
-            os._exit(1)
+        in_child(sock, (wfd, ready_r),
+                 lambda: ahead_child(kept, rfd, ready_w, server))
     os.close(rfd)
     os.close(ready_w)
     os.set_blocking(ready_r, False)
@@ -423,14 +515,11 @@ def ahead_child(kept, rfd, ready_w, server):
         os._exit(1)
     early = os.memfd_create("shardrun-early")  # output before the file
     own_process(early)
-    os.chdir(kept.cwd)
-    os.environ.clear()
-    os.environ.update(kept.env)
-    sys.argv = ["pytest"] + list(kept.config.invocation_params.args)
-    rehome_capture(kept.config)
+    settle(kept)
     import _pytest.main
     collect_and_run = getattr(_pytest.main, "_main", None)
-    rehearse_rewrite(kept.config)
+    if SESSION is None:  # the server's session rehearsed it once
+        rehearse_rewrite(kept.config)
     kept.config.pluginmanager.register(says_collected(ready_w),
                                        "shardrun-collected")
 
@@ -439,8 +528,13 @@ def ahead_child(kept, rfd, ready_w, server):
         req = read_request(rfd)
         if req is None:  # the server is gone or took the file back
             os._exit(1)
-        take_file(kept, req, early, started)
+        earlies = [early] if SESSION is None else [CONFIG_OUT, early]
+        take_file(kept, req, earlies, started)
 
+    if SESSION is not None:
+        warm_up()
+        wait_for_file(True)
+        raise BecameChild()
     if not kept.configure_ahead or not callable(collect_and_run):
         wait_for_file(False)
         end_child(lambda: run_session(kept.config))
@@ -487,6 +581,107 @@ def rehearse_rewrite(config):
         pass  # a pytest without this internal: nothing rehearsed
 
 
+def private_memory():
+    """The (start, end) of our anonymous private writable mappings (the
+    interpreter's heap and arenas), in order."""
+    found = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            fields = line.split()
+            if fields[1] == "rw-p" and (len(fields) < 6 or
+                                        fields[5] == "[heap]"):
+                start, end = fields[0].split("-")
+                found.append((int(start, 16), int(end, 16)))
+    return found
+
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+MAX_NOTED = 1 << 16  # pages (256 MiB of 4 KiB pages)
+
+
+def record_touched():
+    """At the end of the first child of the session that gets there:
+    note in TOUCHED which pages of the private memory it has a copy of
+    (present and mapped by it alone: written since the fork)."""
+    import struct
+    if TOUCHED < 0 or os.fstat(TOUCHED).st_size > 0:
+        return
+    pages = []
+    try:
+        pagemap = os.open("/proc/self/pagemap", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        for start, end in private_memory():
+            for at in range(start, end, 4096 * PAGE):  # 32 KiB of entries
+                n = min(4096, (end - at) // PAGE)
+                data = os.pread(pagemap, n * 8, at // PAGE * 8)
+                for i, (entry,) in enumerate(struct.iter_unpack("Q", data)):
+                    if entry >> 63 and entry >> 56 & 1:
+                        pages.append(at + i * PAGE)
+                if len(pages) >= MAX_NOTED:
+                    raise OverflowError
+    except (OSError, OverflowError):
+        pages = pages[:MAX_NOTED]
+    finally:
+        os.close(pagemap)
+    os.pwrite(TOUCHED, struct.pack("%dQ" % len(pages), *pages), 0)
+
+
+def warm_up():
+    """In a child forked ahead from the session, before it says it is
+    ready: write to the pages an earlier child of the session wrote, which
+    its file would otherwise copy and map, one fault each, while due. Run
+    by run of pages: the kernel first copies the run (MADV_POPULATE_WRITE,
+    which refuses a range no longer mapped), then each page's first byte is
+    written back as it is - with signals blocked and the collector off, so
+    that nothing runs, writes or frees memory in between."""
+    import ctypes
+    import errno
+    import gc
+    import struct
+    data = os.pread(TOUCHED, os.fstat(TOUCHED).st_size, 0)
+    pages = [p for (p,) in struct.iter_unpack("Q", data[:len(data) // 8 * 8])]
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    collecting = gc.isenabled()
+    gc.disable()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        for start, end in runs_within(pages, private_memory()):
+            if libc.madvise(start, end - start, 23) != 0:
+                if ctypes.get_errno() == errno.EINVAL:
+                    return  # MADV_POPULATE_WRITE unknown to this kernel
+                continue
+            for page in range(start, end, PAGE):
+                byte = ctypes.c_char.from_address(page)
+                byte.value = byte.value
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        if collecting:
+            gc.enable()
+
+
+def runs_within(pages, memory):
+    """The runs of consecutive pages (sorted addresses) that lie within
+    one of memory's (start, end) ranges, as (start, end)."""
+    import bisect
+    starts = [start for start, _ in memory]
+    run = None
+    for page in pages:
+        i = bisect.bisect_right(starts, page) - 1
+        if i < 0 or page + PAGE > memory[i][1]:
+            continue
+        if run and run[1] == page:
+            run[1] = page + PAGE
+            continue
+        if run:
+            yield tuple(run)
+        run = [page, page + PAGE]
+    if run:
+        yield tuple(run)
+
+
 def read_request(fd):
     data = b""
     while not data.endswith(b"\n"):
@@ -503,32 +698,55 @@ def write_all(fd, data):
         data = data[os.write(fd, data):]
 
 
-def take_file(kept, req, early, started):
-    """The request came: move what was written so far into the file's
-    log and point every descriptor that wrote there (stdout, stderr, the
-    capture's saved streams, faulthandler's copy) at the log, give the
-    configuration the file and, when the session has started already,
-    restart its clocks (the junit report's time and timestamp, the
-    terminal's "in N s")."""
-    import time
-    flush()
-    log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.lseek(early, 0, os.SEEK_SET)
-    while True:
-        chunk = os.read(early, 65536)
-        if not chunk:
-            break
-        write_all(log, chunk)
-    target = os.readlink("/proc/self/fd/%d" % early)
+def move_output(log, earlies):
+    """Copy what was written to each of earlies (memfds, in order) into
+    log, point every descriptor that writes to one of them (stdout,
+    stderr, the capture's saved streams, faulthandler's copy) at log, and
+    close them."""
+    files = set()
+    for early in earlies:
+        at = 0
+        while True:
+            chunk = os.pread(early, 65536, at)  # shared: not its offset
+            if not chunk:
+                break
+            write_all(log, chunk)
+            at += len(chunk)
+        st = os.fstat(early)
+        files.add((st.st_dev, st.st_ino))
+    repoint(files, log, earlies)
+    for early in earlies:
+        os.close(early)
+
+
+def repoint(files, to, spare):
+    """Point every descriptor (but to and those in spare) that is open on
+    one of files ((st_dev, st_ino) pairs) at what to is open on; returns
+    them."""
+    moved = []
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         try:
-            if fd not in (early, log) and \
-                    os.readlink("/proc/self/fd/" + name) == target:
-                os.dup2(log, fd)
+            st = os.fstat(fd)
         except OSError:  # the listing's own descriptor
-            pass
-    os.close(early)
+            continue
+        if fd != to and fd not in spare and (st.st_dev, st.st_ino) in files:
+            os.dup2(to, fd)
+            moved.append(fd)
+    return moved
+
+
+def take_file(kept, req, earlies, started):
+    """The request came: move what was written so far into the file's
+    log (move_output), give the configuration the file and, when the
+    session has started already, restart its clocks (the junit report's
+    time and timestamp, the terminal's "in N s")."""
+    import time
+    flush()
+    log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    move_output(log, earlies)
+    for fd in CONFIG_COPIES:  # the server's, pointed back at its log
+        os.dup2(log, fd)
     os.close(log)
     per_file_env(req)
     point_at(kept, req)
@@ -641,10 +859,15 @@ def namespace_others(spare):
 
 def signal_all(sig, namespaced, pid):
     """Signal the attempt: everything in our PID namespace but us and its
-    init (and a child forked ahead), or else the child's process group.
-    Returns how many processes a look at the namespace found."""
+    init (and a child forked ahead), or else the child's process group
+    (the child itself before it made its group). Returns how many
+    processes a look at the namespace found."""
     if not namespaced:
-        targets = [-pid]
+        try:
+            os.killpg(pid, sig)
+            return 0
+        except ProcessLookupError:
+            targets = [pid]
     elif AHEAD is None:
         targets = [-1]
     else:
@@ -688,26 +911,24 @@ def fork_child(sock, req, kept):
     says_r, says_w = os.pipe2(os.O_CLOEXEC) if kept is not None else (-1, -1)
     pid = os.fork()
     if pid == 0:
-        try:
-            sock.close()
-            if says_r >= 0:
-                os.close(says_r)
-            child(req, kept, says_w)
-        finally:
-            os._exit(1)
+        in_child(sock, [says_r] if says_r >= 0 else [],
+                 lambda: child(req, kept, says_w))
     if says_r >= 0:
         os.close(says_w)
         COLLECTING = says_r
     return pid
 
 
-def handle(sock, msg, pid, namespaced):
+def handle(sock, msg, pid):
     """One request; returns the running child's pid (0: none)."""
     if "signal" in msg and pid:
         cancel_hand_over()
-        signal_all(msg["signal"], namespaced, pid)
+        signal_all(msg["signal"], NAMESPACED, pid)
     elif "run" in msg and not pid:
         kept = prepared(sock, msg["run"])
+        if kept is not None and SESSION is None and SERVER_SESSION and \
+                kept.configure_in_server:
+            enter_session(sock, kept, msg["run"])  # does not return
         pid = take_ahead(msg["run"]) if kept is not None else 0
         if not pid:
             pid = fork_child(sock, msg["run"], kept)
@@ -718,21 +939,29 @@ def handle(sock, msg, pid, namespaced):
     return pid
 
 
-def serve(sock, namespaced, pending):
-    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    buf = b""
+INBOX = bytearray()  # what came from the agent, not handled yet
+WAKE = None  # the pipe signals wake the loop on
+
+
+def serve(sock, pending):
+    """Serve the agent until it closes the connection."""
+    global WAKE
+    if WAKE is None:
+        WAKE = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(WAKE[1])
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+    wake_r = WAKE[0]
     pid = 0
     if pending is not None:
-        pid = handle(sock, {"run": pending}, 0, namespaced)
+        pid = handle(sock, {"run": pending}, 0)
+    pid = handle_inbox(sock, pid)  # what came with pending
     while True:
         if HANDING is not None:
             pid = hand_over(sock, pid)
         if pid and HANDING is None:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
-                sweep(pid, namespaced)
+                sweep(pid, NAMESPACED)
                 send(sock, {"status": status})
                 pid = 0
                 if COLLECTING is not None:  # it ended before collecting
@@ -754,10 +983,84 @@ def serve(sock, namespaced, pending):
             cancel_hand_over()
             drop_ahead()
             return
-        buf += data
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            pid = handle(sock, json.loads(line), pid, namespaced)
+        INBOX.extend(data)
+        pid = handle_inbox(sock, pid)
+
+
+def handle_inbox(sock, pid):
+    """Handle each whole line that came; returns the running child's pid.
+    A line is taken out before it is handled: handling it may enter the
+    server's session, whose loop goes on with the rest."""
+    while b"\n" in INBOX:
+        end = INBOX.index(b"\n")
+        line = bytes(INBOX[:end])
+        del INBOX[:end + 1]
+        pid = handle(sock, json.loads(line), pid)
+    return pid
+
+
+def enter_session(sock, kept, req):
+    """Configure pytest and start its session here, in the server, then
+    serve from inside that session: each file's child is forked at the
+    point where pytest collects and runs, and goes on from there (collects
+    its file, runs it, ends the session, unconfigures) while the server
+    goes on serving. Does not return: the server ends in it, a child ends
+    after its session. If configuring or starting the session fails or
+    leaves a thread, the server replaces itself with one whose children
+    configure for themselves, and hands it req."""
+    global CONFIG_OUT, TOUCHED
+    import _pytest.main
+    collect_and_run = _pytest.main._main
+    # What configuring prints goes into every file's log (move_output).
+    CONFIG_OUT = os.memfd_create("shardrun-configure")
+    TOUCHED = os.memfd_create("shardrun-touched")
+    flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    for fd in saved:
+        os.dup2(CONFIG_OUT, fd)
+
+    def restore():
+        """The server's own output back where it went, also for what
+        configuring copied (faulthandler's stderr)."""
+        flush()
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+        saved.clear()
+        st = os.fstat(CONFIG_OUT)
+        CONFIG_COPIES.extend(repoint({(st.st_dev, st.st_ino)}, 2,
+                                     [CONFIG_OUT]))
+
+    def in_session(config, session):
+        global SESSION
+        restore()
+        if threads() > 1:
+            restart(sock, req, "--configure-in-children")
+        SESSION = session
+        rehearse_rewrite(config)
+        try:
+            serve(sock, req)
+        except BecameChild:
+            pass  # a child, its file taken: its session goes on below
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+            flush()
+            os._exit(1)
+        else:  # the agent closed the connection
+            drop_ahead()
+            flush()
+            os._exit(0)
+        return collect_and_run(config, session)
+
+    _pytest.main._main = in_session
+    code = outcome(lambda: run_session(kept.config))
+    if SESSION is not None:  # a child whose session ended
+        flush()
+        outcome(record_touched)
+        os._exit(code)
+    restore()
+    restart(sock, req, "--configure-in-children")
 
 
 def in_own_pid_namespace():
@@ -769,7 +1072,7 @@ def in_own_pid_namespace():
 
 
 def main():
-    global KEEP, START_ENV
+    global KEEP, START_ENV, SERVER_SESSION, NAMESPACED
     START_ENV = dict(os.environ)
     path, root, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
     dirs, modules, fd, pending = [], [], -1, None
@@ -779,6 +1082,9 @@ def main():
             rest = rest[2:]
         elif rest[0] == "--no-keep":
             KEEP = False
+            rest = rest[1:]
+        elif rest[0] == "--configure-in-children":
+            SERVER_SESSION = False
             rest = rest[1:]
         elif rest[0] in ("--fd", "--pending") and len(rest) > 1:
             if rest[0] == "--fd":
@@ -791,7 +1097,7 @@ def main():
         else:
             modules.append(rest.pop(0))
     # kill(-1) is only ever used inside a PID namespace of our own.
-    namespaced = os.environ.get("SHARDRUN_PIDNS") == "1" and \
+    NAMESPACED = os.environ.get("SHARDRUN_PIDNS") == "1" and \
         os.getppid() == 1 and in_own_pid_namespace()
     try:
         import ctypes
@@ -811,7 +1117,7 @@ def main():
         return
     if pending is None:
         send(sock, {"ready": True})
-    serve(sock, namespaced, pending)
+    serve(sock, pending)
 
 
 main()

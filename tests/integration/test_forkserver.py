@@ -213,8 +213,10 @@ class KeptConfig(srtest.TestCase):
         self.assertEqual(runs["on"][1]["tests/c/test_c.py"][0], "error")
 
 
-# A child forked ahead: the next file's pytest_configure runs (in that
-# file's own process) while the current file runs - unless the suite's own
+# An installed plugin's pytest_configure runs in each file's own process,
+# in the child forked ahead while the current file runs; once per slot, in
+# its fork server, when SHARDRUN_CONFIGURE_ONCE names the plugin; and in
+# each file's process once the previous file ended when the suite's own
 # code implements a session-wide hook. The hook that records it lives in
 # an installed plugin (a module outside the workspace, loaded with -p).
 AHEAD_PLUGIN = """
@@ -243,7 +245,7 @@ def test_it():
     time.sleep({sleep})
     log = [l for l in open_files() if l.endswith("output.log")][0]
     with open(log) as f:
-        printed = "configured in %d" % os.getpid() in f.read()
+        printed = "configured in %s" % os.environ["FROM_PLUGIN"] in f.read()
     with open(os.path.join(os.path.dirname(__file__), "ahead.log"),
               "a") as f:
         f.write(json.dumps([os.environ["SHARDRUN_FILE"], os.getpid(),
@@ -254,7 +256,7 @@ def test_it():
 
 
 class ForkedAhead(srtest.TestCase):
-    def run_suite(self, conftest=None):
+    def run_suite(self, conftest=None, once=False):
         plugins = tempfile.mkdtemp(prefix="sr-plugin-")
         self.addCleanup(shutil.rmtree, plugins, ignore_errors=True)
         with open(os.path.join(plugins, "sr_ahead_plugin.py"), "w") as f:
@@ -270,19 +272,25 @@ class ForkedAhead(srtest.TestCase):
             self.ws.write(f, AHEAD_TEST.format(sleep=0))
             hist["files"][f] = {"duration_s": 0.1, "runs": 1}
         self.ws.write(".shardrun/durations.json", json.dumps(hist))
-        r = srtest.run(self.ws, ["-n", "1", "--no-history"],
-                       env={"PYTHONPATH": plugins})
+        env = {"PYTHONPATH": plugins}
+        if once:
+            env["SHARDRUN_CONFIGURE_ONCE"] = "sr_ahead_plugin"
+        r = srtest.run(self.ws, ["-n", "1", "--no-history"], env=env)
         self.assertEqual(r.code, 0, r)
         with open(self.ws.path("tests/ahead.log")) as f:
             seen = {row[0]: row[1:] for row in map(json.loads, f)}
         self.assertEqual(sorted(seen), sorted(quick + ["tests/test_long.py"]))
-        # Configured once, in the file's own process, which printed into
-        # the file's own log; what the hook put in the environment stayed.
+        # Each file in a process of its own, configured once (in the server
+        # or in itself): what the hook printed is in the file's own log,
+        # what it put in the environment stayed.
         for f, (pid, configured, _, _, printed, _, env) in seen.items():
             self.assertEqual(len(configured), 1, f)
             self.assertTrue(printed, f)
-            self.assertEqual(env, str(pid), f)
+            if not once:
+                self.assertEqual(env, str(pid), f)
         self.assertEqual(len({row[0] for row in seen.values()}), 4)
+        configured_in = {row[6] for row in seen.values()}
+        self.assertEqual(len(configured_in), 1 if once else 4)
         nxt = min(quick, key=lambda f: seen[f][2])
         return r, seen, nxt
 
@@ -292,6 +300,18 @@ class ForkedAhead(srtest.TestCase):
         # ended; its report counts its own run, not the wait.
         _, _, long_start, long_end, _, _, _ = seen["tests/test_long.py"]
         self.assertLess(seen[nxt][1][0], long_end)
+        self.assertGreater(seen[nxt][1][0], long_start)
+        self.assertGreater(seen[nxt][2], long_end)
+
+    def test_configured_once_per_slot_before_its_files(self):
+        r, seen, nxt = self.run_suite(once=True)
+        # The slot was configured before any file started; the report of
+        # the file after the long one counts its own run, not the wait.
+        _, _, long_start, long_end, _, _, _ = seen["tests/test_long.py"]
+        first_start = min(row[2] for row in seen.values())
+        for row in seen.values():
+            self.assertEqual(row[1], seen[nxt][1])
+        self.assertLess(seen[nxt][1][0], first_start)
         self.assertGreater(seen[nxt][2], long_end)
         suite = [s for s in r.junit.getroot().iter("testsuite")
                  if s.find("testcase").get("classname") ==

@@ -99,6 +99,19 @@ FILES = {
         """,
     "tests/d/test_d.py": "def test_d():\n    pass\n",
     "tests/e/test_e.py": "def test_e():\n    pass\n",
+    "tests/e/test_sleep.py": """
+        import time
+
+        def test_sleep():
+            time.sleep(30)
+        """,
+    "tests/f/test_pid.py": """
+        import os
+
+        def test_pid():
+            with open(os.environ["SR_MARK"], "a") as f:
+                f.write("test %d\\n" % os.getpid())
+        """,
     # Slow to collect: its import takes 0.4 s, then notes when it ended.
     "tests/a/test_slow.py": SLOW_IMPORT,
     "tests/b/test_slow.py": SLOW_IMPORT,
@@ -111,6 +124,15 @@ PLUGINS = {
         def pytest_configure(config):
             print("configure of the plugin")
             raise RuntimeError("cannot configure")
+        """,
+    "sr_thread_at_start.py": """
+        import os, threading, time
+
+        def pytest_sessionstart(session):
+            threading.Thread(target=time.sleep, args=(30,),
+                             daemon=True).start()
+            with open(os.environ["SR_MARK"], "a") as f:
+                f.write("start %d\\n" % os.getpid())
         """,
 }
 
@@ -184,6 +206,7 @@ class ForkServerProtocol(unittest.TestCase):
         self.ws = os.path.join(self.tmp, "ws")
         self.plugins = os.path.join(self.tmp, "plugins")
         self.extra = []  # pytest arguments before the files
+        self.more_env = {}  # for every run, served or plain
         for root, files in ((self.ws, FILES), (self.plugins, PLUGINS)):
             for rel, text in files.items():
                 path = os.path.join(root, rel)
@@ -201,6 +224,7 @@ class ForkServerProtocol(unittest.TestCase):
                     "SHARDRUN_ATTEMPT": str(n),
                     "PYTHONDONTWRITEBYTECODE": "1",
                     "PYTHONPATH": self.plugins})
+        env.update(self.more_env)
         args = ["-q", "-p", "no:cacheprovider",
                 "--junitxml=" + os.path.join(self.tmp, "junit.xml")] + \
             self.extra + files
@@ -297,6 +321,78 @@ class ForkServerProtocol(unittest.TestCase):
         self.extra = ["-p", "sr_fails_to_configure"]
         codes = self.serve([["tests/e/test_e.py"]] * 4)
         self.assertEqual(codes, [3, 3, 3, 3])
+
+    def test_a_plugin_that_starts_a_thread_in_the_session(self):
+        # Started in the server's own session, the thread would be there
+        # at every fork: the server gives that session up, and each file's
+        # child starts a session of its own.
+        self.extra = ["-p", "sr_thread_at_start"]
+        mark = self.more_env["SR_MARK"] = os.path.join(self.tmp, "mark")
+        codes = self.serve([["tests/f/test_pid.py"]] * 3)
+        self.assertEqual(codes, [0, 0, 0])
+        with open(mark) as f:
+            lines = [line.split() for line in f]
+        started = {pid for what, pid in lines if what == "start"}
+        tested = [pid for what, pid in lines if what == "test"]
+        self.assertEqual(len(tested), 6, lines)  # served and plain
+        self.assertLessEqual(set(tested), started, lines)
+
+    def test_a_child_forked_ahead_copies_what_files_write_first(self):
+        # The first child of the server's session to end notes the pages
+        # it wrote; a child forked ahead after that writes to them before
+        # it says it is ready, so its file does not take those faults.
+        server = self.server = Server(
+            self.ws, self.tmp, env=dict(os.environ, PYTHONPATH=self.plugins))
+        try:
+            self.assertEqual(server.recv(), {"ready": True})
+            for n in range(2):
+                req = self.request(["tests/e/test_e.py"],
+                                   os.path.join(self.tmp, "e.log"), n)
+                self.assertEqual(server.run(req), 0)
+            while not any("ahead" in m for _, m in server.seen[-2:]):
+                server.recv()  # the child forked for a third file
+            ahead = [m["ahead"] for _, m in server.seen if "ahead" in m][-1]
+            noted = [os.stat("/proc/%d/fd/%s" % (server.proc.pid, fd))
+                     for fd in os.listdir("/proc/%d/fd" % server.proc.pid)
+                     if "shardrun-touched" in os.readlink(
+                         "/proc/%d/fd/%s" % (server.proc.pid, fd))]
+            self.assertEqual(len(noted), 1)
+            pages = noted[0].st_size // 8
+            self.assertGreater(pages, 100)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                with open("/proc/%d/smaps_rollup" % ahead) as f:
+                    dirty = [int(line.split()[1]) for line in f
+                             if line.startswith("Private_Dirty:")][0]
+                if dirty >= pages * 4 * 0.9:
+                    break
+                time.sleep(0.05)
+            self.assertGreaterEqual(dirty, pages * 4 * 0.9)
+        finally:
+            server.close()
+
+    def test_a_signal_that_came_with_the_first_request(self):
+        # The run and a signal for it in one read: the server starts its
+        # session on the run, and the signal, already read, is handled
+        # next (before the child has a process group of its own, maybe).
+        server = self.server = Server(
+            self.ws, self.tmp, env=dict(os.environ, PYTHONPATH=self.plugins))
+        try:
+            self.assertEqual(server.recv(), {"ready": True})
+            req = self.request(["tests/e/test_sleep.py"],
+                               os.path.join(self.tmp, "sleep.log"), 0)
+            server.sock.sendall((json.dumps({"run": req}) + "\n" +
+                                 json.dumps({"signal": 15}) + "\n").encode())
+            start = time.monotonic()
+            while True:
+                msg = server.recv()
+                if "status" in msg:
+                    break
+            self.assertTrue(os.WIFSIGNALED(msg["status"]), msg)
+            self.assertEqual(os.WTERMSIG(msg["status"]), 15)
+            self.assertLess(time.monotonic() - start, 20)
+        finally:
+            server.close()
 
     def test_the_next_child_is_forked_once_a_file_is_collected(self):
         # Forked while the handed child imports its file, the next child's
