@@ -380,6 +380,7 @@ def end_child(run):
     """Run, then end the process with the status the interpreter would."""
     code = outcome(run)
     flush()
+    say_end(code)
     os._exit(code)
 
 
@@ -458,7 +459,12 @@ def child(req, kept, says_w):
 AHEAD = None       # the Ahead child waiting for the next file
 HANDING = None     # (Ahead, request): handed a file, not ready for it yet
 AHEAD_OK = True    # False once one ended before taking its file
-COLLECTING = None  # the running child's pipe: "c" once its file is collected
+# The running child's pipe: "r" once a child forked ahead waits for its
+# request (hand_over), "c" once its file is collected, "e<code>\n" just
+# before it exits with code (heard).
+COLLECTING = None
+HEARD = b""  # what it said so far
+END_FD = -1  # in a child: its end of that pipe
 
 
 class Ahead:
@@ -550,18 +556,32 @@ def says_collected(fd):
     """A plugin for a child of the kept configuration (forked ahead or
     not): tells the server once its file is collected, which then forks
     the next file's child. First among the hook's implementations, so that
-    a conftest's failing one cannot keep it from saying so."""
+    a conftest's failing one cannot keep it from saying so. The child says
+    its exit status on fd too (say_end)."""
+    global END_FD
     import pytest
+    END_FD = fd
+    said = False
 
     class SaysCollected:
         @pytest.hookimpl(tryfirst=True)
         def pytest_collection_finish(self):
-            nonlocal fd
-            if fd >= 0:
+            nonlocal said
+            if not said:
                 os.write(fd, b"c")
-                os.close(fd)
-                fd = -1
+                said = True
     return SaysCollected()
+
+
+def say_end(code):
+    """Just before os._exit(code): tell the server, which then sends the
+    status without waiting for the exit's teardown (the kernel freeing
+    what the child copied: ~2 ms)."""
+    if END_FD >= 0:
+        try:
+            os.write(END_FD, b"e%d\n" % (code & 0xFF))
+        except OSError:
+            pass
 
 
 def rehearse_rewrite(config):
@@ -816,13 +836,36 @@ def cancel_hand_over():
         HANDING = None
 
 
-def collected(sock):
-    """The running child collected its file (or ended): fork the next
-    file's child now."""
-    global COLLECTING
+def heard(sock, pid):
+    """Read what the running child said: once it said the status it exits
+    with, sweep and send that status (the child is reaped later); then,
+    once it collected its file, said it ends, or its pipe ended, fork the
+    next file's child. Returns the running child's pid, 0 once its status
+    is sent."""
+    global HEARD
+    try:
+        data = os.read(COLLECTING, 64)
+    except BlockingIOError:
+        return pid  # nothing said since
+    HEARD += data
+    if HEARD.endswith(b"\n") and b"e" in HEARD:
+        status = int(HEARD[HEARD.index(b"e") + 1:-1]) << 8
+        unheard()
+        sweep(pid, NAMESPACED)
+        send(sock, {"status": status})
+        pid = 0
+    elif not data:
+        unheard()
+    go_ahead(sock, KEPT[1])
+    return pid
+
+
+def unheard():
+    """Stop listening to the running child."""
+    global COLLECTING, HEARD
     os.close(COLLECTING)
     COLLECTING = None
-    go_ahead(sock, KEPT[1])
+    HEARD = b""
 
 
 def drop_ahead():
@@ -861,7 +904,7 @@ def signal_all(sig, namespaced, pid):
     """Signal the attempt: everything in our PID namespace but us and its
     init (and a child forked ahead), or else the child's process group
     (the child itself before it made its group). Returns how many
-    processes a look at the namespace found."""
+    processes but the child a look at the namespace found."""
     if not namespaced:
         try:
             os.killpg(pid, sig)
@@ -877,7 +920,9 @@ def signal_all(sig, namespaced, pid):
             os.kill(target, sig)
         except OSError:  # gone meanwhile
             pass
-    return len(targets) if namespaced and AHEAD is not None else 0
+    if not namespaced or AHEAD is None:
+        return 0
+    return len([t for t in targets if t != pid])  # pid: exiting, maybe
 
 
 def sweep(pid, namespaced):
@@ -915,6 +960,7 @@ def fork_child(sock, req, kept):
                  lambda: child(req, kept, says_w))
     if says_r >= 0:
         os.close(says_w)
+        os.set_blocking(says_r, False)
         COLLECTING = says_r
     return pid
 
@@ -958,19 +1004,22 @@ def serve(sock, pending):
     while True:
         if HANDING is not None:
             pid = hand_over(sock, pid)
+        if pid and COLLECTING is not None:
+            pid = heard(sock, pid)  # a status said, before one waited for
         if pid and HANDING is None:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 sweep(pid, NAMESPACED)
                 send(sock, {"status": status})
                 pid = 0
-                if COLLECTING is not None:  # it ended before collecting
-                    collected(sock)
+                if COLLECTING is not None:  # it ended before saying so
+                    go_ahead(sock, KEPT[1])
+                    unheard()
         watch = [sock, wake_r] + ([HANDING[0].ready] if HANDING else []) \
             + ([COLLECTING] if COLLECTING is not None else [])
         ready, _, _ = select.select(watch, [], [])
         if COLLECTING is not None and COLLECTING in ready:
-            collected(sock)
+            pid = heard(sock, pid)
         if wake_r in ready:
             try:
                 os.read(wake_r, 4096)
@@ -1058,6 +1107,7 @@ def enter_session(sock, kept, req):
     if SESSION is not None:  # a child whose session ended
         flush()
         outcome(record_touched)
+        say_end(code)
         os._exit(code)
     restore()
     restart(sock, req, "--configure-in-children")

@@ -99,6 +99,12 @@ FILES = {
         """,
     "tests/d/test_d.py": "def test_d():\n    pass\n",
     "tests/e/test_e.py": "def test_e():\n    pass\n",
+    "tests/e/test_big.py": """
+        def test_big():
+            global BIG
+            BIG = bytearray(1 << 29)  # written: the exit frees it
+            assert False
+        """,
     "tests/e/test_sleep.py": """
         import time
 
@@ -368,6 +374,28 @@ class ForkServerProtocol(unittest.TestCase):
                     break
                 time.sleep(0.05)
             self.assertGreaterEqual(dirty, pages * 4 * 0.9)
+        finally:
+            server.close()
+
+    def test_the_status_comes_before_the_exit_is_done(self):
+        # A child says the status it is about to exit with: the server
+        # sends it without waiting for the kernel to free the child's
+        # memory (here 512 MiB), and reaps the child later.
+        server = self.server = Server(
+            self.ws, self.tmp, env=dict(os.environ, PYTHONPATH=self.plugins))
+        try:
+            self.assertEqual(server.recv(), {"ready": True})
+            for n, (name, code) in enumerate((("test_e", 0), ("test_big", 1),
+                                              ("test_big", 1))):
+                req = self.request(["tests/e/%s.py" % name],
+                                   os.path.join(self.tmp, "e.log"), n)
+                start = len(server.seen)
+                status = server.run(req)
+                self.assertEqual(status, code << 8)
+                if name == "test_big":
+                    pid = [m["pid"] for _, m in server.seen[start:]
+                           if "pid" in m][-1]
+                    self.assertTrue(os.path.exists("/proc/%d" % pid))
         finally:
             server.close()
 
