@@ -464,6 +464,7 @@ AHEAD_OK = True    # False once one ended before taking its file
 # before it exits with code (heard).
 COLLECTING = None
 HEARD = b""  # what it said so far
+ENDING = 0   # a child that said its status, exiting (swept_again)
 END_FD = -1  # in a child: its end of that pipe
 
 
@@ -842,7 +843,7 @@ def heard(sock, pid):
     once it collected its file, said it ends, or its pipe ended, fork the
     next file's child. Returns the running child's pid, 0 once its status
     is sent."""
-    global HEARD
+    global HEARD, ENDING
     try:
         data = os.read(COLLECTING, 64)
     except BlockingIOError:
@@ -853,11 +854,31 @@ def heard(sock, pid):
         unheard()
         sweep(pid, NAMESPACED)
         send(sock, {"status": status})
-        pid = 0
+        ENDING, pid = pid, 0
     elif not data:
         unheard()
     go_ahead(sock, KEPT[1])
     return pid
+
+
+def swept_again():
+    """Before the next file: once the child that said its status has
+    ended (up to a second), sweep again. Only then is everything it
+    started below us: what it orphans while it exits is on its way to us
+    and may be in neither children list while we look."""
+    global ENDING
+    import time
+    deadline = time.monotonic() + 1.0
+    while ENDING and time.monotonic() < deadline:
+        try:
+            if os.waitpid(ENDING, os.WNOHANG)[0]:
+                break
+        except ChildProcessError:  # reaped meanwhile
+            break
+        time.sleep(0.0005)
+    if ENDING:
+        sweep(ENDING, NAMESPACED)
+        ENDING = 0
 
 
 def unheard():
@@ -875,64 +896,95 @@ def drop_ahead():
         AHEAD = None
 
 
-def namespace_others(spare):
-    """The pids (as seen here) of the other processes in our PID namespace,
-    but its init and spare's session (spare itself before its setsid)."""
-    me = os.readlink("/proc/self/ns/pid")
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
+def below_us(spare):
+    """The pids (as seen here) of our living descendants but spare and
+    those below it: everything an attempt started, since we adopt what
+    its processes orphan (a child subreaper). A walk of the children
+    lists, not a look at every process of the machine. /proc is the
+    agent's: the pids it lists are as the agent sees them (NSpid: as seen
+    in each namespace, ours last)."""
+    found, todo = [], [int(os.readlink("/proc/self"))]
+    while todo:
+        pid = todo.pop()
         try:
-            if os.readlink("/proc/%s/ns/pid" % name) != me:
-                continue
-            with open("/proc/%s/status" % name) as f:
-                fields = dict(line.split(":", 1) for line in f
-                              if ":" in line)
-            pid = int(fields["NSpid"].split()[-1])
-            sid = int(fields["NSsid"].split()[-1])
-            zombie = fields["State"].split()[0] == "Z"
-        except (OSError, KeyError, ValueError, IndexError):
+            tids = os.listdir("/proc/%d/task" % pid)
+        except OSError:  # gone meanwhile
             continue
-        if not zombie and pid not in (1, os.getpid(), spare) and \
-                sid != spare:
-            found.append(pid)
+        for tid in tids:
+            try:
+                with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                    kids = [int(kid) for kid in f.read().split()]
+            except OSError:
+                continue
+            for kid in kids:
+                here, zombie = seen_here(kid)
+                if here is not None and here != spare:
+                    todo.append(kid)
+                    if not zombie:
+                        found.append(here)
     return found
+
+
+def seen_here(pid):
+    """pid (as the agent sees it) as seen in our namespace, and whether it
+    is a zombie; (None, False) once gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return (int(fields["NSpid"].split()[-1]),
+                fields["State"].split()[0] == "Z")
+    except (OSError, KeyError, ValueError, IndexError):
+        return (None, False)
 
 
 def signal_all(sig, namespaced, pid):
     """Signal the attempt: everything in our PID namespace but us and its
     init (and a child forked ahead), or else the child's process group
     (the child itself before it made its group). Returns how many
-    processes but the child a look at the namespace found."""
+    processes, but the child, are still alive below us."""
     if not namespaced:
         try:
             os.killpg(pid, sig)
-            return 0
         except ProcessLookupError:
-            targets = [pid]
-    elif AHEAD is None:
-        targets = [-1]
-    else:
-        targets = namespace_others(AHEAD.pid)
-    for target in targets:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        return 0
+    spare = AHEAD.pid if AHEAD is not None else None
+    if spare is None:
+        try:
+            os.kill(-1, sig)  # all at once: none can fork meanwhile
+        except OSError:
+            pass
+    targets = below_us(spare)
+    for target in targets if spare is not None else ():
         try:
             os.kill(target, sig)
         except OSError:  # gone meanwhile
             pass
-    if not namespaced or AHEAD is None:
-        return 0
     return len([t for t in targets if t != pid])  # pid: exiting, maybe
 
 
 def sweep(pid, namespaced):
-    """Kill what the attempt left, and reap it."""
+    """Kill what the attempt left, wait (up to a second) until it is gone,
+    and reap it (the child itself too, if it has ended). A look that found
+    some may have missed what they forked meanwhile: look again until one
+    finds none."""
+    import time
+    deadline = time.monotonic() + 1.0
+    reap()
+    while signal_all(signal.SIGKILL, namespaced, pid) and \
+            time.monotonic() < deadline:
+        reap()
+        time.sleep(0.001)
+    reap()
+
+
+def reap():
+    """Reap every child that ended (leftovers killed, children that said
+    their status; a child forked ahead that ended is dropped)."""
     global AHEAD, AHEAD_OK
-    # A look at the namespace that found some may have missed what they
-    # forked meanwhile: look again until one finds none.
-    for _ in range(4):
-        if signal_all(signal.SIGKILL, namespaced, pid) == 0:
-            break
     while True:
         try:
             done = os.waitpid(-1, os.WNOHANG)[0]
@@ -971,6 +1023,7 @@ def handle(sock, msg, pid):
         cancel_hand_over()
         signal_all(msg["signal"], NAMESPACED, pid)
     elif "run" in msg and not pid:
+        swept_again()
         kept = prepared(sock, msg["run"])
         if kept is not None and SESSION is None and SERVER_SESSION and \
                 kept.configure_in_server:
@@ -1114,10 +1167,25 @@ def enter_session(sock, kept, req):
 
 
 def in_own_pid_namespace():
+    """Whether our parent, the init of our PID namespace, was started by a
+    process outside it (the agent's spawner made the namespace for us).
+    /proc is the agent's: the pids it shows are as the agent sees them.
+    (Not a comparison with /proc/1: where that is the machine's init it
+    may not be readable.)"""
+    def parent_of(pid):
+        with open("/proc/%s/status" % pid) as f:
+            for line in f:
+                if line.startswith("PPid:"):
+                    return int(line.split()[1])
+        raise ValueError("no PPid")
+
+    def ns_of(pid):
+        return os.readlink("/proc/%s/ns/pid" % pid)
+
     try:
-        return os.readlink("/proc/self/ns/pid") != \
-            os.readlink("/proc/1/ns/pid")
-    except OSError:
+        init = parent_of("self")
+        return ns_of(init) == ns_of("self") != ns_of(parent_of(init))
+    except (OSError, ValueError):
         return False
 
 

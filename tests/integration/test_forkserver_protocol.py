@@ -432,17 +432,24 @@ class ForkServerProtocol(unittest.TestCase):
                             env=dict(os.environ, PYTHONPATH=self.plugins))
             try:
                 self.assertEqual(server.recv(), {"ready": True})
-                runs = []
                 for n in range(3):
                     req = self.request(["tests/%s/test_slow.py" % where],
                                        os.path.join(self.tmp, "slow.log"),
                                        n)
                     req["env"]["SR_MARK"] = mark
-                    start = len(server.seen)
                     self.assertEqual(os.WEXITSTATUS(server.run(req)), 0)
-                    runs.append(server.seen[start:])
+                # The next child may be announced after the status.
+                last = max(i for i, (_, m) in enumerate(server.seen)
+                           if "pid" in m)
+                while not any("ahead" in m for _, m in server.seen[last:]):
+                    server.recv()
             finally:
                 server.close()
+            # Each run's messages: from its "pid" to the next run's.
+            starts = [i for i, (_, m) in enumerate(server.seen)
+                      if "pid" in m] + [len(server.seen)]
+            runs = [server.seen[a:b] for a, b in zip(starts, starts[1:])]
+            self.assertEqual(len(runs), 3, server.seen)
             with open(mark) as f:
                 collected = [float(line) for line in f]
             self.assertEqual(len(collected), 3)
