@@ -929,8 +929,13 @@ def seen_here(pid):
     """pid (as the agent sees it) as seen in our namespace, and whether it
     is a zombie; (None, False) once gone."""
     try:
-        with open("/proc/%d/status" % pid) as f:
-            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        fd = os.open("/proc/%d/status" % pid, os.O_RDONLY)
+        try:
+            text = os.read(fd, 4096).decode()
+        finally:
+            os.close(fd)
+        fields = dict(line.split(":", 1) for line in text.split("\n")
+                      if line.startswith(("NSpid:", "State:")))
         return (int(fields["NSpid"].split()[-1]),
                 fields["State"].split()[0] == "Z")
     except (OSError, KeyError, ValueError, IndexError):
