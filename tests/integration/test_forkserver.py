@@ -129,22 +129,12 @@ class ForkServer(srtest.TestCase):
         self.assertEqual(self.ws.wait_no_survivors(3.0), [])
 
 
-DAEMON_TEST = """
-import os, subprocess, sys
-
+DAEMON_TEST = "import os, subprocess, sys\n" + srtest.OTHERS_DAEMONS + """
 def test_alone():
     me = os.path.basename(__file__)
     with open(os.path.join(os.path.dirname(__file__), "ns"), "a") as f:
         f.write(os.readlink("/proc/self/ns/pid") + "\\n")
-    seen = []
-    for pid in os.listdir("/proc"):
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as f:
-                cmd = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        if "TOKEN-daemon" in cmd and me not in cmd:
-            seen.append(cmd)
+    seen = others_daemons(me)
     subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)",
                       "TOKEN-daemon", me], start_new_session=True)
     assert seen == []

@@ -237,6 +237,13 @@ class ForkServerProtocol(unittest.TestCase):
         return {"args": args, "files": files, "cwd": self.ws, "log": log,
                 "env": env}
 
+    def started(self):
+        """A server started as the agent starts it, ready."""
+        server = self.server = Server(
+            self.ws, self.tmp, env=dict(os.environ, PYTHONPATH=self.plugins))
+        self.assertEqual(server.recv(), {"ready": True})
+        return server
+
     def plain(self, req):
         r = subprocess.run([PY, "-m", "pytest"] + req["args"],
                            cwd=req["cwd"], env=req["env"],
@@ -347,10 +354,8 @@ class ForkServerProtocol(unittest.TestCase):
         # The first child of the server's session to end notes the pages
         # it wrote; a child forked ahead after that writes to them before
         # it says it is ready, so its file does not take those faults.
-        server = self.server = Server(
-            self.ws, self.tmp, env=dict(os.environ, PYTHONPATH=self.plugins))
+        server = self.started()
         try:
-            self.assertEqual(server.recv(), {"ready": True})
             for n in range(2):
                 req = self.request(["tests/e/test_e.py"],
                                    os.path.join(self.tmp, "e.log"), n)
@@ -381,10 +386,8 @@ class ForkServerProtocol(unittest.TestCase):
         # A child says the status it is about to exit with: the server
         # sends it without waiting for the kernel to free the child's
         # memory (here 512 MiB), and reaps the child later.
-        server = self.server = Server(
-            self.ws, self.tmp, env=dict(os.environ, PYTHONPATH=self.plugins))
+        server = self.started()
         try:
-            self.assertEqual(server.recv(), {"ready": True})
             for n, (name, code) in enumerate((("test_e", 0), ("test_big", 1),
                                               ("test_big", 1))):
                 req = self.request(["tests/e/%s.py" % name],
@@ -403,10 +406,8 @@ class ForkServerProtocol(unittest.TestCase):
         # The run and a signal for it in one read: the server starts its
         # session on the run, and the signal, already read, is handled
         # next (before the child has a process group of its own, maybe).
-        server = self.server = Server(
-            self.ws, self.tmp, env=dict(os.environ, PYTHONPATH=self.plugins))
+        server = self.started()
         try:
-            self.assertEqual(server.recv(), {"ready": True})
             req = self.request(["tests/e/test_sleep.py"],
                                os.path.join(self.tmp, "sleep.log"), 0)
             server.sock.sendall((json.dumps({"run": req}) + "\n" +

@@ -186,17 +186,9 @@ with open(os.path.join(os.path.dirname(__file__), "..", "ns-" + me), "w") as f:
 
 # One that leaves a daemon in a session of its own and fails if a daemon
 # left by another job is still alive when it starts.
-DAEMON_JOB = RECORD_NS + """
+DAEMON_JOB = RECORD_NS + srtest.OTHERS_DAEMONS + """
 import subprocess, sys
-seen = []
-for pid in os.listdir("/proc"):
-    try:
-        with open("/proc/%s/cmdline" % pid, "rb") as f:
-            cmd = f.read().decode(errors="replace")
-    except OSError:
-        continue
-    if "TOKEN-daemon" in cmd and me not in cmd:
-        seen.append(cmd)
+seen = others_daemons(me)
 subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)",
                   "TOKEN-daemon", me], start_new_session=True)
 print("daemons of other jobs alive:", seen)
