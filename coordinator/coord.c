@@ -263,6 +263,10 @@ start_dispatch(struct coord *c, double now)
 		struct sr_split_cfg sc = {c->cfg->workspace, c->cfg->python,
 		                          c->prog.slots, 5.0, c->cfg->history};
 
+		/* Asking pytest for the long files' test ids blocks: let the
+		 * Welcomes out first, so that the agents start their fork
+		 * servers meanwhile. */
+		sr_node_flush(c->node);
 		(void) sr_split_long(&c->plan, c->suite, &sc);
 	}
 	if (c->cfg->bundle_s > 0)

@@ -42,6 +42,28 @@ def test_small():
     pass
 """
 
+# The coordinator's pytest run that lists a long file's test ids takes
+# 1.5 s more; the fork servers note when they start (marker.py, preloaded).
+SLOW_IDS = """
+import os, time
+
+def pytest_collection_finish(session):
+    if session.config.pluginmanager.has_plugin("shardrun_collect"):
+        time.sleep(1.5)
+        with open(os.path.join(os.path.dirname(__file__), "marks.log"),
+                  "a") as f:
+            f.write("ids %f\\n" % time.time())
+"""
+
+MARKER = """
+import os, sys, time
+
+if sys.argv[0] == "-c":  # a fork server
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "marks.log"), "a") as f:
+        f.write("server %f\\n" % time.time())
+"""
+
 
 class Split(srtest.TestCase):
     def history(self, durations):
@@ -132,6 +154,26 @@ class Split(srtest.TestCase):
         hist = self.read_history()["files"]["test_big.py"]
         self.assertEqual(hist["runs"], 2)
         self.assertEqual(len(hist["tests"]), 40, hist)
+
+    def test_fork_servers_start_while_the_ids_are_collected(self):
+        """Asking pytest for the test ids blocks the coordinator; the
+        agents get their Welcome first and start their fork servers
+        meanwhile, not after."""
+        self.ws.write("conftest.py", SLOW_IDS)
+        self.ws.write("marker.py", MARKER)
+        self.ws.write("test_big.py", BIG.format(n=8, sleep=0.25, fail=-1))
+        self.history({"test_big.py": 3.0})
+        r = srtest.run(self.ws, ["-n", "2", "--no-history", "--preload",
+                                 "marker"])
+        self.assertEqual(r.code, 0, r)
+        self.assertGreaterEqual(r.file("test_big.py")["parts"], 2)
+        with open(self.ws.path("marks.log")) as f:
+            marks = [l.split() for l in f]
+        ids = [float(t) for what, t in marks if what == "ids"]
+        servers = [float(t) for what, t in marks if what == "server"]
+        self.assertEqual(len(ids), 1, marks)
+        self.assertGreaterEqual(len(servers), 2, marks)  # one per slot
+        self.assertLess(max(servers[:2]), ids[0], marks)
 
     def read_history(self):
         with open(self.ws.path(".shardrun/durations.json")) as f:
