@@ -145,11 +145,12 @@ pend_add(struct session *s, const Shardrun__Result *r)
 }
 
 static void
-send_result(struct agent *a, struct session *s, const struct pending *p)
+send_result(struct agent *a, struct session *s, struct pending *p)
 {
 	Shardrun__Envelope e = SHARDRUN__ENVELOPE__INIT;
 	Shardrun__Result *r = shardrun__result__unpack(NULL, p->len, p->packed);
 
+	p->sent = sr_now();
 	if (r == NULL)
 		return;
 	e.body_case = SHARDRUN__ENVELOPE__BODY_RESULT;
@@ -197,7 +198,7 @@ session_new(struct agent *a, struct sr_peer *p)
 	s->peer = p;
 	s->hb_s = 1.0;
 	s->lost_s = a->cfg->lost_s;
-	s->last_hb = s->last_resend = sr_now();
+	s->last_hb = sr_now();
 	s->next = a->sessions;
 	a->sessions = s;
 	p->user = s;
@@ -332,11 +333,9 @@ session_timers(struct agent *a, double now)
 			s->last_hb = now;
 			heartbeat(a, s);
 		}
-		if (s->npend > 0 && now - s->last_resend >= RESEND_S) {
-			s->last_resend = now;
-			for (size_t i = 0; i < s->npend; i++)
+		for (size_t i = 0; i < s->npend; i++)
+			if (now - s->pend[i].sent >= RESEND_S)
 				send_result(a, s, &s->pend[i]);
-		}
 		if (now - s->peer->last_rx > s->lost_s) {
 			sr_warn("coordinator %s silent for %.0fs: stopping "
 			        "its work",

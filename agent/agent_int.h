@@ -21,6 +21,7 @@ struct pending {
 	uint32_t index;
 	uint8_t *packed; /* Shardrun__Result */
 	size_t len;
+	double sent; /* last sent; resent RESEND_S later until acknowledged */
 };
 
 struct session {
@@ -39,7 +40,6 @@ struct session {
 	double hb_s;
 	double lost_s;
 	double last_hb;
-	double last_resend;
 	uint64_t hb_seq;
 	struct pending *pend;
 	size_t npend;
