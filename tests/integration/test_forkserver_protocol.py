@@ -384,11 +384,15 @@ class ForkServerProtocol(unittest.TestCase):
     def test_the_status_comes_before_the_exit_is_done(self):
         # A child says the status it is about to exit with: the server
         # sends it without waiting for the kernel to free the child's
-        # memory (here 512 MiB), and reaps the child later.
+        # memory (here 512 MiB), and reaps the child later. Whether the
+        # child is still there when the status arrives is a race the
+        # server wins by far unless the machine stalls it: one win in
+        # three is required (a server that waits for the exit never wins).
         server = self.started()
+        early = 0
         try:
-            for n, (name, code) in enumerate((("test_e", 0), ("test_big", 1),
-                                              ("test_big", 1))):
+            files = [("test_e", 0)] + [("test_big", 1)] * 3
+            for n, (name, code) in enumerate(files):
                 req = self.request(["tests/e/%s.py" % name],
                                    os.path.join(self.tmp, "e.log"), n)
                 start = len(server.seen)
@@ -397,9 +401,10 @@ class ForkServerProtocol(unittest.TestCase):
                 if name == "test_big":
                     pid = [m["pid"] for _, m in server.seen[start:]
                            if "pid" in m][-1]
-                    self.assertTrue(os.path.exists("/proc/%d" % pid))
+                    early += os.path.exists("/proc/%d" % pid)
         finally:
             server.close()
+        self.assertGreaterEqual(early, 1)
 
     def test_a_signal_that_came_with_the_first_request(self):
         # The run and a signal for it in one read: the server starts its
