@@ -51,8 +51,10 @@ struct arec {
  * Speculation (--speculate on): a slot with nothing left to take starts a
  * backup attempt of the latest running unit, one that has run longer than
  * SPEC_LATE times its estimate and SPEC_MIN_S past it. The original and its
- * backup are twins: the first result of either is the attempt that counts,
- * the other is cancelled (its process tree killed, its result ignored).
+ * backup are twins: the first answer of either - passed or failed - is the
+ * attempt that counts, the other is cancelled (its process tree killed, its
+ * result ignored). A twin that ends without one (crashed, timed out, an
+ * error) while the other runs is recorded and dropped: the other decides.
  * Only when nothing is queued: held-back work (an exclusive file waiting
  * for its agent to drain, a crashed file avoiding this agent) comes first.
  */
@@ -119,6 +121,10 @@ void sr_co_recancel(struct coord *c, struct arec *a,
                     const Shardrun__Heartbeat *h);
 /* A result of u arrived: its twin, if running, is cancelled. */
 void sr_co_twin_result(struct coord *c, const struct sr_unit *u);
+/* u ended with this outcome: true when that is no answer (not passed or
+ * failed) and its twin still runs - u is then over, and the twin's result
+ * will decide. */
+bool sr_co_twin_outlives(struct coord *c, struct sr_unit *u, int outcome);
 /* u's attempt is gone (agent lost, declined, unknown to the agent): when
  * its twin still runs, u is simply dropped and true returned. */
 bool sr_co_twin_drop(struct coord *c, struct sr_unit *u);

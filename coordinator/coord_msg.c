@@ -160,9 +160,10 @@ ack(struct coord *c, struct arec *a, const Shardrun__Result *r)
 	a->nacks++;
 }
 
+/* Add the attempt to its file and, if judge, decide what it means. */
 static void
 record(struct coord *c, struct arec *a, struct sr_unit *u,
-       const Shardrun__Result *r)
+       const Shardrun__Result *r, bool judge)
 {
 	struct sr_attempt at = {0};
 	size_t file = sr_unit_file(u, r->index);
@@ -190,7 +191,8 @@ record(struct coord *c, struct arec *a, struct sr_unit *u,
 		sr_error("out of memory recording a result");
 		return;
 	}
-	sr_co_judge(c, u, file, a);
+	if (judge)
+		sr_co_judge(c, u, file, a);
 }
 
 static void
@@ -198,6 +200,7 @@ on_result(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 {
 	const Shardrun__Result *r = env->result;
 	struct sr_unit *u = sr_plan_unit(&c->plan, r->unit);
+	bool outlived;
 
 	ack(c, a, r);
 	if (u == NULL || u->state != SR_UNIT_RUNNING || u->agent != a ||
@@ -209,11 +212,14 @@ on_result(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 		         r->unit);
 		return;
 	}
-	sr_co_twin_result(c, u);
 	*sr_unit_got(u, r->index) = true;
 	u->ngot++;
-	record(c, a, u, r);
-	if (u->ngot == u->nfiles)
+	/* No verdict while its twin runs: u is over, the twin decides. */
+	outlived = sr_co_twin_outlives(c, u, r->outcome);
+	if (!outlived)
+		sr_co_twin_result(c, u);
+	record(c, a, u, r, !outlived);
+	if (!outlived && u->ngot == u->nfiles)
 		sr_co_unit_done(c, u);
 }
 

@@ -5,11 +5,17 @@
  * slot has nothing left to take, the latest of the running units - one
  * that has already run well past its estimate (SPEC_LATE, SPEC_MIN_S in
  * coord_int.h) - gets a backup attempt there. Original and backup are
- * twins: the first result of either is the attempt that counts and is
- * judged as usual; the other attempt is cancelled (the agent kills its
- * process tree; a heartbeat that still lists it gets the Cancel again) and
- * anything it still reports is ignored. A unit has at most one backup at a
- * time, and a backup gets none while its twin runs.
+ * twins: the first answer of either (passed or failed) is the attempt that
+ * counts and is judged as usual; the other attempt is cancelled (the agent
+ * kills its process tree; a heartbeat that still lists it gets the Cancel
+ * again) and anything it still reports is ignored. A twin that ends with
+ * no answer - it crashed, timed out, its file was missing there - while
+ * the other runs is recorded among the file's attempts but not judged:
+ * the other goes on and its result decides (a pass after it is flaky, as
+ * after any crash). So a backup killed by its machine does not cancel an
+ * original about to pass, and an original that times out leaves its
+ * backup to finish. A unit has at most one backup at a time, and a backup
+ * gets none while its twin runs.
  *
  * A backup goes to another agent than its original's where one has an idle
  * slot: what stalls an attempt is often its machine (a loaded runner, a
@@ -49,12 +55,12 @@ twin_remove(struct coord *c, struct twin *t)
 /* How far past its estimate u runs, or a negative number when it may not
  * be backed up (yet). */
 static double
-lateness(struct coord *c, const struct sr_unit *u, double now)
+lateness(const struct sr_unit *u, double now)
 {
 	double ran = now - u->dispatched;
 
 	if (u->state != SR_UNIT_RUNNING || u->nfiles != 1 || u->serial ||
-	    u->exclusive || u->ngot > 0 || twin_of(c, u->id) != NULL)
+	    u->exclusive || u->ngot > 0 || u->twinned)
 		return (-1);
 	if (ran < SPEC_LATE * u->weight || ran < u->weight + SPEC_MIN_S)
 		return (-1);
@@ -102,7 +108,7 @@ latest(struct coord *c, const struct arec *to, double now)
 		for (size_t i = 0; i < a->nrunning; i++) {
 			struct sr_unit *u =
 			    sr_plan_unit(&c->plan, a->running[i]);
-			double late = lateness(c, u, now);
+			double late = lateness(u, now);
 
 			if (late > most && may_back_up(c, to, a, u)) {
 				most = late;
@@ -134,6 +140,7 @@ sr_co_speculate(struct coord *c, struct arec *a, unsigned slot)
 	b = sr_plan_unit(&c->plan, id);
 	if (sr_co_assign(c, a, slot, b) != 0)
 		return (false); /* b stays unused (state DONE) */
+	orig->twinned = b->twinned = true;
 	c->twins[c->ntwins].orig = orig->id;
 	c->twins[c->ntwins++].backup = id;
 	c->nbackups++;
@@ -195,6 +202,28 @@ sr_co_twin_result(struct coord *c, const struct sr_unit *u)
 	 * no unit waits for any more, is ignored. */
 	(void) queue_cancel(other->agent, other);
 	sr_co_unit_done(c, other);
+}
+
+bool
+sr_co_twin_outlives(struct coord *c, struct sr_unit *u, int outcome)
+{
+	struct twin *t = twin_of(c, u->id);
+	bool orig;
+
+	if (t == NULL || outcome == SHARDRUN__OUTCOME__PASSED ||
+	    outcome == SHARDRUN__OUTCOME__NO_TESTS ||
+	    outcome == SHARDRUN__OUTCOME__FAILED)
+		return (false);
+	orig = t->orig == u->id;
+	if (!sr_co_twin_drop(c, u))
+		return (false);
+	if (orig)
+		c->nbackup_wins++; /* the backup's result is the one to count */
+	sr_info("%s: the %s attempt ended without a verdict; the %s runs on "
+	        "and decides",
+	        c->suite->files[sr_unit_file(u, 0)].path,
+	        orig ? "original" : "backup", orig ? "backup" : "original");
+	return (true);
 }
 
 bool

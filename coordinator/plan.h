@@ -64,9 +64,10 @@ struct sr_unit {
 	uint32_t slot;
 	uint32_t ngot;
 	uint8_t state; /* enum sr_unit_state */
-	bool serial;
-	bool exclusive;
-	bool one_got; /* nfiles == 1: result received this attempt */
+	bool serial : 1;
+	bool exclusive : 1;
+	bool twinned : 1; /* had a backup attempt, or is one: no more */
+	bool one_got;     /* nfiles == 1: result received this attempt */
 };
 
 /* The suite index of the unit's i-th file. */

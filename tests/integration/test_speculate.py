@@ -29,6 +29,30 @@ import time
 time.sleep(2.5)
 """
 
+# Its backup is killed at once (as by a machine that runs out of memory)
+# while its first attempt goes on to pass.
+CRASHES_AS_BACKUP = """
+import os, signal, time
+mark = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".first")
+try:
+    os.mkdir(mark)
+    time.sleep(2.5)
+except FileExistsError:
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+# Its first attempt stalls into the timeout (4 s); the backup, started
+# about 1.3 s in, takes 3.2 s: it ends after that timeout, within its own.
+TIMES_OUT_FIRST = """
+import os, time
+mark = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".first")
+try:
+    os.mkdir(mark)
+    time.sleep(60)
+except FileExistsError:
+    time.sleep(3.2)
+"""
+
 STALLING_TEST = """
 import os, time
 def test_once():
@@ -97,6 +121,31 @@ class Speculate(srtest.TestCase):
         names = self.suite("jobs/slow.py", ALWAYS_SLOW)
         r, _ = self.run_generic(["--speculate", "on"])
         self.assert_one_backup(r, names, "jobs/slow.py", won=False)
+        self.assertEqual(self.ws.wait_no_survivors(3.0), [])
+
+    def assert_twin_decided(self, r, names, slow, outcomes, won):
+        """The twin that ended without a verdict is an attempt of the file,
+        the other one's result decided it (a pass after it is flaky)."""
+        self.assertEqual(r.code, 0, r)
+        self.assert_one_result_per_file(r, names)
+        f = r.file(slow)
+        self.assertEqual(f["outcome"], "flaky", f)
+        self.assertEqual(sorted(f["attempt_outcomes"]), outcomes, f)
+        self.assertEqual(r.json["backups"], 1, r)
+        self.assertEqual(r.json["backup_wins"], 1 if won else 0, r)
+
+    def test_a_crashed_backup_leaves_its_original_to_pass(self):
+        names = self.suite("jobs/crash.py", CRASHES_AS_BACKUP)
+        r, _ = self.run_generic(["--speculate", "on"])
+        self.assert_twin_decided(r, names, "jobs/crash.py",
+                                 ["crashed", "passed"], won=False)
+
+    def test_a_timed_out_original_leaves_its_backup_to_pass(self):
+        names = self.suite("jobs/late.py", TIMES_OUT_FIRST)
+        r, wall = self.run_generic(["--speculate", "on", "--timeout", "4"])
+        self.assert_twin_decided(r, names, "jobs/late.py",
+                                 ["passed", "timeout"], won=True)
+        self.assertLess(wall, 30, r)  # not the 60 s stall
         self.assertEqual(self.ws.wait_no_survivors(3.0), [])
 
     def test_off_by_default(self):
