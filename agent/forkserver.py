@@ -13,7 +13,9 @@
 # child starts its session from a copy of it, which halves what a short
 # file costs. Only the file arguments differ between the files it serves,
 # and they decide nothing that parsing fixes: the rootdir, the ini file and
-# the initial conftests all come from the file's directory. A server parses
+# the initial conftests all come from the setup files (conftest.py, ini
+# files, setup.py) in the file's directory and the ones above it, so files
+# alike in those share the configuration (shape). A server parses
 # at most one configuration in its life: parsing another would run the
 # conftests again in a process that already ran them (registries filled
 # twice, library patches applied twice, logging bound to the first parse's
@@ -189,17 +191,39 @@ def session_hooks_of_the_suite(config, root):
     return False
 
 
+# Files whose presence in a file's directory or the ones above it (up to
+# the working directory) decides what pytest makes of a file argument: the
+# conftests it loads before configuring, and where it looks for its ini
+# file and rootdir.
+SETUP_FILES = ("conftest.py", "pytest.ini", ".pytest.ini", "pyproject.toml",
+               "tox.ini", "setup.cfg", "setup.py")
+
+
+def setup_of(cwd, path):
+    """The setup files from cwd down to path's directory, and whether path
+    exists (pytest anchors the conftests at the working directory when it
+    does not): two files alike in this are parsed alike."""
+    found, d = [], os.path.dirname(path)
+    while True:
+        found += [os.path.join(d, n) for n in SETUP_FILES
+                  if os.path.isfile(os.path.join(cwd, d, n))]
+        if not d:
+            break
+        d = os.path.dirname(d)
+    return (tuple(sorted(found)), os.path.exists(os.path.join(cwd, path)))
+
+
 def shape(req):
     """What a parsed configuration depends on: everything but the file
-    arguments, and the directories (and existence) of the files."""
+    arguments, and the setup files along the files' directories - not the
+    directories themselves, so that the files of a tree without
+    conftests of their own share one configuration."""
     args, files, cwd = req["args"], req.get("files") or [], req["cwd"]
     if not files or any(f not in args for f in files):
         return None
     paths = {f.split("::", 1)[0] for f in files}
-    # A set: a bundle of one directory's files has the shape of any one.
-    where = tuple(sorted({(os.path.dirname(p),
-                           os.path.exists(os.path.join(cwd, p)))
-                          for p in paths}))
+    # A set: a bundle of alike files has the shape of any one.
+    where = tuple(sorted({setup_of(cwd, p) for p in paths}))
     env = tuple(sorted((k, v) for k, v in req["env"].items()
                        if k not in PER_FILE_ENV))
     return (cwd, tuple(a for a in args if a not in files), where, env)

@@ -229,6 +229,21 @@ class KeptConfig(srtest.TestCase):
         # that ran before a server was ready - not once per file.
         self.assertLess(self.imports(), 6)
 
+    def test_directories_without_setup_files_share_a_configuration(self):
+        # Neither tests/a nor tests/b has a conftest or an ini file of its
+        # own: pytest parses their files alike, so one configuration
+        # serves both (a change of directory used to leave the slot a
+        # server that keeps none, and every later file parsing anew).
+        self.ws.write("conftest.py", ROOT_CONFTEST)
+        files = ["tests/%s/test_%02d.py" % (d, i) for i in range(10)
+                 for d in "ab"]
+        for f in files:
+            self.ws.write(f, "def test_it():\n    pass\n")
+        r = srtest.run(self.ws, ["-n", "2", "--no-history"])
+        self.assertEqual(r.code, 0, r)
+        self.assert_one_result_per_file(r, files)
+        self.assertLess(self.imports(), 6)
+
     def test_same_outcomes_as_without_the_fork_server(self):
         files = self.suite(3, broken=True) + ["tests/c/test_c.py"]
         runs = {}
