@@ -2,6 +2,7 @@
 """Seeded synthetic suites for the shardrun benchmarks.
 
     gen.py KIND --out DIR --files N --seed S [--scale X] [--import-cost S]
+           [--dirs D]
 
 KIND is one of:
 
@@ -284,12 +285,19 @@ def prepare_out(out):
 
 
 def generate(kind, out, files, seed, scale=1.0, import_cost=1.5,
-             calibration=None):
-    """Generate a suite; returns its meta dict. calibration: reuse one."""
+             calibration=None, dirs=1):
+    """Generate a suite; returns its meta dict. calibration: reuse one.
+    dirs > 1 spreads a pytest suite's files over that many directories
+    (tests/dNN/, no conftest of their own), as real suites are laid out;
+    the durations do not change."""
     if kind not in KINDS:
         raise ValueError("unknown kind %r" % kind)
     if files < 1:
         raise ValueError("--files must be >= 1")
+    if dirs < 1 or (dirs > 1 and kind not in
+                    ("pytest-sleep", "pytest-cpu", "tiny", "long-tail")):
+        raise ValueError("--dirs: >= 1, and more than 1 only for "
+                         "pytest-sleep, pytest-cpu, tiny and long-tail")
     prepare_out(out)
     # Separate streams, so the noise does not change the durations.
     rng = random.Random("%s/%d/durations" % (kind, seed))
@@ -329,6 +337,10 @@ def generate(kind, out, files, seed, scale=1.0, import_cost=1.5,
             truth[rel] = d
         else:
             rel = "tests/test_%04d.py" % i
+            if dirs > 1:
+                rel = "tests/d%02d/test_%04d.py" % (i % dirs, i)
+                os.makedirs(os.path.join(out, os.path.dirname(rel)),
+                            exist_ok=True)
             if kind == "pytest-sleep":
                 src = pytest_sleep_src(rng_files, kind, i, d, is_long)
                 truth[rel] = d
@@ -371,6 +383,7 @@ def generate(kind, out, files, seed, scale=1.0, import_cost=1.5,
         "files": files,
         "seed": seed,
         "scale": scale,
+        "dirs": dirs,
         "median_s": MEDIAN_S * scale,
         "sigma": SIGMA,
         "long_files": [paths[i] for i in long_idx],
@@ -408,10 +421,17 @@ def main(argv=None):
     ap.add_argument("--import-cost", type=float, default=1.5,
                     help="heavy-import: CPU seconds burnt by the shared "
                     "import (default 1.5)")
+    ap.add_argument("--dirs", type=int, default=1,
+                    help="spread the files over this many directories "
+                    "(pytest-sleep, pytest-cpu, tiny, long-tail)")
     a = ap.parse_args(argv)
     if a.scale <= 0:
         ap.error("--scale must be > 0")
-    meta = generate(a.kind, a.out, a.files, a.seed, a.scale, a.import_cost)
+    try:
+        meta = generate(a.kind, a.out, a.files, a.seed, a.scale,
+                        a.import_cost, dirs=a.dirs)
+    except ValueError as e:
+        ap.error(str(e))
     print("%s: %d files in %s, total %.2f s, longest %.2f s%s" % (
         a.kind, a.files, a.out, meta["truth_sum_s"], meta["truth_max_s"],
         (", calibration %.0f iters/s" % meta["calibration"]["iters_per_s"])

@@ -3,6 +3,7 @@
 
     bench/run.py [--quick] [--kinds K,...] [--files N|KIND=N,...]
                  [--scale X|KIND=X,...] [--slots K|KIND=K,...] [--seed S]
+                 [--dirs D|KIND=D,...]
                  [--repeat R] [--markdown FILE] [--json FILE]
                  [--shardrun BIN] [--agent BIN] [--timeout S]
                  [--workdir DIR] [--keep]
@@ -628,6 +629,7 @@ def summarize(suite, runs, plans):
         "loadavg_1m_median": statistics.median(loads) if loads else None,
         "files": len(suite.files),
         "scale": suite.meta["scale"],
+        "dirs": suite.meta.get("dirs", 1),
         "seed": suite.meta["seed"],
         "slots": suite.slots,
         "timeout_s": round(suite.timeout, 1),
@@ -692,6 +694,8 @@ def table_rows(s):
 def suite_title(s, repeat):
     t = "%s: %d files, scale %g, seed %d, K=%d, R=%d" % (
         s["kind"], s["files"], s["scale"], s["seed"], s["slots"], repeat)
+    if s.get("dirs", 1) > 1:
+        t += ", in %d directories" % s["dirs"]
     if s.get("import_cost_s") is not None:
         t += ", import cost %.2f s" % s["import_cost_s"]
     return t
@@ -775,6 +779,8 @@ def parse(argv):
                     ",".join(KINDS))
     ap.add_argument("--files", help="N, or KIND=N,...")
     ap.add_argument("--scale", help="X, or KIND=X,...")
+    ap.add_argument("--dirs", help="D, or KIND=D,...: spread a pytest "
+                    "suite's files over D directories (default 1)")
     ap.add_argument("--slots", help="K, or KIND=K,... (default 4 for sleep, "
                     "2 for the pytest kinds)")
     ap.add_argument("--seed", type=int, default=1)
@@ -818,9 +824,11 @@ def parse(argv):
     files, scale, slots = (per_kind(a.files, int, "files"),
                            per_kind(a.scale, float, "scale"),
                            per_kind(a.slots, int, "slots"))
+    dirs = per_kind(a.dirs, int, "dirs")
     a.params = {k: {"files": files.get(k, base[k]["files"]),
                     "scale": scale.get(k, base[k]["scale"]),
-                    "slots": slots.get(k, base[k]["slots"])}
+                    "slots": slots.get(k, base[k]["slots"]),
+                    "dirs": dirs.get(k, 1)}
                 for k in a.kinds}
     for k, p in a.params.items():
         if p["files"] < 1 or p["slots"] < 1 or p["scale"] <= 0:
@@ -896,7 +904,8 @@ def main(argv=None):
             if kind in ("pytest-cpu", "heavy-import") and cal is None:
                 cal = gen.calibrate()
             meta = gen.generate(kind, root, p["files"], a.seed, p["scale"],
-                                a.import_cost, calibration=cal)
+                                a.import_cost, calibration=cal,
+                                dirs=p["dirs"])
             suite = Suite(kind, root, meta, p["slots"], 0)
             suite.timeout = a.timeout or default_timeout(suite)
             log("[%s] %d files, true work %.2f s, K=%d, LB %.2f s, "
