@@ -11,17 +11,22 @@ import time, sys
 time.sleep(0.3)
 """
 
-# Stalls on its first attempt only (a loaded runner, a stuck mount), then
-# behaves: the case a backup attempt rescues.
-STALLS_ONCE = """
-import os, sys, time
-mark = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".stalled")
+# A job that does {first} on its first attempt and {later} on any other
+# (a mark directory beside it tells them apart).
+BY_ATTEMPT = """
+import os, signal, sys, time
+mark = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".first")
 try:
     os.mkdir(mark)
-    time.sleep(STALL)
+    {first}
 except FileExistsError:
-    time.sleep(0.3)
+    {later}
 """
+
+# Stalls on its first attempt only (a loaded runner, a stuck mount), then
+# behaves: the case a backup attempt rescues.
+STALLS_ONCE = BY_ATTEMPT.format(first="time.sleep(STALL)",
+                                later="time.sleep(0.3)")
 
 # Always slower than its history says: the backup cannot win.
 ALWAYS_SLOW = """
@@ -31,27 +36,13 @@ time.sleep(2.5)
 
 # Its backup is killed at once (as by a machine that runs out of memory)
 # while its first attempt goes on to pass.
-CRASHES_AS_BACKUP = """
-import os, signal, time
-mark = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".first")
-try:
-    os.mkdir(mark)
-    time.sleep(2.5)
-except FileExistsError:
-    os.kill(os.getpid(), signal.SIGKILL)
-"""
+CRASHES_AS_BACKUP = BY_ATTEMPT.format(
+    first="time.sleep(2.5)", later="os.kill(os.getpid(), signal.SIGKILL)")
 
 # Its first attempt stalls into the timeout (4 s); the backup, started
 # about 1.3 s in, takes 3.2 s: it ends after that timeout, within its own.
-TIMES_OUT_FIRST = """
-import os, time
-mark = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".first")
-try:
-    os.mkdir(mark)
-    time.sleep(60)
-except FileExistsError:
-    time.sleep(3.2)
-"""
+TIMES_OUT_FIRST = BY_ATTEMPT.format(first="time.sleep(60)",
+                                    later="time.sleep(3.2)")
 
 STALLING_TEST = """
 import os, time
