@@ -197,6 +197,18 @@ def session_hooks_of_the_suite(config, root):
 # file and rootdir.
 SETUP_FILES = ("conftest.py", "pytest.ini", ".pytest.ini", "pyproject.toml",
                "tox.ini", "setup.cfg", "setup.py")
+# True once the kept configuration showed a plugin other than pytest's own
+# that sees the file arguments while they are parsed (pytest-django looks
+# for manage.py above them): then the directory itself is in the shape.
+BY_DIRECTORY = False
+
+
+def reads_file_arguments(config):
+    for name in ("pytest_load_initial_conftests", "pytest_cmdline_preparse"):
+        for impl in getattr(config.hook, name).get_hookimpls():
+            if not module_of(impl).startswith("_pytest."):
+                return True
+    return False
 
 
 def setup_of(cwd, path):
@@ -207,7 +219,7 @@ def setup_of(cwd, path):
     while True:
         found += [os.path.join(d, n) for n in SETUP_FILES
                   if os.path.isfile(os.path.join(cwd, d, n))]
-        if not d:
+        if not d or d == os.path.dirname(d):  # relative, or absolute
             break
         d = os.path.dirname(d)
     return (tuple(sorted(found)), os.path.exists(os.path.join(cwd, path)))
@@ -223,7 +235,8 @@ def shape(req):
         return None
     paths = {f.split("::", 1)[0] for f in files}
     # A set: a bundle of alike files has the shape of any one.
-    where = tuple(sorted({setup_of(cwd, p) for p in paths}))
+    where = tuple(sorted({(os.path.dirname(p) if BY_DIRECTORY else "",) +
+                          setup_of(cwd, p) for p in paths}))
     env = tuple(sorted((k, v) for k, v in req["env"].items()
                        if k not in PER_FILE_ENV))
     return (cwd, tuple(a for a in args if a not in files), where, env)
@@ -269,7 +282,7 @@ def prepared(sock, req):
     """The kept configuration for this request; None to run pytest.main
     (nothing parsed here yet, or keeping given up). When keeping cannot go
     on, does not return: the server replaces itself (see the top)."""
-    global KEPT
+    global KEPT, BY_DIRECTORY
     if not KEEP:
         return None
     key = shape(req)
@@ -279,7 +292,8 @@ def prepared(sock, req):
         kept = parse_config(req)
         if kept is None or threads() > 1:
             restart(sock, req)
-        KEPT = (key, kept)
+        BY_DIRECTORY = reads_file_arguments(kept.config)
+        KEPT = (shape(req), kept)
     if KEPT[0] != key:
         restart(sock, req)
     return KEPT[1]

@@ -180,6 +180,25 @@ def test_where(where, request):
 """
 
 
+# An installed plugin that notes the file arguments pytest parses, and a
+# test that wants its own directory among them.
+ARGS_PLUGIN = """
+SEEN = []
+
+def pytest_load_initial_conftests(early_config, parser, args):
+    SEEN[:] = [a for a in args if a.endswith(".py")]
+"""
+
+ARGS_TEST = """
+import os
+import sr_args_plugin
+
+def test_parsed_for_this_directory():
+    here = os.path.dirname(os.path.relpath(__file__))
+    assert [os.path.dirname(a) for a in sr_args_plugin.SEEN] == [here]
+"""
+
+
 class KeptConfig(srtest.TestCase):
     """pytest's configuration parsed once in the fork server, each child
     starting its session from a copy of it; files that need another
@@ -243,6 +262,25 @@ class KeptConfig(srtest.TestCase):
         self.assertEqual(r.code, 0, r)
         self.assert_one_result_per_file(r, files)
         self.assertLess(self.imports(), 6)
+
+    def test_a_plugin_that_reads_the_file_arguments_keeps_directories_apart(
+            self):
+        # An installed plugin sees the file arguments while pytest parses
+        # them (as pytest-django looks for manage.py above them): a
+        # configuration parsed for tests/a/... must not serve tests/b.
+        plugins = tempfile.mkdtemp(prefix="sr-plugin-")
+        self.addCleanup(shutil.rmtree, plugins, ignore_errors=True)
+        with open(os.path.join(plugins, "sr_args_plugin.py"), "w") as f:
+            f.write(ARGS_PLUGIN)
+        self.ws.write("pytest.ini", "[pytest]\naddopts = -p sr_args_plugin\n")
+        files = ["tests/%s/test_%02d.py" % (d, i) for i in range(4)
+                 for d in "ab"]
+        for f in files:
+            self.ws.write(f, ARGS_TEST)
+        r = srtest.run(self.ws, ["-n", "2", "--no-history"],
+                       env={"PYTHONPATH": plugins})
+        self.assertEqual(r.code, 0, r)
+        self.assert_one_result_per_file(r, files)
 
     def test_same_outcomes_as_without_the_fork_server(self):
         files = self.suite(3, broken=True) + ["tests/c/test_c.py"]
