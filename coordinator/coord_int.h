@@ -119,8 +119,9 @@ bool sr_co_speculate(struct coord *c, struct arec *a, unsigned slot);
  * way): cancel them again. */
 void sr_co_recancel(struct coord *c, struct arec *a,
                     const Shardrun__Heartbeat *h);
-/* A result of u arrived: its twin, if running, is cancelled. */
-void sr_co_twin_result(struct coord *c, const struct sr_unit *u);
+/* A result of u arrived: its twin, if running, is cancelled; a backup's
+ * verdict that counted is a win. */
+void sr_co_twin_result(struct coord *c, const struct sr_unit *u, int outcome);
 /* u ended with this outcome: true when that is no answer (not passed or
  * failed) and its twin still runs - u is then over, and the twin's result
  * will decide. */

@@ -217,7 +217,7 @@ on_result(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 	/* No verdict while its twin runs: u is over, the twin decides. */
 	outlived = sr_co_twin_outlives(c, u, r->outcome);
 	if (!outlived)
-		sr_co_twin_result(c, u);
+		sr_co_twin_result(c, u, r->outcome);
 	record(c, a, u, r, !outlived);
 	if (!outlived && u->ngot == u->nfiles)
 		sr_co_unit_done(c, u);

@@ -182,14 +182,26 @@ sr_co_recancel(struct coord *c, struct arec *a, const Shardrun__Heartbeat *h)
 	}
 }
 
+/* Passed or failed: an answer about the tests, not about the attempt. */
+static bool
+verdict(int outcome)
+{
+	return (outcome == SHARDRUN__OUTCOME__PASSED ||
+	        outcome == SHARDRUN__OUTCOME__NO_TESTS ||
+	        outcome == SHARDRUN__OUTCOME__FAILED);
+}
+
 void
-sr_co_twin_result(struct coord *c, const struct sr_unit *u)
+sr_co_twin_result(struct coord *c, const struct sr_unit *u, int outcome)
 {
 	struct twin *t = twin_of(c, u->id);
 	struct sr_unit *other;
 
-	if (t == NULL)
+	if (t == NULL) {
+		if (u->survivor && verdict(outcome))
+			c->nbackup_wins++;
 		return;
+	}
 	other = sr_plan_unit(&c->plan, t->orig == u->id ? t->backup : t->orig);
 	if (t->backup == u->id)
 		c->nbackup_wins++;
@@ -208,17 +220,17 @@ bool
 sr_co_twin_outlives(struct coord *c, struct sr_unit *u, int outcome)
 {
 	struct twin *t = twin_of(c, u->id);
+	struct sr_unit *backup;
 	bool orig;
 
-	if (t == NULL || outcome == SHARDRUN__OUTCOME__PASSED ||
-	    outcome == SHARDRUN__OUTCOME__NO_TESTS ||
-	    outcome == SHARDRUN__OUTCOME__FAILED)
+	if (t == NULL || verdict(outcome))
 		return (false);
 	orig = t->orig == u->id;
+	backup = sr_plan_unit(&c->plan, t->backup);
 	if (!sr_co_twin_drop(c, u))
 		return (false);
-	if (orig)
-		c->nbackup_wins++; /* the backup's result is the one to count */
+	if (orig) /* its verdict, when it gives one, counts as a win */
+		backup->survivor = true;
 	sr_info("%s: the %s attempt ended without a verdict; the %s runs on "
 	        "and decides",
 	        c->suite->files[sr_unit_file(u, 0)].path,

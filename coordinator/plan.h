@@ -66,8 +66,9 @@ struct sr_unit {
 	uint8_t state; /* enum sr_unit_state */
 	bool serial : 1;
 	bool exclusive : 1;
-	bool twinned : 1; /* had a backup attempt, or is one: no more */
-	bool one_got;     /* nfiles == 1: result received this attempt */
+	bool twinned : 1;  /* had a backup attempt, or is one: no more */
+	bool survivor : 1; /* a backup whose original ended without a verdict */
+	bool one_got;      /* nfiles == 1: result received this attempt */
 };
 
 /* The suite index of the unit's i-th file. */
