@@ -74,7 +74,8 @@ DEFAULTS = {
 }
 QUICK = {
     "sleep": {"files": 12, "scale": 0.25, "slots": 4},
-    "pytest-sleep": {"files": 4, "scale": 0.2, "slots": 2},
+    # Two directories: the quick check goes through --dirs too.
+    "pytest-sleep": {"files": 4, "scale": 0.2, "slots": 2, "dirs": 2},
     "pytest-cpu": {"files": 3, "scale": 0.15, "slots": 2},
     "tiny": {"files": 4, "scale": 1.0, "slots": 2},
     "heavy-import": {"files": 3, "scale": 0.2, "slots": 2},
@@ -828,7 +829,7 @@ def parse(argv):
     a.params = {k: {"files": files.get(k, base[k]["files"]),
                     "scale": scale.get(k, base[k]["scale"]),
                     "slots": slots.get(k, base[k]["slots"]),
-                    "dirs": dirs.get(k, 1)}
+                    "dirs": dirs.get(k, base[k].get("dirs", 1))}
                 for k in a.kinds}
     for k, p in a.params.items():
         if p["files"] < 1 or p["slots"] < 1 or p["scale"] <= 0:
