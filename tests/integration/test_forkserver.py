@@ -338,7 +338,7 @@ def test_it():
 
 
 class ForkedAhead(srtest.TestCase):
-    def run_suite(self, conftest=None, once=False):
+    def run_suite(self, conftest=None, once=None):
         plugins = tempfile.mkdtemp(prefix="sr-plugin-")
         self.addCleanup(shutil.rmtree, plugins, ignore_errors=True)
         with open(os.path.join(plugins, "sr_ahead_plugin.py"), "w") as f:
@@ -356,7 +356,7 @@ class ForkedAhead(srtest.TestCase):
         self.ws.write(".shardrun/durations.json", json.dumps(hist))
         env = {"PYTHONPATH": plugins}
         if once:
-            env["SHARDRUN_CONFIGURE_ONCE"] = "sr_ahead_plugin"
+            env["SHARDRUN_CONFIGURE_ONCE"] = once
         r = srtest.run(self.ws, ["-n", "1", "--no-history"], env=env)
         self.assertEqual(r.code, 0, r)
         with open(self.ws.path("tests/ahead.log")) as f:
@@ -386,7 +386,13 @@ class ForkedAhead(srtest.TestCase):
         self.assertGreater(seen[nxt][2], long_end)
 
     def test_configured_once_per_slot_before_its_files(self):
-        r, seen, nxt = self.run_suite(once=True)
+        self.check_configured_once("sr_ahead_plugin")
+
+    def test_configured_once_with_every_plugin_named(self):
+        self.check_configured_once("*")
+
+    def check_configured_once(self, once):
+        r, seen, nxt = self.run_suite(once=once)
         # The slot was configured before any file started; the report of
         # the file after the long one counts its own run, not the wait.
         _, _, long_start, long_end, _, _, _ = seen["tests/test_long.py"]
