@@ -198,6 +198,8 @@ class Server:
                 return msg["status"]
 
     def close(self):
+        with open("/proc/%d/cmdline" % self.proc.pid) as f:
+            self.argv = f.read().split("\0")[:-1]  # after its execs
         self.sock.close()
         self.proc.wait(timeout=30)
         self.log.close()
@@ -348,6 +350,24 @@ class ForkServerProtocol(unittest.TestCase):
         tested = [pid for what, pid in lines if what == "test"]
         self.assertEqual(len(tested), 6, lines)  # served and plain
         self.assertLessEqual(set(tested), started, lines)
+
+    def test_a_second_exec_serves_on(self):
+        # Named to be configured once per slot, the plugin starts a thread
+        # in the server's session: the server gives that session up and
+        # execs one whose children configure for themselves; a file of
+        # another configuration (b's conftest) then makes that one exec a
+        # server that keeps none. Each exec drops the previous one's
+        # descriptors.
+        self.extra = ["-p", "sr_thread_at_start"]
+        self.more_env["SR_MARK"] = os.path.join(self.tmp, "mark")
+        self.more_env["SHARDRUN_CONFIGURE_ONCE"] = "sr_thread_at_start"
+        codes = self.serve([["tests/f/test_pid.py"], ["tests/f/test_pid.py"],
+                            ["tests/b/test_b.py"], ["tests/f/test_pid.py"]])
+        self.assertEqual(codes, [0, 0, 0, 0])
+        argv = self.server.argv
+        for flag in ("--configure-in-children", "--no-keep", "--fd",
+                     "--pending"):
+            self.assertEqual(argv.count(flag), 1, argv)
 
     def test_a_child_forked_ahead_copies_what_files_write_first(self):
         # The first child of the server's session to end notes the pages
