@@ -293,7 +293,8 @@ def prepared(sock, req):
         if kept is None or threads() > 1:
             restart(sock, req)
         BY_DIRECTORY = reads_file_arguments(kept.config)
-        KEPT = (shape(req), kept)
+        key = shape(req)
+        KEPT = (key, kept)
     if KEPT[0] != key:
         restart(sock, req)
     return KEPT[1]

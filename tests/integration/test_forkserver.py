@@ -263,24 +263,33 @@ class KeptConfig(srtest.TestCase):
         self.assert_one_result_per_file(r, files)
         self.assertLess(self.imports(), 6)
 
-    def test_a_plugin_that_reads_the_file_arguments_keeps_directories_apart(
-            self):
-        # An installed plugin sees the file arguments while pytest parses
-        # them (as pytest-django looks for manage.py above them): a
-        # configuration parsed for tests/a/... must not serve tests/b.
+    def run_args_plugin(self, files):
+        """An installed plugin sees the file arguments while pytest parses
+        them (as pytest-django looks for manage.py above them); each file
+        checks it saw the file's own directory."""
         plugins = tempfile.mkdtemp(prefix="sr-plugin-")
         self.addCleanup(shutil.rmtree, plugins, ignore_errors=True)
         with open(os.path.join(plugins, "sr_args_plugin.py"), "w") as f:
             f.write(ARGS_PLUGIN)
         self.ws.write("pytest.ini", "[pytest]\naddopts = -p sr_args_plugin\n")
-        files = ["tests/%s/test_%02d.py" % (d, i) for i in range(4)
-                 for d in "ab"]
+        self.ws.write("conftest.py", ROOT_CONFTEST)
         for f in files:
             self.ws.write(f, ARGS_TEST)
         r = srtest.run(self.ws, ["-n", "2", "--no-history"],
                        env={"PYTHONPATH": plugins})
         self.assertEqual(r.code, 0, r)
         self.assert_one_result_per_file(r, files)
+
+    def test_a_plugin_that_reads_the_file_arguments_keeps_directories_apart(
+            self):
+        # A configuration parsed for tests/a/... must not serve tests/b.
+        self.run_args_plugin(["tests/%s/test_%02d.py" % (d, i)
+                              for i in range(4) for d in "ab"])
+
+    def test_a_plugin_that_reads_the_file_arguments_and_one_directory(self):
+        # The files of one directory still share one configuration.
+        self.run_args_plugin(["tests/a/test_%02d.py" % i for i in range(10)])
+        self.assertLess(self.imports(), 6)
 
     def test_same_outcomes_as_without_the_fork_server(self):
         files = self.suite(3, broken=True) + ["tests/c/test_c.py"]
