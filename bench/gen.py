@@ -65,6 +65,9 @@ KINDS = ("sleep", "pytest-sleep", "pytest-cpu", "tiny", "heavy-import",
          "straggler", "long-tail")
 PYTEST_KINDS = ("pytest-sleep", "pytest-cpu", "tiny", "heavy-import",
                 "long-tail")
+# Kinds whose files may be spread over directories (--dirs): heavy-import's
+# files import their shared module from their own directory.
+DIR_KINDS = ("pytest-sleep", "pytest-cpu", "tiny", "long-tail")
 
 MEDIAN_S = 0.4  # median file duration at scale 1
 SIGMA = 0.7  # lognormal sigma of file durations
@@ -294,10 +297,9 @@ def generate(kind, out, files, seed, scale=1.0, import_cost=1.5,
         raise ValueError("unknown kind %r" % kind)
     if files < 1:
         raise ValueError("--files must be >= 1")
-    if dirs < 1 or (dirs > 1 and kind not in
-                    ("pytest-sleep", "pytest-cpu", "tiny", "long-tail")):
-        raise ValueError("--dirs: >= 1, and more than 1 only for "
-                         "pytest-sleep, pytest-cpu, tiny and long-tail")
+    if dirs < 1 or (dirs > 1 and kind not in DIR_KINDS):
+        raise ValueError("--dirs: >= 1, and more than 1 only for " +
+                         ", ".join(DIR_KINDS))
     prepare_out(out)
     # Separate streams, so the noise does not change the durations.
     rng = random.Random("%s/%d/durations" % (kind, seed))

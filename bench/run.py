@@ -826,6 +826,8 @@ def parse(argv):
                            per_kind(a.scale, float, "scale"),
                            per_kind(a.slots, int, "slots"))
     dirs = per_kind(a.dirs, int, "dirs")
+    if a.dirs is not None and "=" not in a.dirs:  # D: the kinds that can
+        dirs = {k: v for k, v in dirs.items() if k in gen.DIR_KINDS}
     a.params = {k: {"files": files.get(k, base[k]["files"]),
                     "scale": scale.get(k, base[k]["scale"]),
                     "slots": slots.get(k, base[k]["slots"]),
@@ -834,6 +836,9 @@ def parse(argv):
     for k, p in a.params.items():
         if p["files"] < 1 or p["slots"] < 1 or p["scale"] <= 0:
             ap.error("%s: files and slots must be >= 1, scale > 0" % k)
+        if p["dirs"] < 1 or (p["dirs"] > 1 and k not in gen.DIR_KINDS):
+            ap.error("%s: --dirs must be >= 1, and more than 1 only for "
+                     "%s" % (k, ", ".join(gen.DIR_KINDS)))
     if a.repeat is None:
         a.repeat = 1 if a.quick else 3
     if a.repeat < 1:
