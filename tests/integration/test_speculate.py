@@ -44,6 +44,12 @@ CRASHES_AS_BACKUP = BY_ATTEMPT.format(
 TIMES_OUT_FIRST = BY_ATTEMPT.format(first="time.sleep(60)",
                                     later="time.sleep(3.2)")
 
+# As TIMES_OUT_FIRST, but the backup crashes where it would have passed:
+# neither twin gives a verdict.
+NEITHER_ANSWERS = BY_ATTEMPT.format(
+    first="time.sleep(60)",
+    later="time.sleep(3.2); os.kill(os.getpid(), signal.SIGKILL)")
+
 STALLING_TEST = """
 import os, time
 def test_once():
@@ -137,6 +143,21 @@ class Speculate(srtest.TestCase):
         self.assert_twin_decided(r, names, "jobs/late.py",
                                  ["passed", "timeout"], won=True)
         self.assertLess(wall, 30, r)  # not the 60 s stall
+        self.assertEqual(self.ws.wait_no_survivors(3.0), [])
+
+    def test_a_backup_that_outlives_its_original_wins_only_with_a_verdict(
+            self):
+        names = self.suite("jobs/late.py", NEITHER_ANSWERS)
+        r, _ = self.run_generic(["--speculate", "on", "--timeout", "4",
+                                 "--max-restarts", "0"])
+        self.assertEqual(r.code, 1, r)
+        self.assert_one_result_per_file(r, names)
+        f = r.file("jobs/late.py")
+        self.assertEqual(f["outcome"], "crashed", f)
+        self.assertEqual(sorted(f["attempt_outcomes"]),
+                         ["crashed", "timeout"], f)
+        self.assertEqual(r.json["backups"], 1, r)
+        self.assertEqual(r.json["backup_wins"], 0, r)
         self.assertEqual(self.ws.wait_no_survivors(3.0), [])
 
     def test_off_by_default(self):
