@@ -1,7 +1,9 @@
 # shardrun's preloading fork server for the pytest profile.
 #
-# One runs per slot. It imports pytest and the suite's shared modules once,
-# while it is single-threaded, then forks one child per test file: the child
+# One runs per slot: a front (see front()) that imports pytest and the
+# suite's shared modules once, while it is single-threaded, and forks a
+# server per configuration (below: shape) from that state. A server forks
+# one child per test file: the child
 # gets its own session, log, environment and working directory and runs
 # pytest.main on that one file - a process of its own, isolated and
 # crash-contained, without paying the interpreter start and the imports
@@ -19,10 +21,10 @@
 # at most one configuration in its life: parsing another would run the
 # conftests again in a process that already ran them (registries filled
 # twice, library patches applied twice, logging bound to the first parse's
-# capture). So when a file needs another one - or the parse fails, or
-# leaves a thread behind - the server replaces itself (exec, same pid, same
-# connection) with a fresh one that keeps nothing and runs pytest.main in
-# each child, and hands it the request.
+# capture). So each shape gets a server of its own from the front; where
+# the parse fails or leaves a thread behind, the server replaces itself
+# (exec, same pid, same connection) with a fresh one that keeps nothing
+# and runs pytest.main in each child, and hands it the request.
 #
 # Where no code of the suite's own (a conftest.py, a module of the
 # workspace) implements a session-wide hook, the server also configures
@@ -54,16 +56,33 @@
 #   before it took the file, which then got a child of its own. {"ahead"}
 #   may come after a run's {"status"}: the next child is forked once the
 #   running one has collected its file, or after it ended before that.)
+# The front passes the agent's messages on to a server over a socket pair
+# and the server's back; a server also tells the front alone
+# {"idle": true} (its last run's leftovers are swept) and
+# {"by_directory": true} (see BY_DIRECTORY).
 # argv[2]: the workspace root; then "-d DIR" (put on sys.path) and the
-# modules to preload; after an exec also "--no-keep" (or
-# "--configure-in-children": no session of the server's own), "--fd N"
-# (the connection) and "--pending N" (a file holding the request to serve).
+# modules to preload; after a server's exec also "--no-keep" (or
+# "--configure-in-children": no session of the server's own),
+# "--namespaced", "--fd N" (the connection to the front) and "--pending N"
+# (a file holding the request to serve).
 import json
 import os
 import select
 import signal
 import socket
 import sys
+
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def prctl(option, arg):
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(option, arg, 0, 0, 0)
+    except Exception:
+        pass
 
 
 def threads():
@@ -293,6 +312,8 @@ def prepared(sock, req):
         if kept is None or threads() > 1:
             restart(sock, req)
         BY_DIRECTORY = reads_file_arguments(kept.config)
+        if BY_DIRECTORY:  # the front's shapes take the directory in too
+            send(sock, {"by_directory": True})
         key = shape(req)
         KEPT = (key, kept)
     if KEPT[0] != key:
@@ -314,9 +335,12 @@ def restart(sock, req, mode="--no-keep"):
     while old:  # a previous exec's descriptors are gone
         if old[0] in ("--fd", "--pending") and len(old) > 1:
             old = old[2:]
+        elif old[0] == "--namespaced":
+            old.pop(0)
         else:
             argv.append(old.pop(0))
-    argv += [mode, "--fd", str(sock.fileno()), "--pending", str(pending)]
+    argv += [mode] + (["--namespaced"] if NAMESPACED else []) + \
+        ["--fd", str(sock.fileno()), "--pending", str(pending)]
     os.execve(sys.executable, argv, START_ENV)
 
 
@@ -552,11 +576,7 @@ def go_ahead(sock, kept):
 
 
 def ahead_child(kept, rfd, ready_w, server):
-    try:
-        import ctypes
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PDEATHSIG
-    except Exception:
-        pass
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != server:
         os._exit(1)
     early = os.memfd_create("shardrun-early")  # output before the file
@@ -982,10 +1002,11 @@ def seen_here(pid):
 
 
 def signal_all(sig, namespaced, pid):
-    """Signal the attempt: everything in our PID namespace but us and its
-    init (and a child forked ahead), or else the child's process group
-    (the child itself before it made its group). Returns how many
-    processes, but the child, are still alive below us."""
+    """Signal the attempt: in a PID namespace of our own, everything below
+    us (but a child forked ahead); else the child's process group (the
+    child itself before it made its group). Returns how many processes,
+    but the child, are still alive below us. (Not kill(-1): the front and
+    the other servers share the namespace.)"""
     if not namespaced:
         try:
             os.killpg(pid, sig)
@@ -995,14 +1016,8 @@ def signal_all(sig, namespaced, pid):
             except OSError:
                 pass
         return 0
-    spare = AHEAD.pid if AHEAD is not None else None
-    if spare is None:
-        try:
-            os.kill(-1, sig)  # all at once: none can fork meanwhile
-        except OSError:
-            pass
-    targets = below_us(spare)
-    for target in targets if spare is not None else ():
+    targets = below_us(AHEAD.pid if AHEAD is not None else None)
+    for target in targets:
         try:
             os.kill(target, sig)
         except OSError:  # gone meanwhile
@@ -1063,10 +1078,12 @@ def fork_child(sock, req, kept):
 
 def handle(sock, msg, pid):
     """One request; returns the running child's pid (0: none)."""
+    global BUSY
     if "signal" in msg and pid:
         cancel_hand_over()
         signal_all(msg["signal"], NAMESPACED, pid)
     elif "run" in msg and not pid:
+        BUSY = True
         swept_again()
         kept = prepared(sock, msg["run"])
         if kept is not None and SESSION is None and SERVER_SESSION and \
@@ -1084,16 +1101,32 @@ def handle(sock, msg, pid):
 
 INBOX = bytearray()  # what came from the agent, not handled yet
 WAKE = None  # the pipe signals wake the loop on
+BUSY = False  # given a run, not said idle since
 
 
-def serve(sock, pending):
-    """Serve the agent until it closes the connection."""
+def wake_pipe():
+    """The pipe signals (SIGCHLD among them) wake the loop on."""
     global WAKE
     if WAKE is None:
         WAKE = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(WAKE[1])
         signal.signal(signal.SIGCHLD, lambda *_: None)
-    wake_r = WAKE[0]
+    return WAKE[0]
+
+
+def drain(fd):
+    try:
+        os.read(fd, 4096)
+    except BlockingIOError:
+        pass
+
+
+def serve(sock, pending):
+    """Serve the front until it closes the connection. Once a run's
+    status is sent and what its child left is swept, says so ("idle"):
+    only then may the front hand another server a file."""
+    global BUSY
+    wake_r = wake_pipe()
     pid = 0
     if pending is not None:
         pid = handle(sock, {"run": pending}, 0)
@@ -1112,16 +1145,17 @@ def serve(sock, pending):
                 if COLLECTING is not None:  # it ended before saying so
                     go_ahead(sock, KEPT[1])
                     unheard()
+        if BUSY and not pid:
+            swept_again()
+            send(sock, {"idle": True})
+            BUSY = False
         watch = [sock, wake_r] + ([HANDING[0].ready] if HANDING else []) \
             + ([COLLECTING] if COLLECTING is not None else [])
         ready, _, _ = select.select(watch, [], [])
         if COLLECTING is not None and COLLECTING in ready:
             pid = heard(sock, pid)
         if wake_r in ready:
-            try:
-                os.read(wake_r, 4096)
-            except BlockingIOError:
-                pass
+            drain(wake_r)
         if sock not in ready:
             continue
         data = sock.recv(65536)
@@ -1210,6 +1244,197 @@ def enter_session(sock, kept, req):
     restart(sock, req, "--configure-in-children")
 
 
+# The front. The process the agent starts parses no configuration: it
+# imports what is preloaded, then forks a server per shape - a copy of
+# itself, single-threaded, nothing parsed yet - and passes each request on
+# to the server of its shape and the replies back. Each server parses its
+# shape's configuration once and serves that shape's files as described
+# above; a suite whose directories have conftests of their own keeps a
+# configuration per directory. The servers take turns: a file goes to a
+# server once every other one has swept what its last file left (it says
+# "idle"), so a slot's files never overlap. At most MAX_SHAPES servers
+# live; a new shape beyond them ends the one used least recently.
+MAX_SHAPES = 8
+SERVERS = {}  # shape -> Server, the least recently used first
+
+
+class Server:
+    """A server forked for one shape, as the front sees it."""
+
+    def __init__(self, pid, sock, req):
+        self.pid = pid
+        self.sock = sock
+        self.req = req        # its first request, which gives its shape
+        self.busy = False     # given a run, not idle since
+        self.running = False  # given a run whose status is not back yet
+        self.inbox = bytearray()
+
+
+class BecameServer(BaseException):
+    """Raised in a server right after its fork: unwinds the front's loop
+    back to main (a crash report's stack then ends in the server's)."""
+
+    def __init__(self, sock, front_pid, fronts):
+        super().__init__()
+        self.sock = sock
+        self.front_pid = front_pid
+        self.fronts = fronts
+
+
+def fork_server(agent, req):
+    """A new server for req's shape."""
+    ours, its = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    front_pid = os.getpid()
+    flush()
+    pid = os.fork()
+    if pid == 0:
+        raise BecameServer(its, front_pid, [agent, ours])
+    its.close()
+    return Server(pid, ours, req)
+
+
+def become_server(became):
+    """A server's start: nothing of the front's but its connection to us
+    and what it preloaded; dies with the front. False when the front is
+    gone already."""
+    global WAKE
+    signal.set_wakeup_fd(-1)
+    for fd in WAKE:
+        os.close(fd)
+    WAKE = None
+    for other in became.fronts + [s.sock for s in SERVERS.values()]:
+        other.close()
+    SERVERS.clear()
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != became.front_pid:
+        return False
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+    return True
+
+
+def rekey():
+    """The shapes again, now that they take the directory in."""
+    servers = list(SERVERS.values())
+    SERVERS.clear()
+    for server in servers:
+        SERVERS[shape(server.req)] = server
+
+
+def heard_from(agent, server):
+    """Pass on what a server said to the agent but what is for the front
+    alone; False once the server is gone."""
+    global BY_DIRECTORY
+    try:
+        data = server.sock.recv(65536)
+    except OSError:
+        data = b""
+    if not data:
+        return False
+    server.inbox.extend(data)
+    while b"\n" in server.inbox:
+        end = server.inbox.index(b"\n")
+        line = bytes(server.inbox[:end + 1])
+        del server.inbox[:end + 1]
+        msg = json.loads(line)
+        if "idle" in msg:
+            server.busy = False
+        elif "by_directory" in msg:
+            BY_DIRECTORY = True
+            rekey()
+        else:
+            if "status" in msg or "nofork" in msg:
+                server.running = False
+            agent.sendall(line)
+    return True
+
+
+def server_gone(server):
+    """A server ended (its own end, or killed). If its file's status did
+    not come, the front ends too: the agent then reports the attempt as
+    a crash of the fork server, as before the front."""
+    server.sock.close()
+    for key, s in list(SERVERS.items()):
+        if s is server:
+            del SERVERS[key]
+    if server.running:
+        print("shardrun fork server: the server of a running file died",
+              file=sys.stderr)
+        flush()
+        os._exit(1)
+
+
+def evict():
+    """Make room for a new server: end the least recently used one (the
+    others are idle whenever one is made)."""
+    while len(SERVERS) >= MAX_SHAPES:
+        key = next(iter(SERVERS))
+        SERVERS.pop(key).sock.close()  # it ends on the closed connection
+
+
+def pass_on(agent, queue, active):
+    """Pass the agent's messages on, in order: a run to its shape's server
+    once every other server is idle, a signal to the server of the last
+    run. Returns that server."""
+    while queue:
+        msg = queue[0]
+        if "run" in msg:
+            key = shape(msg["run"])
+            target = SERVERS.pop(key, None)
+            if any(s.busy for s in SERVERS.values()):
+                if target is not None:
+                    SERVERS[key] = target
+                return active  # wait for them
+            if target is None:
+                evict()
+                target = fork_server(agent, msg["run"])
+            SERVERS[key] = target  # now the most recently used
+            target.busy = target.running = True
+            active = target
+            send(target.sock, msg)
+        elif "signal" in msg and active is not None and active.running:
+            send(active.sock, msg)
+        queue.pop(0)
+    return active
+
+
+def reap_any():
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                return
+        except ChildProcessError:
+            return
+
+
+def front(agent):
+    """Serve the agent through a server per shape until it closes the
+    connection."""
+    wake_r = wake_pipe()
+    queue, inbox, active = [], bytearray(), None
+    send(agent, {"ready": True})
+    while True:
+        socks = {s.sock: s for s in SERVERS.values()}
+        ready, _, _ = select.select([agent, wake_r] + list(socks), [], [])
+        if wake_r in ready:
+            drain(wake_r)
+            reap_any()
+        for sock in ready:
+            if sock in socks and not heard_from(agent, socks[sock]):
+                server_gone(socks[sock])
+        if agent in ready:
+            data = agent.recv(65536)
+            if not data:
+                for server in SERVERS.values():
+                    server.sock.close()
+                return
+            inbox.extend(data)
+            while b"\n" in inbox:
+                end = inbox.index(b"\n")
+                queue.append(json.loads(bytes(inbox[:end])))
+                del inbox[:end + 1]
+        active = pass_on(agent, queue, active)
+
+
 def in_own_pid_namespace():
     """Whether our parent, the init of our PID namespace, was started by a
     process outside it (the agent's spawner made the namespace for us).
@@ -1248,6 +1473,9 @@ def main():
         elif rest[0] == "--configure-in-children":
             SERVER_SESSION = False
             rest = rest[1:]
+        elif rest[0] == "--namespaced":
+            NAMESPACED = True
+            rest = rest[1:]
         elif rest[0] in ("--fd", "--pending") and len(rest) > 1:
             if rest[0] == "--fd":
                 fd = int(rest[1])
@@ -1258,14 +1486,10 @@ def main():
             rest = rest[2:]
         else:
             modules.append(rest.pop(0))
-    # kill(-1) is only ever used inside a PID namespace of our own.
-    NAMESPACED = os.environ.get("SHARDRUN_PIDNS") == "1" and \
-        os.getppid() == 1 and in_own_pid_namespace()
-    try:
-        import ctypes
-        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-    except Exception:
-        pass
+    if fd < 0:  # the front, started by the agent
+        NAMESPACED = os.environ.get("SHARDRUN_PIDNS") == "1" and \
+            os.getppid() == 1 and in_own_pid_namespace()
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
     if fd >= 0:
         sock = socket.socket(fileno=fd)
         os.set_inheritable(fd, False)
@@ -1277,9 +1501,14 @@ def main():
         send(sock, {"nofork": "importing the preloaded modules started a "
                               "thread"})
         return
-    if pending is None:
-        send(sock, {"ready": True})
-    serve(sock, pending)
+    if fd >= 0:
+        serve(sock, pending)
+        return
+    try:
+        front(sock)
+    except BecameServer as became:
+        if become_server(became):
+            serve(became.sock, None)
 
 
 main()

@@ -2,7 +2,7 @@
 """Seeded synthetic suites for the shardrun benchmarks.
 
     gen.py KIND --out DIR --files N --seed S [--scale X] [--import-cost S]
-           [--dirs D]
+           [--dirs D] [--conftests]
 
 KIND is one of:
 
@@ -287,12 +287,22 @@ def prepare_out(out):
     os.makedirs(out, exist_ok=True)
 
 
+DIR_CONFTEST = '''# Generated: this directory's own conftest.
+import pytest
+
+
+@pytest.fixture
+def where():
+    return "%s"
+'''
+
+
 def generate(kind, out, files, seed, scale=1.0, import_cost=1.5,
-             calibration=None, dirs=1):
+             calibration=None, dirs=1, conftests=False):
     """Generate a suite; returns its meta dict. calibration: reuse one.
     dirs > 1 spreads a pytest suite's files over that many directories
-    (tests/dNN/, no conftest of their own), as real suites are laid out;
-    the durations do not change."""
+    (tests/dNN/), as real suites are laid out, each with a conftest.py of
+    its own when conftests; the durations do not change."""
     if kind not in KINDS:
         raise ValueError("unknown kind %r" % kind)
     if files < 1:
@@ -341,8 +351,7 @@ def generate(kind, out, files, seed, scale=1.0, import_cost=1.5,
             rel = "tests/test_%04d.py" % i
             if dirs > 1:
                 rel = "tests/d%02d/test_%04d.py" % (i % dirs, i)
-                os.makedirs(os.path.join(out, os.path.dirname(rel)),
-                            exist_ok=True)
+                make_dir(out, os.path.dirname(rel), conftests)
             if kind == "pytest-sleep":
                 src = pytest_sleep_src(rng_files, kind, i, d, is_long)
                 truth[rel] = d
@@ -386,6 +395,7 @@ def generate(kind, out, files, seed, scale=1.0, import_cost=1.5,
         "seed": seed,
         "scale": scale,
         "dirs": dirs,
+        "conftests": conftests and dirs > 1,
         "median_s": MEDIAN_S * scale,
         "sigma": SIGMA,
         "long_files": [paths[i] for i in long_idx],
@@ -411,6 +421,17 @@ def generate(kind, out, files, seed, scale=1.0, import_cost=1.5,
     return meta
 
 
+def make_dir(out, rel, conftest):
+    """tests/dNN/, with its conftest.py when conftest."""
+    path = os.path.join(out, rel)
+    if os.path.isdir(path):
+        return
+    os.makedirs(path)
+    if conftest:
+        with open(os.path.join(path, "conftest.py"), "w") as f:
+            f.write(DIR_CONFTEST % os.path.basename(rel))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(
         description="Generate a seeded synthetic suite for bench/run.py.")
@@ -426,12 +447,14 @@ def main(argv=None):
     ap.add_argument("--dirs", type=int, default=1,
                     help="spread the files over this many directories "
                     "(pytest-sleep, pytest-cpu, tiny, long-tail)")
+    ap.add_argument("--conftests", action="store_true",
+                    help="with --dirs: a conftest.py in each directory")
     a = ap.parse_args(argv)
     if a.scale <= 0:
         ap.error("--scale must be > 0")
     try:
         meta = generate(a.kind, a.out, a.files, a.seed, a.scale,
-                        a.import_cost, dirs=a.dirs)
+                        a.import_cost, dirs=a.dirs, conftests=a.conftests)
     except ValueError as e:
         ap.error(str(e))
     print("%s: %d files in %s, total %.2f s, longest %.2f s%s" % (

@@ -3,7 +3,7 @@
 
     bench/run.py [--quick] [--kinds K,...] [--files N|KIND=N,...]
                  [--scale X|KIND=X,...] [--slots K|KIND=K,...] [--seed S]
-                 [--dirs D|KIND=D,...]
+                 [--dirs D|KIND=D,...] [--conftests]
                  [--repeat R] [--markdown FILE] [--json FILE]
                  [--shardrun BIN] [--agent BIN] [--timeout S]
                  [--workdir DIR] [--keep]
@@ -74,8 +74,10 @@ DEFAULTS = {
 }
 QUICK = {
     "sleep": {"files": 12, "scale": 0.25, "slots": 4},
-    # Two directories: the quick check goes through --dirs too.
-    "pytest-sleep": {"files": 4, "scale": 0.2, "slots": 2, "dirs": 2},
+    # Two directories with conftests of their own: the quick check goes
+    # through --dirs and --conftests too.
+    "pytest-sleep": {"files": 4, "scale": 0.2, "slots": 2, "dirs": 2,
+                     "conftests": True},
     "pytest-cpu": {"files": 3, "scale": 0.15, "slots": 2},
     "tiny": {"files": 4, "scale": 1.0, "slots": 2},
     "heavy-import": {"files": 3, "scale": 0.2, "slots": 2},
@@ -631,6 +633,7 @@ def summarize(suite, runs, plans):
         "files": len(suite.files),
         "scale": suite.meta["scale"],
         "dirs": suite.meta.get("dirs", 1),
+        "conftests": suite.meta.get("conftests", False),
         "seed": suite.meta["seed"],
         "slots": suite.slots,
         "timeout_s": round(suite.timeout, 1),
@@ -697,6 +700,8 @@ def suite_title(s, repeat):
         s["kind"], s["files"], s["scale"], s["seed"], s["slots"], repeat)
     if s.get("dirs", 1) > 1:
         t += ", in %d directories" % s["dirs"]
+        if s.get("conftests"):
+            t += " with a conftest.py each"
     if s.get("import_cost_s") is not None:
         t += ", import cost %.2f s" % s["import_cost_s"]
     return t
@@ -782,6 +787,8 @@ def parse(argv):
     ap.add_argument("--scale", help="X, or KIND=X,...")
     ap.add_argument("--dirs", help="D, or KIND=D,...: spread a pytest "
                     "suite's files over D directories (default 1)")
+    ap.add_argument("--conftests", action="store_true",
+                    help="with --dirs: a conftest.py in each directory")
     ap.add_argument("--slots", help="K, or KIND=K,... (default 4 for sleep, "
                     "2 for the pytest kinds)")
     ap.add_argument("--seed", type=int, default=1)
@@ -831,7 +838,9 @@ def parse(argv):
     a.params = {k: {"files": files.get(k, base[k]["files"]),
                     "scale": scale.get(k, base[k]["scale"]),
                     "slots": slots.get(k, base[k]["slots"]),
-                    "dirs": dirs.get(k, base[k].get("dirs", 1))}
+                    "dirs": dirs.get(k, base[k].get("dirs", 1)),
+                    "conftests": a.conftests or
+                    base[k].get("conftests", False)}
                 for k in a.kinds}
     for k, p in a.params.items():
         if p["files"] < 1 or p["slots"] < 1 or p["scale"] <= 0:
@@ -911,7 +920,7 @@ def main(argv=None):
                 cal = gen.calibrate()
             meta = gen.generate(kind, root, p["files"], a.seed, p["scale"],
                                 a.import_cost, calibration=cal,
-                                dirs=p["dirs"])
+                                dirs=p["dirs"], conftests=p["conftests"])
             suite = Suite(kind, root, meta, p["slots"], 0)
             suite.timeout = a.timeout or default_timeout(suite)
             log("[%s] %d files, true work %.2f s, K=%d, LB %.2f s, "

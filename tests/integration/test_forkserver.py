@@ -115,17 +115,26 @@ class ForkServer(srtest.TestCase):
         # Each file leaves a daemon in a session of its own and fails if
         # one left by another file is alive when its test starts: the
         # server kills everything below it but the child forked ahead.
-        for c in "abcd":
-            self.ws.write("tests/test_%s.py" % c, DAEMON_TEST)
+        self.daemons(["tests/test_%s.py" % c for c in "abcd"])
+
+    def test_daemons_die_before_another_configuration_next_file(self):
+        # Files of two configurations take turns, each served by a server
+        # of its own: the next file waits until the other server swept.
+        self.ws.write("tests/x/conftest.py", "X = 1\n")
+        self.daemons(["tests/test_a.py", "tests/x/test_b.py",
+                      "tests/test_c.py", "tests/x/test_d.py"])
+
+    def daemons(self, files):
+        for f in files:
+            self.ws.write(f, DAEMON_TEST)
         r = srtest.run(self.ws, ["-n", "1", "--no-history"])
         with open(self.ws.path("tests/ns")) as f:
             if os.readlink("/proc/self/ns/pid") in f.read():
                 self.skipTest("process groups: escaped daemons are swept "
                               "later")
         self.assertEqual(r.code, 0, r)
-        for c in "abcd":
-            self.assertEqual(r.file("tests/test_%s.py" % c)["outcome"],
-                             "passed", r)
+        for f in files:
+            self.assertEqual(r.file(f)["outcome"], "passed", r)
         self.assertEqual(self.ws.wait_no_survivors(3.0), [])
 
 
@@ -200,9 +209,9 @@ def test_parsed_for_this_directory():
 
 
 class KeptConfig(srtest.TestCase):
-    """pytest's configuration parsed once in the fork server, each child
-    starting its session from a copy of it; files that need another
-    configuration get a server that keeps none."""
+    """pytest's configuration parsed once per slot and configuration, in a
+    fork server of its own, each child starting its session from a copy
+    of it."""
 
     def suite(self, n, broken=False):
         self.ws.write("conftest.py", ROOT_CONFTEST)
@@ -232,6 +241,15 @@ class KeptConfig(srtest.TestCase):
         for f in files:
             want = "failed" if f == "tests/b/test_01.py" else "passed"
             self.assertEqual(r.file(f)["outcome"], want, (f, r))
+
+    def test_each_configuration_parsed_once_per_slot(self):
+        # a's and b's files take turns on each slot: each slot keeps both
+        # configurations, in a server each (a slot that kept only one
+        # parsed for every file after its first change: 12 imports).
+        files = self.suite(10)
+        r = srtest.run(self.ws, ["-n", "2", "--no-history"])
+        self.assert_one_result_per_file(r, files)
+        self.assertLess(self.imports(), 7)
 
     def test_configuration_parsed_once_per_slot(self):
         self.ws.write("conftest.py", ROOT_CONFTEST)

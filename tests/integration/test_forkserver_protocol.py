@@ -5,6 +5,7 @@ parsed before."""
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -34,6 +35,9 @@ FILES = {
         import logging, os, sys
         import models  # fills the preloaded registry: once per process
         os.environ.setdefault("FROM_CONFTEST", "yes")
+        if "SR_IMPORTS" in os.environ:
+            with open(os.environ["SR_IMPORTS"], "a") as f:
+                f.write("%d\\n" % os.getpid())
         logging.basicConfig(stream=sys.stderr)
         print("root conftest imported")
         """,
@@ -109,6 +113,23 @@ FILES = {
 
         def test_sleep():
             time.sleep(30)
+        """,
+    # A conftest that starts a thread when imported a second time.
+    "tests/g/conftest.py": """
+        import os, threading, time
+        with open(os.environ["SR_MARK"] + ".g", "a") as f:
+            f.write("imported\\n")
+        with open(os.environ["SR_MARK"] + ".g") as f:
+            if len(f.read().split()) == 2:
+                threading.Thread(target=time.sleep, args=(30,),
+                                 daemon=True).start()
+        """,
+    "tests/g/test_pid.py": """
+        import os
+
+        def test_pid():
+            with open(os.environ["SR_MARK"], "a") as f:
+                f.write("test %d\\n" % os.getpid())
         """,
     "tests/f/test_pid.py": """
         import os
@@ -197,9 +218,20 @@ class Server:
             if "status" in msg:
                 return msg["status"]
 
+    def servers(self):
+        """The pids of the servers the front forked (one per shape)."""
+        pid = self.proc.pid
+        found = []
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                found += [int(kid) for kid in f.read().split()]
+        return found
+
     def close(self):
-        with open("/proc/%d/cmdline" % self.proc.pid) as f:
-            self.argv = f.read().split("\0")[:-1]  # after its execs
+        self.argv = []  # the servers', after their execs
+        for pid in self.servers():
+            with open("/proc/%d/cmdline" % pid) as f:
+                self.argv.append(f.read().split("\0")[:-1])
         self.sock.close()
         self.proc.wait(timeout=30)
         self.log.close()
@@ -354,20 +386,85 @@ class ForkServerProtocol(unittest.TestCase):
     def test_a_second_exec_serves_on(self):
         # Named to be configured once per slot, the plugin starts a thread
         # in the server's session: the server gives that session up and
-        # execs one whose children configure for themselves; a file of
-        # another configuration (b's conftest) then makes that one exec a
-        # server that keeps none. Each exec drops the previous one's
-        # descriptors.
+        # execs one whose children configure for themselves; parsing
+        # again there imports g's conftest a second time, which starts a
+        # thread, so that one execs a server that keeps none. Each exec
+        # drops the previous one's descriptors.
         self.extra = ["-p", "sr_thread_at_start"]
         self.more_env["SR_MARK"] = os.path.join(self.tmp, "mark")
         self.more_env["SHARDRUN_CONFIGURE_ONCE"] = "sr_thread_at_start"
-        codes = self.serve([["tests/f/test_pid.py"], ["tests/f/test_pid.py"],
-                            ["tests/b/test_b.py"], ["tests/f/test_pid.py"]])
+        codes = self.serve([["tests/g/test_pid.py"]] * 3 +
+                           [["tests/f/test_pid.py"]])
         self.assertEqual(codes, [0, 0, 0, 0])
-        argv = self.server.argv
+        argv = [a for a in self.server.argv if "--no-keep" in a]
+        self.assertEqual(len(argv), 1, self.server.argv)
         for flag in ("--configure-in-children", "--no-keep", "--fd",
                      "--pending"):
-            self.assertEqual(argv.count(flag), 1, argv)
+            self.assertEqual(argv[0].count(flag), 1, argv)
+
+    def test_configurations_taking_turns_are_each_parsed_once(self):
+        # a's and b's files alternate: each configuration is parsed once,
+        # by a server of its own, and kept for all its files (a server
+        # that keeps one configuration only would parse for every file
+        # after the first change).
+        imports = self.more_env["SR_IMPORTS"] = os.path.join(self.tmp, "i")
+        server = self.started()
+        try:
+            for n in range(8):
+                f = ["tests/a/test_a.py", "tests/b/test_b.py"][n % 2]
+                req = self.request([f], os.path.join(self.tmp, "t.log"), n)
+                self.assertEqual(server.run(req), 0, n)
+            self.assertEqual(len(server.servers()), 2)
+        finally:
+            server.close()
+        with open(imports) as f:
+            self.assertEqual(len(f.read().split()), 2)
+
+    def test_the_least_recently_used_configuration_makes_room(self):
+        # Ten directories, each its own configuration: the servers of the
+        # two used least recently end, and a's is parsed again.
+        for d in "hijklmnopq":
+            os.makedirs(os.path.join(self.ws, "tests", d))
+            for name, text in (("conftest.py", "X = 1\n"),
+                               ("test_x.py", "def test_x():\n    pass\n")):
+                with open(os.path.join(self.ws, "tests", d, name), "w") as f:
+                    f.write(text)
+        imports = self.more_env["SR_IMPORTS"] = os.path.join(self.tmp, "i")
+        server = self.started()
+        try:
+            dirs = ["a"] + list("hijklmnopq") + ["a"]
+            for n, d in enumerate(dirs):
+                f = "tests/%s/test_%s.py" % (d, "a" if d == "a" else "x")
+                req = self.request([f], os.path.join(self.tmp, "t.log"), n)
+                self.assertEqual(server.run(req), 0, d)
+            deadline = time.monotonic() + 10
+            while len(server.servers()) > 8 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertEqual(len(server.servers()), 8)
+        finally:
+            server.close()
+        with open(imports) as f:
+            self.assertEqual(len(f.read().split()), len(dirs))
+
+    def test_a_server_that_dies_while_its_file_runs(self):
+        # The front goes with it: the agent sees the fork server gone and
+        # reports the attempt as it would any crash of it.
+        server = self.started()
+        try:
+            req = self.request(["tests/e/test_sleep.py"],
+                               os.path.join(self.tmp, "s.log"), 0)
+            server.sock.sendall((json.dumps({"run": req}) + "\n").encode())
+            child = server.recv()["pid"]
+            self.addCleanup(os.killpg, child, signal.SIGKILL)
+            os.kill(server.servers()[0], signal.SIGKILL)
+            with self.assertRaises(EOFError):
+                while True:
+                    server.recv()
+            self.assertEqual(server.proc.wait(timeout=10), 1)
+        finally:
+            server.sock.close()
+            server.log.close()
+            server.lsock.close()
 
     def test_a_child_forked_ahead_copies_what_files_write_first(self):
         # The first child of the server's session to end notes the pages
@@ -382,10 +479,11 @@ class ForkServerProtocol(unittest.TestCase):
             while not any("ahead" in m for _, m in server.seen[-2:]):
                 server.recv()  # the child forked for a third file
             ahead = [m["ahead"] for _, m in server.seen if "ahead" in m][-1]
-            noted = [os.stat("/proc/%d/fd/%s" % (server.proc.pid, fd))
-                     for fd in os.listdir("/proc/%d/fd" % server.proc.pid)
+            (pid,) = server.servers()
+            noted = [os.stat("/proc/%d/fd/%s" % (pid, fd))
+                     for fd in os.listdir("/proc/%d/fd" % pid)
                      if "shardrun-touched" in os.readlink(
-                         "/proc/%d/fd/%s" % (server.proc.pid, fd))]
+                         "/proc/%d/fd/%s" % (pid, fd))]
             self.assertEqual(len(noted), 1)
             pages = noted[0].st_size // 8
             self.assertGreater(pages, 100)
