@@ -956,9 +956,9 @@ def drop_ahead():
 
 
 def below_us(spare):
-    """The pids (as seen here) of our living descendants but spare and
-    those below it: everything an attempt started, since we adopt what
-    its processes orphan (a child subreaper). A walk of the children
+    """The pids (as seen here) of our living descendants but those in
+    spare (a set) and those below them: everything an attempt started,
+    since we adopt what its processes orphan (a child subreaper). A walk of the children
     lists, not a look at every process of the machine. /proc is the
     agent's: the pids it lists are as the agent sees them (NSpid: as seen
     in each namespace, ours last)."""
@@ -977,7 +977,7 @@ def below_us(spare):
                 continue
             for kid in kids:
                 here, zombie = seen_here(kid)
-                if here is not None and here != spare:
+                if here is not None and here not in spare:
                     todo.append(kid)
                     if not zombie:
                         found.append(here)
@@ -1016,7 +1016,7 @@ def signal_all(sig, namespaced, pid):
             except OSError:
                 pass
         return 0
-    targets = below_us(AHEAD.pid if AHEAD is not None else None)
+    targets = below_us({AHEAD.pid} if AHEAD is not None else set())
     for target in targets:
         try:
             os.kill(target, sig)
@@ -1265,7 +1265,7 @@ class Server:
         self.pid = pid
         self.sock = sock
         self.req = req        # its first request, which gives its shape
-        self.busy = False     # given a run, not idle since
+        self.owed = 0         # runs given whose "idle" has not come
         self.running = False  # given a run whose status is not back yet
         self.inbox = bytearray()
 
@@ -1317,6 +1317,9 @@ def rekey():
     servers = list(SERVERS.values())
     SERVERS.clear()
     for server in servers:
+        old = SERVERS.pop(shape(server.req), None)
+        if old is not None:  # the files changed meanwhile: one is enough
+            old.sock.close()
         SERVERS[shape(server.req)] = server
 
 
@@ -1337,7 +1340,7 @@ def heard_from(agent, server):
         del server.inbox[:end + 1]
         msg = json.loads(line)
         if "idle" in msg:
-            server.busy = False
+            server.owed -= 1
         elif "by_directory" in msg:
             BY_DIRECTORY = True
             rekey()
@@ -1380,7 +1383,7 @@ def pass_on(agent, queue, active):
         if "run" in msg:
             key = shape(msg["run"])
             target = SERVERS.pop(key, None)
-            if any(s.busy for s in SERVERS.values()):
+            if any(s.owed for s in SERVERS.values()):
                 if target is not None:
                     SERVERS[key] = target
                 return active  # wait for them
@@ -1388,7 +1391,8 @@ def pass_on(agent, queue, active):
                 evict()
                 target = fork_server(agent, msg["run"])
             SERVERS[key] = target  # now the most recently used
-            target.busy = target.running = True
+            target.owed += 1
+            target.running = True
             active = target
             send(target.sock, msg)
         elif "signal" in msg and active is not None and active.running:
@@ -1398,12 +1402,34 @@ def pass_on(agent, queue, active):
 
 
 def reap_any():
+    """Reap every child that ended; whether there was one."""
+    reaped = False
     while True:
         try:
             if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                return
+                return reaped
         except ChildProcessError:
+            return reaped
+        reaped = True
+
+
+def sweep_orphans():
+    """Once a server ended: kill what it left, which we adopted (a child
+    subreaper): everything below us but the servers and what is below
+    them. Up to a second; what a look missed, the next one finds."""
+    import time
+    deadline = time.monotonic() + 1.0
+    while True:
+        targets = below_us({s.pid for s in SERVERS.values()})
+        if not targets or time.monotonic() > deadline:
             return
+        for target in targets:
+            try:
+                os.kill(target, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.001)
+        reap_any()
 
 
 def front(agent):
@@ -1417,7 +1443,8 @@ def front(agent):
         ready, _, _ = select.select([agent, wake_r] + list(socks), [], [])
         if wake_r in ready:
             drain(wake_r)
-            reap_any()
+            if reap_any():
+                sweep_orphans()
         for sock in ready:
             if sock in socks and not heard_from(agent, socks[sock]):
                 server_gone(socks[sock])
@@ -1501,14 +1528,24 @@ def main():
         send(sock, {"nofork": "importing the preloaded modules started a "
                               "thread"})
         return
-    if fd >= 0:
-        serve(sock, pending)
-        return
-    try:
-        front(sock)
-    except BecameServer as became:
-        if become_server(became):
-            serve(became.sock, None)
+    if fd < 0:
+        try:
+            front(sock)
+            return
+        except BecameServer as e:
+            # Served after the except clause: in it, every exception a
+            # test raised would chain to this one.
+            became = e
+            became.__traceback__ = None
+        if not become_server(became):
+            os._exit(1)
+        sock, pending = became.sock, None
+        del became
+    serve(sock, pending)
+    # Not the interpreter's end: a conftest's atexit handlers are its
+    # files' business, not the server's.
+    flush()
+    os._exit(0)
 
 
 main()

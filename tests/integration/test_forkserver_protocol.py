@@ -178,6 +178,13 @@ RUNS = [
 ]
 
 
+def kill_group(pgid):
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 class Server:
     def __init__(self, root, tmp, preload=("registry",), env=None):
         path = self.path = os.path.join(tmp, "fs.sock")
@@ -301,6 +308,8 @@ class ForkServerProtocol(unittest.TestCase):
                 code, plain_out = self.plain(req)
                 codes.append(code)
                 self.assertTrue(os.WIFEXITED(status), (files, status, out))
+                # No exception of the server's chained to the tests'.
+                self.assertNotIn("BecameServer", out, files)
                 self.assertEqual(os.WEXITSTATUS(status), code,
                                  (files, out, plain_out))
                 self.assertNotIn("Logging error", out, files)
@@ -420,6 +429,61 @@ class ForkServerProtocol(unittest.TestCase):
         with open(imports) as f:
             self.assertEqual(len(f.read().split()), 2)
 
+    def test_a_file_waits_until_the_last_child_is_gone(self):
+        # A child says its status before its exit is done (freeing 512 MiB
+        # takes a while): the next file starts only once the child has
+        # ended and what it left is swept - on the same server, and on
+        # another configuration's server too, also right after two files
+        # in a row on one server.
+        server = self.started()
+        files = [("tests/a/test_a.py", 0), ("tests/e/test_big.py", 1),
+                 ("tests/e/test_big.py", 1), ("tests/a/test_a.py", 0),
+                 ("tests/e/test_big.py", 1), ("tests/a/test_a.py", 0)]
+        last = None
+        try:
+            for n, (f, code) in enumerate(files):
+                req = self.request([f], os.path.join(self.tmp, "w.log"), n)
+                server.sock.sendall(
+                    (json.dumps({"run": req}) + "\n").encode())
+                while True:
+                    msg = server.recv()
+                    if "pid" in msg and last is not None:
+                        self.assertFalse(os.path.exists("/proc/%d" % last),
+                                         (n, f))
+                    if "pid" in msg:
+                        pid = msg["pid"]
+                    if "status" in msg:
+                        self.assertEqual(msg["status"], code << 8, f)
+                        break
+                last = pid
+        finally:
+            server.close()
+
+    def test_a_server_that_dies_between_files(self):
+        # The front goes on: the child the server forked ahead dies with
+        # it, and the next file of its configuration gets a new server.
+        server = self.started()
+        try:
+            req = self.request(["tests/e/test_e.py"],
+                               os.path.join(self.tmp, "e.log"), 0)
+            self.assertEqual(server.run(req), 0)
+            while not any("ahead" in m for _, m in server.seen):
+                server.recv()
+            ahead = [m["ahead"] for _, m in server.seen if "ahead" in m][-1]
+            (first,) = server.servers()
+            os.kill(first, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while (server.servers() or os.path.exists("/proc/%d" % ahead)) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.02)
+            self.assertEqual(server.servers(), [])
+            self.assertFalse(os.path.exists("/proc/%d" % ahead))
+            self.assertEqual(server.run(req), 0)
+            self.assertNotIn(first, server.servers())
+            self.assertEqual(len(server.servers()), 1)
+        finally:
+            server.close()
+
     def test_the_least_recently_used_configuration_makes_room(self):
         # Ten directories, each its own configuration: the servers of the
         # two used least recently end, and a's is parsed again.
@@ -455,7 +519,7 @@ class ForkServerProtocol(unittest.TestCase):
                                os.path.join(self.tmp, "s.log"), 0)
             server.sock.sendall((json.dumps({"run": req}) + "\n").encode())
             child = server.recv()["pid"]
-            self.addCleanup(os.killpg, child, signal.SIGKILL)
+            self.addCleanup(kill_group, child)  # unless the front did
             os.kill(server.servers()[0], signal.SIGKILL)
             with self.assertRaises(EOFError):
                 while True:
