@@ -1,9 +1,7 @@
 # shardrun's preloading fork server for the pytest profile.
 #
-# One runs per slot: a front (see front()) that imports pytest and the
-# suite's shared modules once, while it is single-threaded, and forks a
-# server per configuration (below: shape) from that state. A server forks
-# one child per test file: the child
+# One runs per slot. It imports pytest and the suite's shared modules once,
+# while it is single-threaded, then forks one child per test file: the child
 # gets its own session, log, environment and working directory and runs
 # pytest.main on that one file - a process of its own, isolated and
 # crash-contained, without paying the interpreter start and the imports
@@ -21,10 +19,12 @@
 # at most one configuration in its life: parsing another would run the
 # conftests again in a process that already ran them (registries filled
 # twice, library patches applied twice, logging bound to the first parse's
-# capture). So each shape gets a server of its own from the front; where
-# the parse fails or leaves a thread behind, the server replaces itself
-# (exec, same pid, same connection) with a fresh one that keeps nothing
-# and runs pytest.main in each child, and hands it the request.
+# capture). So when a file needs another one, the server replaces itself
+# (exec, same pid, same connection) with a front (see front()) that forks
+# a server per shape from a fresh, preloaded state; where the parse fails
+# or leaves a thread behind, with a fresh server that keeps nothing and
+# runs pytest.main in each child. Either way it hands the new process the
+# request.
 #
 # Where no code of the suite's own (a conftest.py, a module of the
 # workspace) implements a session-wide hook, the server also configures
@@ -56,15 +56,15 @@
 #   before it took the file, which then got a child of its own. {"ahead"}
 #   may come after a run's {"status"}: the next child is forked once the
 #   running one has collected its file, or after it ended before that.)
-# The front passes the agent's messages on to a server over a socket pair
-# and the server's back; a server also tells the front alone
-# {"idle": true} (its last run's leftovers are swept) and
-# {"by_directory": true} (see BY_DIRECTORY).
+# A server also says {"idle": true} (its last run's leftovers are swept)
+# and {"by_directory": true} (see BY_DIRECTORY), which a front keeps for
+# itself and the agent ignores. A front passes the agent's messages on to
+# a server over a socket pair and the server's back.
 # argv[2]: the workspace root; then "-d DIR" (put on sys.path) and the
-# modules to preload; after a server's exec also "--no-keep" (or
-# "--configure-in-children": no session of the server's own),
-# "--namespaced", "--fd N" (the connection to the front) and "--pending N"
-# (a file holding the request to serve).
+# modules to preload; after an exec also "--no-keep" (or
+# "--configure-in-children": no session of the server's own; or
+# "--front"), "--namespaced", "--fd N" (the connection) and "--pending N"
+# (a file holding the request to serve, then what came after it).
 import json
 import os
 import select
@@ -317,25 +317,26 @@ def prepared(sock, req):
         key = shape(req)
         KEPT = (key, kept)
     if KEPT[0] != key:
-        restart(sock, req)
+        restart(sock, req, "--front")
     return KEPT[1]
 
 
 def restart(sock, req, mode="--no-keep"):
     """exec a fresh server that keeps nothing (or, with mode
-    "--configure-in-children", starts no session of its own); it serves
-    req first."""
+    "--configure-in-children", starts no session of its own; with
+    "--front", a front); it serves req first."""
     drop_ahead()
     flush()
+    # req, then what came after it and is not handled yet (a signal)
     pending = os.memfd_create("shardrun-pending")  # no file system needed
-    os.write(pending, json.dumps(req).encode())
+    write_all(pending, json.dumps(req).encode() + b"\n" + bytes(INBOX))
     for fd in (sock.fileno(), pending):
         os.set_inheritable(fd, True)
     argv, old = [], list(sys.orig_argv)
     while old:  # a previous exec's descriptors are gone
         if old[0] in ("--fd", "--pending") and len(old) > 1:
             old = old[2:]
-        elif old[0] == "--namespaced":
+        elif old[0] in ("--namespaced", "--front"):  # said again below
             old.pop(0)
         else:
             argv.append(old.pop(0))
@@ -958,10 +959,10 @@ def drop_ahead():
 def below_us(spare):
     """The pids (as seen here) of our living descendants but those in
     spare (a set) and those below them: everything an attempt started,
-    since we adopt what its processes orphan (a child subreaper). A walk of the children
-    lists, not a look at every process of the machine. /proc is the
-    agent's: the pids it lists are as the agent sees them (NSpid: as seen
-    in each namespace, ours last)."""
+    since we adopt what its processes orphan (a child subreaper). A walk
+    of the children lists, not a look at every process of the machine.
+    /proc is the agent's: the pids it lists are as the agent sees them
+    (NSpid: as seen in each namespace, ours last)."""
     found, todo = [], [int(os.readlink("/proc/self"))]
     while todo:
         pid = todo.pop()
@@ -1244,16 +1245,20 @@ def enter_session(sock, kept, req):
     restart(sock, req, "--configure-in-children")
 
 
-# The front. The process the agent starts parses no configuration: it
-# imports what is preloaded, then forks a server per shape - a copy of
-# itself, single-threaded, nothing parsed yet - and passes each request on
-# to the server of its shape and the replies back. Each server parses its
-# shape's configuration once and serves that shape's files as described
-# above; a suite whose directories have conftests of their own keeps a
-# configuration per directory. The servers take turns: a file goes to a
-# server once every other one has swept what its last file left (it says
-# "idle"), so a slot's files never overlap. At most MAX_SHAPES servers
-# live; a new shape beyond them ends the one used least recently.
+# The front. A server whose file needs another shape execs one: it parses
+# no configuration, imports what is preloaded, then forks a server per
+# shape - a copy of itself, single-threaded, nothing parsed yet - and
+# passes each request on to the server of its shape and the replies back.
+# Each server parses its shape's configuration once and serves that
+# shape's files as described above; a suite whose directories have
+# conftests of their own keeps a configuration per directory. The servers
+# take turns: a file goes to a server once every other one has swept what
+# its last file left (it says "idle"), so a slot's files never overlap. At
+# most MAX_SHAPES servers live; a new shape beyond them ends the one used
+# least recently. Not from the start: a forked server pays a copy-on-write
+# fault for every page it writes while it parses and configures (~14 us a
+# page here; ~130 ms more for a slot's first file), which a suite of one
+# configuration would pay for nothing.
 MAX_SHAPES = 8
 SERVERS = {}  # shape -> Server, the least recently used first
 
@@ -1302,6 +1307,7 @@ def become_server(became):
     for fd in WAKE:
         os.close(fd)
     WAKE = None
+    del INBOX[:]  # the front's
     for other in became.fronts + [s.sock for s in SERVERS.values()]:
         other.close()
     SERVERS.clear()
@@ -1432,13 +1438,17 @@ def sweep_orphans():
         reap_any()
 
 
-def front(agent):
-    """Serve the agent through a server per shape until it closes the
-    connection."""
+def front(agent, pending):
+    """Serve the agent through a server per shape, pending first, until
+    it closes the connection."""
     wake_r = wake_pipe()
-    queue, inbox, active = [], bytearray(), None
-    send(agent, {"ready": True})
+    queue, inbox, active = [{"run": pending}], INBOX, None
     while True:
+        while b"\n" in inbox:
+            end = inbox.index(b"\n")
+            queue.append(json.loads(bytes(inbox[:end])))
+            del inbox[:end + 1]
+        active = pass_on(agent, queue, active)
         socks = {s.sock: s for s in SERVERS.values()}
         ready, _, _ = select.select([agent, wake_r] + list(socks), [], [])
         if wake_r in ready:
@@ -1455,11 +1465,6 @@ def front(agent):
                     server.sock.close()
                 return
             inbox.extend(data)
-            while b"\n" in inbox:
-                end = inbox.index(b"\n")
-                queue.append(json.loads(bytes(inbox[:end])))
-                del inbox[:end + 1]
-        active = pass_on(agent, queue, active)
 
 
 def in_own_pid_namespace():
@@ -1489,7 +1494,7 @@ def main():
     global KEEP, START_ENV, SERVER_SESSION, NAMESPACED
     START_ENV = dict(os.environ)
     path, root, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
-    dirs, modules, fd, pending = [], [], -1, None
+    dirs, modules, fd, pending, as_front = [], [], -1, None, False
     while rest:
         if rest[0] == "-d" and len(rest) > 1:
             dirs.append(rest[1])
@@ -1503,17 +1508,22 @@ def main():
         elif rest[0] == "--namespaced":
             NAMESPACED = True
             rest = rest[1:]
+        elif rest[0] == "--front":
+            as_front = True
+            rest = rest[1:]
         elif rest[0] in ("--fd", "--pending") and len(rest) > 1:
             if rest[0] == "--fd":
                 fd = int(rest[1])
             else:
                 with os.fdopen(int(rest[1]), "rb") as f:
                     f.seek(0)
-                    pending = json.loads(f.read())
+                    line, _, more = f.read().partition(b"\n")
+                pending = json.loads(line)
+                INBOX.extend(more)
             rest = rest[2:]
         else:
             modules.append(rest.pop(0))
-    if fd < 0:  # the front, started by the agent
+    if fd < 0:  # started by the agent
         NAMESPACED = os.environ.get("SHARDRUN_PIDNS") == "1" and \
             os.getppid() == 1 and in_own_pid_namespace()
     prctl(PR_SET_CHILD_SUBREAPER, 1)
@@ -1529,8 +1539,10 @@ def main():
                               "thread"})
         return
     if fd < 0:
+        send(sock, {"ready": True})
+    if as_front:
         try:
-            front(sock)
+            front(sock, pending)
             return
         except BecameServer as e:
             # Served after the except clause: in it, every exception a

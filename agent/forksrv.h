@@ -4,11 +4,11 @@
  * The server (agent/forkserver.py, compiled into the binary) is started
  * through the spawner like any attempt - so it lives in a PID namespace of
  * its own where the machine allows - imports pytest and the suite's shared
- * modules once, then forks a server per pytest configuration, which forks
- * one child per file. It talks to the agent over a Unix socket in the
- * slot's directory with newline-delimited JSON. Where a fork would be
- * unsafe (a thread exists) it says so, and the slot spawns the file
- * plainly instead.
+ * modules once, then forks one child per file (at a file of a second pytest
+ * configuration it becomes a front that forks a server per configuration).
+ * It talks to the agent over a Unix socket in the slot's directory with
+ * newline-delimited JSON. Where a fork would be unsafe (a thread exists) it
+ * says so, and the slot spawns the file plainly instead.
  *
  * Ownership: the slot owns its server; sr_forksrv_stop kills it (through
  * the spawner) and releases everything. One thread.

@@ -243,9 +243,10 @@ class KeptConfig(srtest.TestCase):
             self.assertEqual(r.file(f)["outcome"], want, (f, r))
 
     def test_each_configuration_parsed_once_per_slot(self):
-        # a's and b's files take turns on each slot: each slot keeps both
-        # configurations, in a server each (a slot that kept only one
-        # parsed for every file after its first change: 12 imports).
+        # a's and b's files follow each other on each slot: each slot
+        # keeps both configurations, in a server each once its server
+        # became a front (a slot that kept only one parsed for every file
+        # after its first change: 12 imports).
         files = self.suite(10)
         r = srtest.run(self.ws, ["-n", "2", "--no-history"])
         self.assert_one_result_per_file(r, files)

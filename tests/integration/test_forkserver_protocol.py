@@ -226,7 +226,8 @@ class Server:
                 return msg["status"]
 
     def servers(self):
-        """The pids of the servers the front forked (one per shape)."""
+        """The pids of the servers a front forked (one per shape), once
+        the server has become one."""
         pid = self.proc.pid
         found = []
         for tid in os.listdir("/proc/%d/task" % pid):
@@ -235,8 +236,8 @@ class Server:
         return found
 
     def close(self):
-        self.argv = []  # the servers', after their execs
-        for pid in self.servers():
+        self.argv = []  # the server's and those it forked, after execs
+        for pid in [self.proc.pid] + self.servers():
             with open("/proc/%d/cmdline" % pid) as f:
                 self.argv.append(f.read().split("\0")[:-1])
         self.sock.close()
@@ -412,10 +413,11 @@ class ForkServerProtocol(unittest.TestCase):
             self.assertEqual(argv[0].count(flag), 1, argv)
 
     def test_configurations_taking_turns_are_each_parsed_once(self):
-        # a's and b's files alternate: each configuration is parsed once,
-        # by a server of its own, and kept for all its files (a server
-        # that keeps one configuration only would parse for every file
-        # after the first change).
+        # a's and b's files alternate: the first change makes the server
+        # a front, and each configuration is then parsed once, by a server
+        # of its own, and kept for all its files (a server that keeps one
+        # configuration only would parse for every file after the first
+        # change). a's was parsed by the server before it became a front.
         imports = self.more_env["SR_IMPORTS"] = os.path.join(self.tmp, "i")
         server = self.started()
         try:
@@ -427,7 +429,7 @@ class ForkServerProtocol(unittest.TestCase):
         finally:
             server.close()
         with open(imports) as f:
-            self.assertEqual(len(f.read().split()), 2)
+            self.assertEqual(len(f.read().split()), 3)
 
     def test_a_file_waits_until_the_last_child_is_gone(self):
         # A child says its status before its exit is done (freeing 512 MiB
@@ -459,14 +461,24 @@ class ForkServerProtocol(unittest.TestCase):
         finally:
             server.close()
 
+    def became_front(self, server):
+        """Make the server a front: a file of a's configuration, then one
+        of another's, whose server is then the only one."""
+        req = self.request(["tests/a/test_a.py"],
+                           os.path.join(self.tmp, "a.log"), 0)
+        self.assertEqual(server.run(req), 0)
+        req = self.request(["tests/e/test_e.py"],
+                           os.path.join(self.tmp, "e.log"), 0)
+        self.assertEqual(server.run(req), 0)
+        self.assertEqual(len(server.servers()), 1)
+        return req
+
     def test_a_server_that_dies_between_files(self):
         # The front goes on: the child the server forked ahead dies with
         # it, and the next file of its configuration gets a new server.
         server = self.started()
         try:
-            req = self.request(["tests/e/test_e.py"],
-                               os.path.join(self.tmp, "e.log"), 0)
-            self.assertEqual(server.run(req), 0)
+            req = self.became_front(server)
             while not any("ahead" in m for _, m in server.seen):
                 server.recv()
             ahead = [m["ahead"] for _, m in server.seen if "ahead" in m][-1]
@@ -485,8 +497,9 @@ class ForkServerProtocol(unittest.TestCase):
             server.close()
 
     def test_the_least_recently_used_configuration_makes_room(self):
-        # Ten directories, each its own configuration: the servers of the
-        # two used least recently end, and a's is parsed again.
+        # Ten directories, each its own configuration (a's parsed by the
+        # server before it became a front): the servers of the three used
+        # least recently end, and h's is parsed again.
         for d in "hijklmnopq":
             os.makedirs(os.path.join(self.ws, "tests", d))
             for name, text in (("conftest.py", "X = 1\n"),
@@ -496,7 +509,7 @@ class ForkServerProtocol(unittest.TestCase):
         imports = self.more_env["SR_IMPORTS"] = os.path.join(self.tmp, "i")
         server = self.started()
         try:
-            dirs = ["a"] + list("hijklmnopq") + ["a"]
+            dirs = ["a"] + list("hijklmnopq") + ["h"]
             for n, d in enumerate(dirs):
                 f = "tests/%s/test_%s.py" % (d, "a" if d == "a" else "x")
                 req = self.request([f], os.path.join(self.tmp, "t.log"), n)
@@ -515,6 +528,7 @@ class ForkServerProtocol(unittest.TestCase):
         # reports the attempt as it would any crash of it.
         server = self.started()
         try:
+            self.became_front(server)
             req = self.request(["tests/e/test_sleep.py"],
                                os.path.join(self.tmp, "s.log"), 0)
             server.sock.sendall((json.dumps({"run": req}) + "\n").encode())
@@ -543,7 +557,7 @@ class ForkServerProtocol(unittest.TestCase):
             while not any("ahead" in m for _, m in server.seen[-2:]):
                 server.recv()  # the child forked for a third file
             ahead = [m["ahead"] for _, m in server.seen if "ahead" in m][-1]
-            (pid,) = server.servers()
+            pid = server.proc.pid
             noted = [os.stat("/proc/%d/fd/%s" % (pid, fd))
                      for fd in os.listdir("/proc/%d/fd" % pid)
                      if "shardrun-touched" in os.readlink(
