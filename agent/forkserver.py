@@ -1494,23 +1494,14 @@ def main():
     global KEEP, START_ENV, SERVER_SESSION, NAMESPACED
     START_ENV = dict(os.environ)
     path, root, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
-    dirs, modules, fd, pending, as_front = [], [], -1, None, False
+    dirs, modules, fd, pending, flags = [], [], -1, None, set()
     while rest:
         if rest[0] == "-d" and len(rest) > 1:
             dirs.append(rest[1])
             rest = rest[2:]
-        elif rest[0] == "--no-keep":
-            KEEP = False
-            rest = rest[1:]
-        elif rest[0] == "--configure-in-children":
-            SERVER_SESSION = False
-            rest = rest[1:]
-        elif rest[0] == "--namespaced":
-            NAMESPACED = True
-            rest = rest[1:]
-        elif rest[0] == "--front":
-            as_front = True
-            rest = rest[1:]
+        elif rest[0] in ("--no-keep", "--configure-in-children",
+                         "--namespaced", "--front"):
+            flags.add(rest.pop(0))
         elif rest[0] in ("--fd", "--pending") and len(rest) > 1:
             if rest[0] == "--fd":
                 fd = int(rest[1])
@@ -1523,6 +1514,9 @@ def main():
             rest = rest[2:]
         else:
             modules.append(rest.pop(0))
+    KEEP = "--no-keep" not in flags
+    SERVER_SESSION = "--configure-in-children" not in flags
+    NAMESPACED = "--namespaced" in flags
     if fd < 0:  # started by the agent
         NAMESPACED = os.environ.get("SHARDRUN_PIDNS") == "1" and \
             os.getppid() == 1 and in_own_pid_namespace()
@@ -1540,7 +1534,7 @@ def main():
         return
     if fd < 0:
         send(sock, {"ready": True})
-    if as_front:
+    if "--front" in flags:
         try:
             front(sock, pending)
             return
