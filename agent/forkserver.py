@@ -61,10 +61,11 @@
 # itself and the agent ignores. A front passes the agent's messages on to
 # a server over a socket pair and the server's back.
 # argv[2]: the workspace root; then "-d DIR" (put on sys.path) and the
-# modules to preload; after an exec also "--no-keep" (or
-# "--configure-in-children": no session of the server's own; or
-# "--front"), "--namespaced", "--fd N" (the connection) and "--pending N"
-# (a file holding the request to serve, then what came after it).
+# modules to preload; after an exec also one or more of "--no-keep",
+# "--configure-in-children" (no session of the server's own), "--front",
+# "--served" (a front's server), "--namespaced"; "--fd N" (the
+# connection) and "--pending N" (a file holding the request to serve,
+# then what came after it).
 import json
 import os
 import select
@@ -143,6 +144,7 @@ CONFIG_OUT = -1
 TOUCHED = -1  # a memfd: the pages a child of the session wrote (warm_up)
 CONFIG_COPIES = []  # descriptors configuring made of CONFIG_OUT (restore)
 NAMESPACED = False  # in a PID namespace of our own (see signal_all)
+SERVED = False  # a server of a front (or what one exec'd)
 
 
 class BecameChild(BaseException):
@@ -310,22 +312,26 @@ def prepared(sock, req):
     if KEPT is None:
         kept = parse_config(req)
         if kept is None or threads() > 1:
-            restart(sock, req)
+            restart(sock, req, "--no-keep" if SERVED else "--front")
         BY_DIRECTORY = reads_file_arguments(kept.config)
         if BY_DIRECTORY:  # the front's shapes take the directory in too
             send(sock, {"by_directory": True})
         key = shape(req)
         KEPT = (key, kept)
-    if KEPT[0] != key:
-        restart(sock, req, "--front")
+    if KEPT[0] != key:  # under a front: the files changed meanwhile
+        restart(sock, req, "--no-keep" if SERVED else "--front")
     return KEPT[1]
 
 
-def restart(sock, req, mode="--no-keep"):
-    """exec a fresh server that keeps nothing (or, with mode
-    "--configure-in-children", starts no session of its own; with
-    "--front", a front); it serves req first."""
-    drop_ahead()
+def restart(sock, req, mode):
+    """exec a fresh server that keeps nothing (mode "--no-keep"), or one
+    that starts no session of its own ("--configure-in-children"), or a
+    front ("--front": where the first configuration could not be kept,
+    the others may be); it serves req first. Only the process the agent
+    started becomes a front: a server of a front gives up keeping."""
+    if AHEAD is not None:
+        drop_ahead()
+        send(sock, {"ahead": 0})  # the agent forgets its pid
     flush()
     # req, then what came after it and is not handled yet (a signal)
     pending = os.memfd_create("shardrun-pending")  # no file system needed
@@ -336,11 +342,13 @@ def restart(sock, req, mode="--no-keep"):
     while old:  # a previous exec's descriptors are gone
         if old[0] in ("--fd", "--pending") and len(old) > 1:
             old = old[2:]
-        elif old[0] in ("--namespaced", "--front"):  # said again below
+        elif old[0] in ("--namespaced", "--front", "--served"):  # below
             old.pop(0)
         else:
             argv.append(old.pop(0))
-    argv += [mode] + (["--namespaced"] if NAMESPACED else []) + \
+    argv += ([mode] if mode not in argv else []) + \
+        (["--namespaced"] if NAMESPACED else []) + \
+        (["--served"] if SERVED else []) + \
         ["--fd", str(sock.fileno()), "--pending", str(pending)]
     os.execve(sys.executable, argv, START_ENV)
 
@@ -1123,9 +1131,9 @@ def drain(fd):
 
 
 def serve(sock, pending):
-    """Serve the front until it closes the connection. Once a run's
-    status is sent and what its child left is swept, says so ("idle"):
-    only then may the front hand another server a file."""
+    """Serve the agent (or the front) until it closes the connection.
+    Once a run's status is sent and what its child left is swept, says so
+    ("idle"): only then may a front hand another server a file."""
     global BUSY
     wake_r = wake_pipe()
     pid = 0
@@ -1302,7 +1310,8 @@ def become_server(became):
     """A server's start: nothing of the front's but its connection to us
     and what it preloaded; dies with the front. False when the front is
     gone already."""
-    global WAKE
+    global WAKE, SERVED
+    SERVED = True
     signal.set_wakeup_fd(-1)
     for fd in WAKE:
         os.close(fd)
@@ -1491,7 +1500,7 @@ def in_own_pid_namespace():
 
 
 def main():
-    global KEEP, START_ENV, SERVER_SESSION, NAMESPACED
+    global KEEP, START_ENV, SERVER_SESSION, NAMESPACED, SERVED
     START_ENV = dict(os.environ)
     path, root, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
     dirs, modules, fd, pending, flags = [], [], -1, None, set()
@@ -1500,7 +1509,7 @@ def main():
             dirs.append(rest[1])
             rest = rest[2:]
         elif rest[0] in ("--no-keep", "--configure-in-children",
-                         "--namespaced", "--front"):
+                         "--namespaced", "--front", "--served"):
             flags.add(rest.pop(0))
         elif rest[0] in ("--fd", "--pending") and len(rest) > 1:
             if rest[0] == "--fd":
@@ -1517,6 +1526,7 @@ def main():
     KEEP = "--no-keep" not in flags
     SERVER_SESSION = "--configure-in-children" not in flags
     NAMESPACED = "--namespaced" in flags
+    SERVED = "--served" in flags
     if fd < 0:  # started by the agent
         NAMESPACED = os.environ.get("SHARDRUN_PIDNS") == "1" and \
             os.getppid() == 1 and in_own_pid_namespace()

@@ -246,11 +246,11 @@ class KeptConfig(srtest.TestCase):
         # a's and b's files follow each other on each slot: each slot
         # keeps both configurations, in a server each once its server
         # became a front (a slot that kept only one parsed for every file
-        # after its first change: 12 imports).
+        # after its first change: 12 imports; here at most 3 a slot).
         files = self.suite(10)
         r = srtest.run(self.ws, ["-n", "2", "--no-history"])
         self.assert_one_result_per_file(r, files)
-        self.assertLess(self.imports(), 7)
+        self.assertLess(self.imports(), 9)
 
     def test_configuration_parsed_once_per_slot(self):
         self.ws.write("conftest.py", ROOT_CONFTEST)

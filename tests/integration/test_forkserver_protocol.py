@@ -326,6 +326,8 @@ class ForkServerProtocol(unittest.TestCase):
                                      (files, line, out))
         finally:
             server.close()
+        for argv in server.argv:  # an exec'd server is no front
+            self.assertFalse("--front" in argv and "--no-keep" in argv, argv)
         return codes
 
     def test_each_file_as_a_plain_pytest_run_would_end(self):
@@ -398,19 +400,20 @@ class ForkServerProtocol(unittest.TestCase):
         # in the server's session: the server gives that session up and
         # execs one whose children configure for themselves; parsing
         # again there imports g's conftest a second time, which starts a
-        # thread, so that one execs a server that keeps none. Each exec
-        # drops the previous one's descriptors.
+        # thread, so that one execs a front, whose server for g keeps the
+        # configuration (a third import: no thread). Each exec drops the
+        # previous one's descriptors.
         self.extra = ["-p", "sr_thread_at_start"]
         self.more_env["SR_MARK"] = os.path.join(self.tmp, "mark")
         self.more_env["SHARDRUN_CONFIGURE_ONCE"] = "sr_thread_at_start"
         codes = self.serve([["tests/g/test_pid.py"]] * 3 +
                            [["tests/f/test_pid.py"]])
         self.assertEqual(codes, [0, 0, 0, 0])
-        argv = [a for a in self.server.argv if "--no-keep" in a]
-        self.assertEqual(len(argv), 1, self.server.argv)
-        for flag in ("--configure-in-children", "--no-keep", "--fd",
+        argv = self.server.argv[0]  # the process the agent started
+        for flag in ("--configure-in-children", "--front", "--fd",
                      "--pending"):
-            self.assertEqual(argv[0].count(flag), 1, argv)
+            self.assertEqual(argv.count(flag), 1, argv)
+        self.assertNotIn("--no-keep", argv)
 
     def test_configurations_taking_turns_are_each_parsed_once(self):
         # a's and b's files alternate: the first change makes the server
@@ -430,6 +433,26 @@ class ForkServerProtocol(unittest.TestCase):
             server.close()
         with open(imports) as f:
             self.assertEqual(len(f.read().split()), 3)
+
+    def test_a_first_configuration_that_cannot_be_kept(self):
+        # c's conftest skips its directory when imported: its parse fails,
+        # so the server becomes a front; c's server keeps nothing, and a's
+        # configuration is still parsed once and kept (a server that gave
+        # keeping up for the slot would import the root conftest in each
+        # of a's files too).
+        imports = self.more_env["SR_IMPORTS"] = os.path.join(self.tmp, "i")
+        server = self.started()
+        try:
+            for n, f in enumerate(["tests/c/test_c.py"] +
+                                  ["tests/a/test_a.py"] * 4):
+                req = self.request([f], os.path.join(self.tmp, "k.log"), n)
+                status = server.run(req)
+                self.assertTrue(status == 0 or "/c/" in f, (f, status))
+            self.assertEqual(len(server.servers()), 2)
+        finally:
+            server.close()
+        with open(imports) as f:  # c's: failed twice, its child; a's
+            self.assertEqual(len(f.read().split()), 4)
 
     def test_a_file_waits_until_the_last_child_is_gone(self):
         # A child says its status before its exit is done (freeing 512 MiB
@@ -469,6 +492,7 @@ class ForkServerProtocol(unittest.TestCase):
         self.assertEqual(server.run(req), 0)
         req = self.request(["tests/e/test_e.py"],
                            os.path.join(self.tmp, "e.log"), 0)
+        self.mark = len(server.seen)  # what came from the front
         self.assertEqual(server.run(req), 0)
         self.assertEqual(len(server.servers()), 1)
         return req
@@ -479,9 +503,10 @@ class ForkServerProtocol(unittest.TestCase):
         server = self.started()
         try:
             req = self.became_front(server)
-            while not any("ahead" in m for _, m in server.seen):
+            while not any(m.get("ahead") for _, m in server.seen[self.mark:]):
                 server.recv()
-            ahead = [m["ahead"] for _, m in server.seen if "ahead" in m][-1]
+            ahead = [m["ahead"] for _, m in server.seen[self.mark:]
+                     if m.get("ahead")][-1]
             (first,) = server.servers()
             os.kill(first, signal.SIGKILL)
             deadline = time.monotonic() + 10
