@@ -56,10 +56,10 @@
 #   before it took the file, which then got a child of its own. {"ahead"}
 #   may come after a run's {"status"}: the next child is forked once the
 #   running one has collected its file, or after it ended before that.)
-# A server also says {"idle": true} (its last run's leftovers are swept)
-# and {"by_directory": true} (see BY_DIRECTORY), which a front keeps for
-# itself and the agent ignores. A front passes the agent's messages on to
-# a server over a socket pair and the server's back.
+# A front's server also says {"idle": true} (its last run's leftovers are
+# swept) and {"by_directory": true} (see BY_DIRECTORY), which the front
+# keeps for itself. A front passes the agent's messages on to a server
+# over a socket pair and the server's back.
 # argv[2]: the workspace root; then "-d DIR" (put on sys.path) and the
 # modules to preload; after an exec also one or more of "--no-keep",
 # "--configure-in-children" (no session of the server's own), "--front",
@@ -314,7 +314,7 @@ def prepared(sock, req):
         if kept is None or threads() > 1:
             restart(sock, req, "--no-keep" if SERVED else "--front")
         BY_DIRECTORY = reads_file_arguments(kept.config)
-        if BY_DIRECTORY:  # the front's shapes take the directory in too
+        if BY_DIRECTORY and SERVED:  # the front's shapes take it in too
             send(sock, {"by_directory": True})
         key = shape(req)
         KEPT = (key, kept)
@@ -1156,7 +1156,8 @@ def serve(sock, pending):
                     unheard()
         if BUSY and not pid:
             swept_again()
-            send(sock, {"idle": True})
+            if SERVED:  # the agent has no use for it
+                send(sock, {"idle": True})
             BUSY = False
         watch = [sock, wake_r] + ([HANDING[0].ready] if HANDING else []) \
             + ([COLLECTING] if COLLECTING is not None else [])
