@@ -1177,14 +1177,22 @@ def serve(sock, pending):
         pid = handle_inbox(sock, pid)
 
 
+def lines(buf):
+    """Take each whole line (with its newline) out of buf, a bytearray,
+    before it is handled: handling one may start another loop over the
+    same buf, which goes on with the rest."""
+    while b"\n" in buf:
+        end = buf.index(b"\n")
+        line = bytes(buf[:end + 1])
+        del buf[:end + 1]
+        yield line
+
+
 def handle_inbox(sock, pid):
     """Handle each whole line that came; returns the running child's pid.
-    A line is taken out before it is handled: handling it may enter the
-    server's session, whose loop goes on with the rest."""
-    while b"\n" in INBOX:
-        end = INBOX.index(b"\n")
-        line = bytes(INBOX[:end])
-        del INBOX[:end + 1]
+    (Handling one may enter the server's session, whose loop goes on with
+    the rest.)"""
+    for line in lines(INBOX):
         pid = handle(sock, json.loads(line), pid)
     return pid
 
@@ -1333,10 +1341,10 @@ def rekey():
     servers = list(SERVERS.values())
     SERVERS.clear()
     for server in servers:
-        old = SERVERS.pop(shape(server.req), None)
-        if old is not None:  # the files changed meanwhile: one is enough
-            old.sock.close()
-        SERVERS[shape(server.req)] = server
+        key = shape(server.req)
+        if key in SERVERS:  # the files changed meanwhile: one is enough
+            SERVERS.pop(key).sock.close()
+        SERVERS[key] = server
 
 
 def heard_from(agent, server):
@@ -1350,10 +1358,7 @@ def heard_from(agent, server):
     if not data:
         return False
     server.inbox.extend(data)
-    while b"\n" in server.inbox:
-        end = server.inbox.index(b"\n")
-        line = bytes(server.inbox[:end + 1])
-        del server.inbox[:end + 1]
+    for line in lines(server.inbox):
         msg = json.loads(line)
         if "idle" in msg:
             server.owed -= 1
@@ -1454,10 +1459,7 @@ def front(agent, pending):
     wake_r = wake_pipe()
     queue, inbox, active = [{"run": pending}], INBOX, None
     while True:
-        while b"\n" in inbox:
-            end = inbox.index(b"\n")
-            queue.append(json.loads(bytes(inbox[:end])))
-            del inbox[:end + 1]
+        queue += [json.loads(line) for line in lines(inbox)]
         active = pass_on(agent, queue, active)
         socks = {s.sock: s for s in SERVERS.values()}
         ready, _, _ = select.select([agent, wake_r] + list(socks), [], [])
