@@ -1272,10 +1272,11 @@ def enter_session(sock, kept, req):
 # take turns: a file goes to a server once every other one has swept what
 # its last file left (it says "idle"), so a slot's files never overlap. At
 # most MAX_SHAPES servers live; a new shape beyond them ends the one used
-# least recently. Not from the start: a forked server pays a copy-on-write
-# fault for every page it writes while it parses and configures (~14 us a
-# page here; ~130 ms more for a slot's first file), which a suite of one
-# configuration would pay for nothing.
+# least recently. From the start (--front) only where the coordinator
+# counted several configurations among the run's files: a forked server
+# pays a copy-on-write fault for every page it writes while it parses and
+# configures (~14 us a page here; ~130 ms more for a slot's first file),
+# which a suite of one configuration would pay for nothing.
 MAX_SHAPES = 8
 SERVERS = {}  # shape -> Server, the least recently used first
 
@@ -1457,7 +1458,8 @@ def front(agent, pending):
     """Serve the agent through a server per shape, pending first, until
     it closes the connection."""
     wake_r = wake_pipe()
-    queue, inbox, active = [{"run": pending}], INBOX, None
+    queue = [{"run": pending}] if pending is not None else []
+    inbox, active = INBOX, None
     while True:
         queue += [json.loads(line) for line in lines(inbox)]
         active = pass_on(agent, queue, active)

@@ -53,6 +53,8 @@ server_argv(const struct sr_forksrv *fs, const struct sr_fs_start *st,
 	    (rv = sr_strv_push(argv, fs->sock_path)) != 0 ||
 	    (rv = sr_strv_push(argv, st->workspace)) != 0)
 		return (rv);
+	if (st->front && (rv = sr_strv_push(argv, "--front")) != 0)
+		return (rv);
 	for (size_t i = 0; i < st->dirs->n; i++)
 		if ((rv = sr_strv_push(argv, "-d")) != 0 ||
 		    (rv = sr_strv_push(argv, st->dirs->v[i])) != 0)

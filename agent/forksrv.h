@@ -5,7 +5,9 @@
  * through the spawner like any attempt - so it lives in a PID namespace of
  * its own where the machine allows - imports pytest and the suite's shared
  * modules once, then forks one child per file (at a file of a second pytest
- * configuration it becomes a front that forks a server per configuration).
+ * configuration it becomes a front that forks a server per configuration;
+ * started with st->front, where the coordinator counted several, it is
+ * one from the start).
  * It talks to the agent over a Unix socket in the slot's directory with
  * newline-delimited JSON. Where a fork would be unsafe (a thread exists) it
  * says so, and the slot spawns the file plainly instead.
@@ -69,6 +71,7 @@ struct sr_fs_start {
 	const struct sr_strv *dirs; /* relative to the workspace */
 	const struct sr_strv *env;
 	bool pidns;
+	bool front; /* a server per pytest configuration from the start */
 };
 
 int sr_forksrv_start(struct sr_forksrv *fs, const struct sr_fs_start *st);

@@ -123,6 +123,7 @@ take_run_settings(struct agent *a, struct session *s,
 	int rv = 0;
 
 	s->run.forkserver = w->forkserver && a->cfg->forkserver;
+	s->run.front = w->configurations > 1;
 	for (size_t i = 0; i < w->n_preload && i < 64 && rv == 0; i++)
 		rv = module_name_ok(w->preload[i])
 		         ? sr_strv_push(&s->run.preload, w->preload[i])

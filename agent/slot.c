@@ -304,6 +304,7 @@ fs_start(struct sr_slot *s, const struct sr_slot_env *e)
 	st.workspace = e->cfg->workspace;
 	st.preload = &s->run->preload;
 	st.dirs = &s->run->dirs;
+	st.front = s->run->front;
 	st.env = &env;
 	st.pidns = sr_spawner_pidns(e->cfg->spawner);
 	s->fs_run = s->run;

@@ -56,6 +56,8 @@ struct sr_slot_run {
 	bool forkserver;        /* run files through a preloading fork server */
 	struct sr_strv preload; /* modules it imports once */
 	struct sr_strv dirs;    /* directories put on its sys.path */
+	bool front; /* the files span several pytest configurations: the
+	               fork server keeps one per configuration from the start */
 };
 
 /* An assignment waiting for its slot (the coordinator prefetches short

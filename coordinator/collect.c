@@ -553,3 +553,69 @@ sr_collect_generic(const char *root, const struct sr_strv *paths,
 	sr_strv_free(&args);
 	return (rv);
 }
+
+/*
+ * The files pytest's configuration depends on in a directory: a fork
+ * server parses files alike when the same ones lie along their
+ * directories (agent/forkserver.py, SETUP_FILES).
+ */
+static const char *const setup_files[] = {
+    "conftest.py", "pytest.ini", ".pytest.ini", "pyproject.toml",
+    "tox.ini",     "setup.cfg",  "setup.py",    NULL};
+
+static bool
+has_setup_file(const char *root, const char *dir)
+{
+	char p[PATH_MAX];
+	struct stat sb;
+
+	for (size_t i = 0; setup_files[i] != NULL; i++) {
+		int n = snprintf(p, sizeof(p), "%s/%s%s%s", root, dir,
+		                 dir[0] ? "/" : "", setup_files[i]);
+
+		if (n > 0 && (size_t) n < sizeof(p) && stat(p, &sb) == 0 &&
+		    S_ISREG(sb.st_mode))
+			return (true);
+	}
+	return (false);
+}
+
+/* The nearest directory from dir up to the root ("") that holds a setup
+ * file, the root if none does: directories with the same one have the
+ * same setup files along them. dir is cut down to it in place. */
+static void
+nearest_setup(const char *root, char *dir)
+{
+	while (dir[0] != '\0' && !has_setup_file(root, dir)) {
+		char *slash = strrchr(dir, '/');
+
+		*(slash != NULL ? slash : dir) = '\0';
+	}
+}
+
+unsigned
+sr_collect_configurations(const char *root, const struct sr_suite *s)
+{
+	char dir[PATH_MAX], prev[PATH_MAX] = "";
+	struct sr_strv seen;
+	unsigned n;
+
+	sr_strv_init(&seen);
+	for (size_t i = 0; i < s->n && seen.n < SR_CONFIGURATIONS_MAX; i++) {
+		const char *p = s->files[i].path;
+		const char *slash = strrchr(p, '/');
+
+		snprintf(dir, sizeof(dir), "%.*s",
+		         slash != NULL ? (int) (slash - p) : 0, p);
+		if (i > 0 && strcmp(dir, prev) == 0)
+			continue; /* sorted: a directory's files are together */
+		memcpy(prev, dir, sizeof(prev));
+		nearest_setup(root, dir);
+		if (!sr_strv_contains(&seen, dir) &&
+		    sr_strv_push(&seen, dir) != 0)
+			break;
+	}
+	n = (unsigned) seen.n;
+	sr_strv_free(&seen);
+	return (n);
+}

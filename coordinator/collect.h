@@ -68,6 +68,15 @@ int sr_collect(const struct sr_collect_opts *o, const struct sr_strv *paths,
 int sr_collect_generic(const char *root, const struct sr_strv *paths,
                        struct sr_suite *out);
 
+/*
+ * How many pytest configurations the suite's files span: files whose
+ * directories have the same conftest.py and ini files along them (up to
+ * root) are parsed alike, and a slot's fork server keeps one parsed
+ * configuration per such set. Counted up to SR_CONFIGURATIONS_MAX.
+ */
+#define SR_CONFIGURATIONS_MAX 64
+unsigned sr_collect_configurations(const char *root, const struct sr_suite *s);
+
 void sr_imports_init(struct sr_imports *im);
 void sr_imports_free(struct sr_imports *im);
 /* Modules imported by at least `share` of the files (and two of them),

@@ -64,6 +64,7 @@ struct sr_coord_cfg {
 	const char *python;
 	const struct sr_strv *preload;
 	const struct sr_strv *preload_dirs;
+	unsigned configurations; /* pytest configurations the files span */
 	const struct sr_history *history; /* per-test times for splitting */
 };
 

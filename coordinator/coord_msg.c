@@ -76,6 +76,7 @@ send_welcome(struct coord *c, struct arec *a)
 		w.preload_dirs = c->cfg->preload_dirs->v;
 		w.n_preload_dirs = c->cfg->preload_dirs->n;
 	}
+	w.configurations = c->cfg->configurations;
 	e.body_case = SHARDRUN__ENVELOPE__BODY_WELCOME;
 	e.welcome = &w;
 	(void) sr_co_send(c, a, &e);

@@ -136,6 +136,9 @@ collect(struct sr_setup *st)
 		rv = sr_collect(&co, &st->opts.paths, &st->suite);
 	if (rv == 0)
 		rv = preload_list(st, &im);
+	if (rv == 0)
+		st->configurations =
+		    sr_collect_configurations(st->workspace, &st->suite);
 	sr_imports_free(&im);
 	sr_collect_opts_free(&co);
 	return (rv);
@@ -375,6 +378,7 @@ sr_setup_coord_cfg(struct sr_setup *st, struct sr_coord_cfg *cc,
 	cc->python = st->profile.python;
 	cc->preload = &st->preload;
 	cc->preload_dirs = &st->preload_dirs;
+	cc->configurations = st->configurations;
 }
 
 bool

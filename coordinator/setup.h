@@ -36,6 +36,7 @@ struct sr_setup {
 	char commit[41];             /* remote runs: the fingerprint */
 	struct sr_strv preload;      /* fork server: modules to import */
 	struct sr_strv preload_dirs; /* ... and directories for sys.path */
+	unsigned configurations;     /* pytest configurations (collect.h) */
 	uint8_t (*hashes)[32];
 	struct sr_spawner *spawner;
 };

@@ -252,6 +252,26 @@ class KeptConfig(srtest.TestCase):
         self.assert_one_result_per_file(r, files)
         self.assertLess(self.imports(), 9)
 
+    def test_a_front_from_the_start_where_files_span_configurations(self):
+        # One slot, a's and b's files in turns (by their history). The
+        # coordinator counts two configurations, so the slot's fork server
+        # is a front from its start: a and b parsed once each. A server
+        # that becomes a front at its first b file has parsed a already,
+        # and parses it again in the front's server for a (3 imports).
+        files = self.suite(2)
+        order = ["tests/a/test_00.py", "tests/b/test_00.py",
+                 "tests/a/test_01.py", "tests/b/test_01.py"]
+        hist = {"version": 1, "files": {
+            f: {"duration_s": 0.5 - 0.1 * i, "runs": 1}
+            for i, f in enumerate(order)}}
+        self.ws.write(".shardrun/durations.json", json.dumps(hist))
+        r = srtest.run(self.ws, ["-n", "1", "--no-history"])
+        self.assertEqual(r.code, 1, r)  # tests/b/test_01.py fails
+        self.assert_one_result_per_file(r, files)
+        starts = sorted(order, key=lambda f: r.file(f)["start_s"])
+        self.assertEqual(starts, order)
+        self.assertEqual(self.imports(), 2)
+
     def test_configuration_parsed_once_per_slot(self):
         self.ws.write("conftest.py", ROOT_CONFTEST)
         self.ws.write("tests/a/conftest.py", DIR_CONFTEST.format(

@@ -740,6 +740,42 @@ test_exact_errors(void **state)
 	assert_int_equal(s.n, 0);
 }
 
+/* Files are parsed alike where the same setup files lie along their
+ * directories: a directory without any of its own shares its parent's
+ * configuration, one with a conftest.py or an ini file has its own. */
+static void
+test_configurations(void **state)
+{
+	const char *r = *state;
+	struct sr_suite s;
+
+	put(r, "pytest.ini", "[pytest]\n");
+	put(r, "test_top.py", T);
+	put(r, "tests/plain/test_a.py", T);
+	put(r, "tests/plain/deeper/test_b.py", T);
+	assert_int_equal(collect(r, NULL, false, &s), 0);
+	assert_int_equal(s.n, 3);
+	assert_int_equal(sr_collect_configurations(r, &s), 1);
+	sr_suite_free(&s);
+
+	put(r, "tests/own/conftest.py", "X = 1\n");
+	put(r, "tests/own/test_c.py", T);
+	put(r, "tests/own/sub/test_d.py", T); /* under own's conftest too */
+	put(r, "tests/ini/tox.ini", "[pytest]\n");
+	put(r, "tests/ini/test_e.py", T);
+	assert_int_equal(collect(r, NULL, false, &s), 0);
+	assert_int_equal(s.n, 6);
+	assert_int_equal(sr_collect_configurations(r, &s), 3);
+	sr_suite_free(&s);
+
+	/* A directory named like a setup file is not one. */
+	rm(r, "tests/ini/tox.ini");
+	put(r, "tests/ini/setup.py/README", "a directory\n");
+	assert_int_equal(collect(r, NULL, false, &s), 0);
+	assert_int_equal(sr_collect_configurations(r, &s), 2);
+	sr_suite_free(&s);
+}
+
 #define ROOT_TEST(f)                                                           \
 	cmocka_unit_test_setup_teardown(f, setup_root, teardown_root)
 
@@ -773,6 +809,7 @@ main(void)
 	    ROOT_TEST(test_generic),
 	    ROOT_TEST(test_exact),
 	    ROOT_TEST(test_exact_errors),
+	    ROOT_TEST(test_configurations),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
