@@ -593,27 +593,41 @@ nearest_setup(const char *root, char *dir)
 	}
 }
 
+/* The number of dir among seen (1, 2, ...), added if new; 0 once seen is
+ * full. */
+static uint8_t
+configuration_number(struct sr_strv *seen, const char *dir)
+{
+	for (size_t i = 0; i < seen->n; i++)
+		if (strcmp(seen->v[i], dir) == 0)
+			return ((uint8_t) (i + 1));
+	if (seen->n >= SR_CONFIGURATIONS_MAX || sr_strv_push(seen, dir) != 0)
+		return (0);
+	return ((uint8_t) seen->n);
+}
+
 unsigned
-sr_collect_configurations(const char *root, const struct sr_suite *s)
+sr_collect_configurations(const char *root, struct sr_suite *s)
 {
 	char dir[PATH_MAX], prev[PATH_MAX] = "";
 	struct sr_strv seen;
+	uint8_t number = 0;
 	unsigned n;
 
 	sr_strv_init(&seen);
-	for (size_t i = 0; i < s->n && seen.n < SR_CONFIGURATIONS_MAX; i++) {
+	for (size_t i = 0; i < s->n; i++) {
 		const char *p = s->files[i].path;
 		const char *slash = strrchr(p, '/');
 
 		snprintf(dir, sizeof(dir), "%.*s",
 		         slash != NULL ? (int) (slash - p) : 0, p);
-		if (i > 0 && strcmp(dir, prev) == 0)
-			continue; /* sorted: a directory's files are together */
-		memcpy(prev, dir, sizeof(prev));
-		nearest_setup(root, dir);
-		if (!sr_strv_contains(&seen, dir) &&
-		    sr_strv_push(&seen, dir) != 0)
-			break;
+		if (i == 0 || strcmp(dir, prev) != 0) {
+			/* sorted: a directory's files come together */
+			memcpy(prev, dir, sizeof(prev));
+			nearest_setup(root, dir);
+			number = configuration_number(&seen, dir);
+		}
+		s->files[i].config = number;
 	}
 	n = (unsigned) seen.n;
 	sr_strv_free(&seen);

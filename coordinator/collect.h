@@ -72,10 +72,11 @@ int sr_collect_generic(const char *root, const struct sr_strv *paths,
  * How many pytest configurations the suite's files span: files whose
  * directories have the same conftest.py and ini files along them (up to
  * root) are parsed alike, and a slot's fork server keeps one parsed
- * configuration per such set. Counted up to SR_CONFIGURATIONS_MAX.
+ * configuration per such set. Numbers them too: each file's config is its
+ * configuration's (1, 2, ...), 0 past the first SR_CONFIGURATIONS_MAX.
  */
-#define SR_CONFIGURATIONS_MAX 64
-unsigned sr_collect_configurations(const char *root, const struct sr_suite *s);
+#define SR_CONFIGURATIONS_MAX 255
+unsigned sr_collect_configurations(const char *root, struct sr_suite *s);
 
 void sr_imports_init(struct sr_imports *im);
 void sr_imports_free(struct sr_imports *im);

@@ -150,6 +150,7 @@ arec_free(struct coord *c, struct arec *a)
 	free(a->running);
 	free(a->depth);
 	free(a->last);
+	free(a->held);
 	free(a->out_units);
 	free(a->acks);
 	free(a->cancels);

@@ -18,6 +18,20 @@
 #define LOST_ASSIGNMENT_S 3.0
 #define LINGER_S          0.25 /* at most, for agents to hang up at the end */
 
+/*
+ * Affinity, where the run's files span several pytest configurations: a
+ * slot's fork server keeps a server per configuration, the HELD used last
+ * (agent/forkserver.py: MAX_SHAPES), and a file of another one pays a parse
+ * of its configuration first (PARSE_S, about, on a small suite). So a slot
+ * whose heaviest eligible unit is of a configuration it does not hold takes
+ * instead the heaviest one of a configuration it holds, if that one is at
+ * most PARSE_S lighter - what the parse would have cost it - or, while
+ * plenty is queued, at least NEAR of the other's weight.
+ */
+#define HELD    8
+#define PARSE_S 0.2
+#define NEAR    0.75
+
 struct arec {
 	struct sr_peer *peer;
 	char name[96];
@@ -27,10 +41,12 @@ struct arec {
 	uint32_t *running; /* ids of the units running there */
 	size_t nrunning;
 	size_t runcap;
-	bool exclusive; /* an exclusive unit runs there */
-	bool draining;  /* takes nothing until idle (for an exclusive) */
-	uint8_t *depth; /* per slot: units assigned and not done */
-	uint32_t *last; /* per slot: the unit assigned last */
+	bool exclusive;        /* an exclusive unit runs there */
+	bool draining;         /* takes nothing until idle (for an exclusive) */
+	uint8_t *depth;        /* per slot: units assigned and not done */
+	uint32_t *last;        /* per slot: the unit assigned last */
+	uint8_t (*held)[HELD]; /* per slot, where files span configurations:
+	                          those assigned last (affinity, below) */
 	/* What this turn of the loop has for the agent, sent as one Batch. */
 	uint32_t *out_units; /* units assigned to it */
 	size_t nout;

@@ -124,6 +124,9 @@ on_hello(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 	    (a->depth = calloc(h->slots, sizeof(*a->depth))) == NULL ||
 	    (a->last = calloc(h->slots, sizeof(*a->last))) == NULL)
 		return;
+	if (c->cfg->configurations > 1 &&
+	    (a->held = calloc(h->slots, sizeof(*a->held))) == NULL)
+		return;
 	a->slots = h->slots;
 	a->hello = true;
 	unique_name(c, a, h->name);

@@ -298,6 +298,31 @@ eligible(void *arg, const struct sr_unit *u)
 	return (!pk->a->draining || u->exclusive);
 }
 
+/* The configuration of the unit's files (a bundle's share one). */
+static uint8_t
+config_of(const struct coord *c, const struct sr_unit *u)
+{
+	return (c->suite->files[sr_unit_file(u, 0)].config);
+}
+
+static bool
+holds(const struct arec *a, unsigned slot, uint8_t config)
+{
+	return (config != 0 && memchr(a->held[slot], config, HELD) != NULL);
+}
+
+/* config becomes the slot's most recently used one. */
+static void
+hold(struct arec *a, unsigned slot, uint8_t config)
+{
+	uint8_t *h = a->held[slot];
+	uint8_t *at = memchr(h, config, HELD);
+	size_t n = at != NULL ? (size_t) (at - h) : HELD - 1;
+
+	memmove(h + 1, h, n);
+	h[0] = config;
+}
+
 static int
 track_running(struct arec *a, uint32_t id)
 {
@@ -327,6 +352,8 @@ sr_co_assign(struct coord *c, struct arec *a, unsigned slot, struct sr_unit *u)
 	a->waiting[slot] = false;
 	a->depth[slot]++;
 	a->last[slot] = u->id;
+	if (a->held != NULL && config_of(c, u) != 0)
+		hold(a, slot, config_of(c, u));
 	if (u->exclusive) {
 		a->exclusive = true;
 		a->draining = false;
@@ -334,6 +361,45 @@ sr_co_assign(struct coord *c, struct arec *a, unsigned slot, struct sr_unit *u)
 	if (u->serial)
 		c->serial_running = true;
 	return (0);
+}
+
+struct near {
+	struct pick *pk;
+	bool (*ok)(void *arg, const struct sr_unit *u);
+	unsigned slot;
+	double floor;
+};
+
+static bool
+near_and_held(void *arg, const struct sr_unit *u)
+{
+	struct near *n = arg;
+
+	return (u->weight >= n->floor &&
+	        holds(n->pk->a, n->slot, config_of(n->pk->c, u)) &&
+	        n->ok(n->pk, u));
+}
+
+/* The unit for the slot among those ok accepts: the heaviest, or one
+ * nearly as heavy of a configuration it holds (affinity: coord_int.h). */
+static struct sr_unit *
+take_for(struct coord *c, struct pick *pk, unsigned slot,
+         bool (*ok)(void *arg, const struct sr_unit *u))
+{
+	struct sr_unit *u = sr_plan_take(&c->plan, ok, pk);
+	struct near n = {pk, ok, slot, 0};
+	struct sr_unit *alt;
+
+	if (u == NULL || pk->a->held == NULL || pk->a->held[slot][0] == 0 ||
+	    holds(pk->a, slot, config_of(c, u)))
+		return (u);
+	n.floor = u->weight - PARSE_S;
+	if (c->plan.nheap >= 2 * (size_t) c->prog.slots + 1)
+		n.floor = fmin(n.floor, u->weight * NEAR);
+	if (sr_plan_push(&c->plan, u) != 0)
+		return (u);
+	alt = sr_plan_take(&c->plan, near_and_held, &n);
+	return (alt != NULL ? alt : sr_plan_take(&c->plan, ok, pk));
 }
 
 /* Assign a unit taken from the queue, or put it back. */
@@ -372,7 +438,7 @@ prefetch(struct coord *c, struct arec *a, struct pick *pk)
 		if (a->depth[s] != 1 || a->waiting[s] || cur == NULL ||
 		    cur->state != SR_UNIT_RUNNING || cur->weight >= PREFETCH_S)
 			continue;
-		if ((u = sr_plan_take(&c->plan, prefetchable, pk)) == NULL)
+		if ((u = take_for(c, pk, s, prefetchable)) == NULL)
 			return;
 		assign_taken(c, a, s, u);
 	}
@@ -389,7 +455,7 @@ dispatch_agent(struct coord *c, struct arec *a)
 
 		if (!a->waiting[s] || a->exclusive)
 			continue;
-		if ((u = sr_plan_take(&c->plan, eligible, &pk)) != NULL)
+		if ((u = take_for(c, &pk, s, eligible)) != NULL)
 			assign_taken(c, a, s, u);
 		else if (!sr_co_speculate(c, a, s))
 			return;

@@ -63,6 +63,7 @@ struct sr_file {
 	uint32_t ntests; /* tests found by collection, 0 if unknown */
 	bool serial;     /* in the serial group */
 	bool exclusive;  /* must run alone on its machine */
+	uint8_t config;  /* its pytest configuration (collect.h), 0: unknown */
 	double est_s;    /* estimated duration */
 	bool est_known;  /* estimate came from history */
 

@@ -253,7 +253,8 @@ class KeptConfig(srtest.TestCase):
         self.assertLess(self.imports(), 9)
 
     def test_a_front_from_the_start_where_files_span_configurations(self):
-        # One slot, a's and b's files in turns (by their history). The
+        # One slot, a's and b's files in turns (by their history, too far
+        # apart for the slot to keep to the configuration it holds). The
         # coordinator counts two configurations, so the slot's fork server
         # is a front from its start: a and b parsed once each. A server
         # that becomes a front at its first b file has parsed a already,
@@ -262,7 +263,7 @@ class KeptConfig(srtest.TestCase):
         order = ["tests/a/test_00.py", "tests/b/test_00.py",
                  "tests/a/test_01.py", "tests/b/test_01.py"]
         hist = {"version": 1, "files": {
-            f: {"duration_s": 0.5 - 0.1 * i, "runs": 1}
+            f: {"duration_s": 2.0 - 0.5 * i, "runs": 1}
             for i, f in enumerate(order)}}
         self.ws.write(".shardrun/durations.json", json.dumps(hist))
         r = srtest.run(self.ws, ["-n", "1", "--no-history"])
@@ -270,6 +271,33 @@ class KeptConfig(srtest.TestCase):
         self.assert_one_result_per_file(r, files)
         starts = sorted(order, key=lambda f: r.file(f)["start_s"])
         self.assertEqual(starts, order)
+        self.assertEqual(self.imports(), 2)
+
+    def test_slots_keep_to_the_configurations_they_hold(self):
+        # Two slots; a's and b's files about as long as each other, so
+        # that in the order of their history (the heaviest first) they take
+        # turns. Each slot goes on with files of the configuration it
+        # holds, a file nearly as heavy as the heaviest one queued, instead
+        # of parsing the other configuration too (4 imports without).
+        self.ws.write("conftest.py", ROOT_CONFTEST)
+        hist, files = {"version": 1, "files": {}}, []
+        for name in "ab":
+            self.ws.write("tests/%s/conftest.py" % name,
+                          DIR_CONFTEST.format(name=name, addoption=""))
+            for i in range(5):
+                f = "tests/%s/test_%02d.py" % (name, i)
+                secs = 0.45 - 0.04 * i - (0.01 if name == "b" else 0)
+                self.ws.write(f, "import time\n\ndef test_it(where):\n"
+                              "    time.sleep(%.2f)\n" % secs)
+                hist["files"][f] = {"duration_s": secs, "runs": 1}
+                files.append(f)
+        self.ws.write(".shardrun/durations.json", json.dumps(hist))
+        r = srtest.run(self.ws, ["-n", "2", "--no-history"])
+        self.assertEqual(r.code, 0, r)
+        self.assert_one_result_per_file(r, files)
+        for name in "ab":
+            slots = {r.file(f)["slot"] for f in files if "/%s/" % name in f}
+            self.assertEqual(len(slots), 1, (name, r))
         self.assertEqual(self.imports(), 2)
 
     def test_configuration_parsed_once_per_slot(self):

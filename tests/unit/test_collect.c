@@ -766,6 +766,12 @@ test_configurations(void **state)
 	assert_int_equal(collect(r, NULL, false, &s), 0);
 	assert_int_equal(s.n, 6);
 	assert_int_equal(sr_collect_configurations(r, &s), 3);
+	/* Numbered in path order, a file's the one of its nearest setup. */
+	assert_int_equal(find(&s, "test_top.py")->config, 1);
+	assert_int_equal(find(&s, "tests/ini/test_e.py")->config, 2);
+	assert_int_equal(find(&s, "tests/own/sub/test_d.py")->config, 3);
+	assert_int_equal(find(&s, "tests/own/test_c.py")->config, 3);
+	assert_int_equal(find(&s, "tests/plain/deeper/test_b.py")->config, 1);
 	sr_suite_free(&s);
 
 	/* A directory named like a setup file is not one. */
