@@ -72,6 +72,7 @@ import select
 import signal
 import socket
 import sys
+import time
 
 
 PR_SET_PDEATHSIG = 1
@@ -133,6 +134,10 @@ def preload(root, dirs, modules):
 # of the environment the configuration is parsed in.
 PER_FILE_ENV = ("SHARDRUN_FILE", "SHARDRUN_ATTEMPT")
 KEEP = True     # False once this server has given keeping up (--no-keep)
+# When the parse of the kept configuration started (monotonic), until the
+# first child is forked; then how long that took, until its status is sent.
+PARSING = None
+PARSED = 0.0
 KEPT = None     # (shape, Kept) after the one parse
 START_ENV = {}  # our environment at start, for an exec
 # The server's own session (see enter_session): False once starting one
@@ -303,13 +308,14 @@ def prepared(sock, req):
     """The kept configuration for this request; None to run pytest.main
     (nothing parsed here yet, or keeping given up). When keeping cannot go
     on, does not return: the server replaces itself (see the top)."""
-    global KEPT, BY_DIRECTORY
+    global KEPT, BY_DIRECTORY, PARSING
     if not KEEP:
         return None
     key = shape(req)
     if KEPT is None and key is None:
         return None
     if KEPT is None:
+        PARSING = time.monotonic()
         kept = parse_config(req)
         if kept is None or threads() > 1:
             restart(sock, req, "--no-keep" if SERVED else "--front")
@@ -830,7 +836,6 @@ def take_file(kept, req, earlies, started):
     log (move_output), give the configuration the file and, when the
     session has started already, restart its clocks (the junit report's
     time and timestamp, the terminal's "in N s")."""
-    import time
     flush()
     log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     move_output(log, earlies)
@@ -920,13 +925,26 @@ def heard(sock, pid):
     if HEARD.endswith(b"\n") and b"e" in HEARD:
         status = int(HEARD[HEARD.index(b"e") + 1:-1]) << 8
         unheard()
-        sweep(pid, NAMESPACED)
-        send(sock, {"status": status})
+        report(sock, pid, status)
         ENDING, pid = pid, 0
     elif not data:
         unheard()
     go_ahead(sock, KEPT[1])
     return pid
+
+
+def report(sock, pid, status):
+    """The attempt is over: kill what it left, then send its status, and,
+    for this server's first file, how long parsing (and configuring) its
+    configuration took before its child was forked: part of its duration
+    that the slot's later files of that configuration do not pay."""
+    global PARSED
+    sweep(pid, NAMESPACED)
+    msg = {"status": status}
+    if PARSED:
+        msg["parsed_s"] = round(PARSED, 4)
+        PARSED = 0.0
+    send(sock, msg)
 
 
 def swept_again():
@@ -935,7 +953,6 @@ def swept_again():
     started below us: what it orphans while it exits is on its way to us
     and may be in neither children list while we look."""
     global ENDING
-    import time
     deadline = time.monotonic() + 1.0
     while ENDING and time.monotonic() < deadline:
         try:
@@ -1039,7 +1056,6 @@ def sweep(pid, namespaced):
     and reap it (the child itself too, if it has ended). A look that found
     some may have missed what they forked meanwhile: look again until one
     finds none."""
-    import time
     deadline = time.monotonic() + 1.0
     reap()
     while signal_all(signal.SIGKILL, namespaced, pid) and \
@@ -1085,6 +1101,14 @@ def fork_child(sock, req, kept):
     return pid
 
 
+def parsed():
+    """The first child of the kept configuration is forked: the parse's
+    time is known (report sends it)."""
+    global PARSING, PARSED
+    if PARSING is not None:
+        PARSED, PARSING = time.monotonic() - PARSING, None
+
+
 def handle(sock, msg, pid):
     """One request; returns the running child's pid (0: none)."""
     global BUSY
@@ -1104,6 +1128,7 @@ def handle(sock, msg, pid):
         if not pid:
             send(sock, {"nofork": "a thread exists in the server"})
             return 0
+        parsed()
         send(sock, {"pid": pid})  # the next child: once it collected
     return pid
 
@@ -1148,8 +1173,7 @@ def serve(sock, pending):
         if pid and HANDING is None:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
-                sweep(pid, NAMESPACED)
-                send(sock, {"status": status})
+                report(sock, pid, status)
                 pid = 0
                 if COLLECTING is not None:  # it ended before saying so
                     go_ahead(sock, KEPT[1])
@@ -1439,7 +1463,6 @@ def sweep_orphans():
     """Once a server ended: kill what it left, which we adopted (a child
     subreaper): everything below us but the servers and what is below
     them. Up to a second; what a look missed, the next one finds."""
-    import time
     deadline = time.monotonic() + 1.0
     while True:
         targets = below_us({s.pid for s in SERVERS.values()})

@@ -283,6 +283,9 @@ parse_reply(struct sr_forksrv *fs, const char *line, struct sr_fs_ev *ev)
 	} else if ((v = json_object_get(m, "status")) != NULL) {
 		ev->type = SR_FS_EV_STATUS;
 		ev->status = (int) json_integer_value(v);
+		ev->parse_s = json_number_value(json_object_get(m, "parsed_s"));
+		if (!(ev->parse_s > 0 && ev->parse_s < 86400))
+			ev->parse_s = 0; /* absent, or nonsense */
 		fs->child = 0;
 		if (fs->state == SR_FS_BUSY)
 			fs->state = SR_FS_READY;

@@ -43,7 +43,9 @@ enum sr_fs_ev_type {
 
 struct sr_fs_ev {
 	int type;
-	int status; /* STATUS: a wait status; GONE: 1 if we killed it */
+	int status;     /* STATUS: a wait status; GONE: 1 if we killed it */
+	double parse_s; /* STATUS: of the attempt's time, the server's parse
+	                   of its configuration first (0: none) */
 	char why[160];
 };
 

@@ -106,6 +106,7 @@ struct sr_slot {
 	int last_exit;  /* exit code that caused a check */
 	char dir[PATH_MAX];
 	bool via_fs;        /* the current try runs in the fork server */
+	double parse_s;     /* of the try that ended: its server's parse */
 	bool fs_waited_out; /* the server took too long: spawn plainly */
 	struct sr_forksrv fs;
 	const struct sr_slot_run *fs_run; /* the run the server was made for */

@@ -22,11 +22,12 @@
  * Affinity, where the run's files span several pytest configurations: a
  * slot's fork server keeps a server per configuration, the HELD used last
  * (agent/forkserver.py: MAX_SHAPES), and a file of another one pays a parse
- * of its configuration first (PARSE_S, about, on a small suite). So a slot
- * whose heaviest eligible unit is of a configuration it does not hold takes
- * instead the heaviest one of a configuration it holds, if that one is at
- * most PARSE_S lighter - what the parse would have cost it - or, while
- * plenty is queued, at least NEAR of the other's weight.
+ * of its configuration first: as the agents measured it so far in this
+ * run (their results' parse_us, averaged per configuration), PARSE_S until
+ * one did. So a slot whose heaviest eligible unit is of a configuration it
+ * does not hold takes instead the heaviest one of a configuration it holds,
+ * if that one is lighter by at most what the parse would have cost it, or,
+ * while plenty is queued, at least NEAR of the other's weight.
  */
 #define HELD    8
 #define PARSE_S 0.2
@@ -103,6 +104,10 @@ struct coord {
 	size_t twincap;
 	unsigned nbackups; /* backup attempts started */
 	unsigned nbackup_wins;
+	struct {
+		double sum_s;
+		unsigned n;
+	} parses[256]; /* per configuration (sr_file.config): measured */
 	int status;
 };
 

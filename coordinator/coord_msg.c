@@ -164,6 +164,16 @@ ack(struct coord *c, struct arec *a, const Shardrun__Result *r)
 	a->nacks++;
 }
 
+/* What a configuration's parse costs a slot (affinity, coord_int.h). */
+static void
+learn_parse(struct coord *c, uint8_t config, double parse_s)
+{
+	if (config == 0 || !(parse_s > 0))
+		return;
+	c->parses[config].sum_s += parse_s;
+	c->parses[config].n++;
+}
+
 /* Add the attempt to its file and, if judge, decide what it means. */
 static void
 record(struct coord *c, struct arec *a, struct sr_unit *u,
@@ -189,6 +199,8 @@ record(struct coord *c, struct arec *a, struct sr_unit *u,
 	at.message = r->message[0] ? r->message : NULL;
 	at.part = sr_unit_part(u);
 	at.bundled = r->bundled && sr_unit_bundle(u); /* else: ran alone */
+	at.parse_s = fmin(r->parse_us / 1e6, at.duration_s);
+	learn_parse(c, c->suite->files[file].config, at.parse_s);
 	rv = sr_file_add_attempt(&c->suite->files[file], &at);
 	free(at.tail);
 	if (rv != 0) {

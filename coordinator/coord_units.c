@@ -363,6 +363,15 @@ sr_co_assign(struct coord *c, struct arec *a, unsigned slot, struct sr_unit *u)
 	return (0);
 }
 
+/* What a slot pays to parse config before its first file of it. */
+static double
+parse_cost(const struct coord *c, uint8_t config)
+{
+	unsigned n = c->parses[config].n;
+
+	return (n > 0 ? c->parses[config].sum_s / n : PARSE_S);
+}
+
 struct near {
 	struct pick *pk;
 	bool (*ok)(void *arg, const struct sr_unit *u);
@@ -380,26 +389,65 @@ near_and_held(void *arg, const struct sr_unit *u)
 	        n->ok(n->pk, u));
 }
 
-/* The unit for the slot among those ok accepts: the heaviest, or one
- * nearly as heavy of a configuration it holds (affinity: coord_int.h). */
+/* Whether a slot that holds config is due to be free, by its unit's
+ * estimate, sooner than cost from now: what waiting for it can save. Not
+ * one already late by half that: then it is anyone's guess. */
+static bool
+held_soon(const struct coord *c, uint8_t config, double cost)
+{
+	double now = sr_now();
+
+	for (const struct arec *a = c->agents; a != NULL; a = a->next) {
+		for (unsigned s = 0; a->held != NULL && s < a->slots; s++) {
+			const struct sr_unit *u;
+			double left;
+
+			if (a->depth[s] != 1 || !holds(a, s, config) ||
+			    (u = sr_plan_unit(&c->plan, a->last[s])) == NULL ||
+			    u->state != SR_UNIT_RUNNING)
+				continue;
+			left = u->dispatched + u->weight - now;
+			if (left > -cost / 2 && left < cost)
+				return (true);
+		}
+	}
+	return (false);
+}
+
+/*
+ * The unit for the slot among those ok accepts: the heaviest, or one
+ * nearly as heavy of a configuration it holds (affinity: coord_int.h).
+ * NULL with *wait set: the heaviest is of a configuration the slot does
+ * not hold, and one that holds it is due to be free before the parse would
+ * be done here; it stays queued for that one.
+ */
 static struct sr_unit *
 take_for(struct coord *c, struct pick *pk, unsigned slot,
-         bool (*ok)(void *arg, const struct sr_unit *u))
+         bool (*ok)(void *arg, const struct sr_unit *u), bool *wait)
 {
 	struct sr_unit *u = sr_plan_take(&c->plan, ok, pk);
 	struct near n = {pk, ok, slot, 0};
 	struct sr_unit *alt;
+	double cost;
 
+	*wait = false;
+	/* A slot that holds none parses whichever it takes. */
 	if (u == NULL || pk->a->held == NULL || pk->a->held[slot][0] == 0 ||
 	    holds(pk->a, slot, config_of(c, u)))
 		return (u);
-	n.floor = u->weight - PARSE_S;
+	cost = parse_cost(c, config_of(c, u));
+	n.floor = u->weight - cost;
 	if (c->plan.nheap >= 2 * (size_t) c->prog.slots + 1)
 		n.floor = fmin(n.floor, u->weight * NEAR);
 	if (sr_plan_push(&c->plan, u) != 0)
 		return (u);
-	alt = sr_plan_take(&c->plan, near_and_held, &n);
-	return (alt != NULL ? alt : sr_plan_take(&c->plan, ok, pk));
+	if ((alt = sr_plan_take(&c->plan, near_and_held, &n)) != NULL)
+		return (alt);
+	if (held_soon(c, config_of(c, u), cost)) {
+		*wait = true;
+		return (NULL);
+	}
+	return (sr_plan_take(&c->plan, ok, pk));
 }
 
 /* Assign a unit taken from the queue, or put it back. */
@@ -425,6 +473,7 @@ prefetchable(void *arg, const struct sr_unit *u)
 static void
 prefetch(struct coord *c, struct arec *a, struct pick *pk)
 {
+	bool wait;
 	const struct sr_unit *top = sr_plan_peek(&c->plan);
 
 	if (a->exclusive || a->draining || top == NULL ||
@@ -438,7 +487,7 @@ prefetch(struct coord *c, struct arec *a, struct pick *pk)
 		if (a->depth[s] != 1 || a->waiting[s] || cur == NULL ||
 		    cur->state != SR_UNIT_RUNNING || cur->weight >= PREFETCH_S)
 			continue;
-		if ((u = take_for(c, pk, s, prefetchable)) == NULL)
+		if ((u = take_for(c, pk, s, prefetchable, &wait)) == NULL)
 			return;
 		assign_taken(c, a, s, u);
 	}
@@ -452,12 +501,13 @@ dispatch_agent(struct coord *c, struct arec *a)
 	a->draining = false; /* eligible() sets it again while needed */
 	for (unsigned s = 0; s < a->slots; s++) {
 		struct sr_unit *u;
+		bool wait;
 
 		if (!a->waiting[s] || a->exclusive)
 			continue;
-		if ((u = take_for(c, &pk, s, eligible)) != NULL)
+		if ((u = take_for(c, &pk, s, eligible, &wait)) != NULL)
 			assign_taken(c, a, s, u);
-		else if (!sr_co_speculate(c, a, s))
+		else if (!wait && !sr_co_speculate(c, a, s))
 			return;
 	}
 	prefetch(c, a, &pk);

@@ -191,7 +191,8 @@ attempt_outcomes(const struct sr_file *f)
 /* A split file's times span its parts: the first start, the last end, and
  * the sum of their durations. "bundled": the final attempt was the file's
  * share of a bundle; "isolation_leak": it failed in a bundle and passed
- * alone. */
+ * alone; "parse_s": of the final attempt's duration, its fork server's
+ * parse of the file's pytest configuration first. */
 static json_t *
 file_json(const struct sr_file *f)
 {
@@ -217,6 +218,8 @@ file_json(const struct sr_file *f)
 	if (o != NULL &&
 	    (json_object_set_new(o, "bundled",
 	                         json_boolean(has && a->bundled)) != 0 ||
+	     json_object_set_new(o, "parse_s",
+	                         jreal(1, has ? a->parse_s : 0)) != 0 ||
 	     json_object_set_new(o, "isolation_leak", json_boolean(f->leak)) !=
 	         0)) {
 		json_decref(o);

@@ -41,9 +41,10 @@ struct sr_attempt {
 	char *tail;  /* output tail (may be NULL) */
 	char *junit; /* the attempt's JUnit XML (may be NULL) */
 	size_t junit_len;
-	char *message; /* agent's explanation (may be NULL) */
-	uint32_t part; /* which part of a split file (0 when not split) */
-	bool bundled;  /* ran in a bundle: its share of one session */
+	char *message;  /* agent's explanation (may be NULL) */
+	uint32_t part;  /* which part of a split file (0 when not split) */
+	bool bundled;   /* ran in a bundle: its share of one session */
+	double parse_s; /* of duration_s: its fork server's parse, first */
 };
 
 /* A file longer than a fair share is split into parts (chunks of its test

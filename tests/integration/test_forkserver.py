@@ -300,6 +300,46 @@ class KeptConfig(srtest.TestCase):
             self.assertEqual(len(slots), 1, (name, r))
         self.assertEqual(self.imports(), 2)
 
+    def test_a_configuration_dear_to_parse_stays_where_it_is_held(self):
+        # b's conftest takes a second to import. The slot that parsed b
+        # says what that cost (parse_s), and the coordinator counts that
+        # much, not its 0.2 s guess, against another slot's parsing b too:
+        # slot 1, holding a, takes a's lighter file rather than b's heavier
+        # one, and then, with only b's left, waits for the slot holding b,
+        # due to be free sooner than a parse of b would take. Estimated /
+        # run (s): b0 10 / 0.05, a0 9 / 3, b1 2.5 / 2.5, b2 1.5 / 0.05,
+        # a1 1 / 0.05.
+        self.ws.write("conftest.py", ROOT_CONFTEST)
+        self.ws.write("tests/a/conftest.py", "A = 1\n")
+        self.ws.write("tests/b/conftest.py", ROOT_CONFTEST.replace(
+            "conftest-imports.log", "b-imports.log") +
+            "import time\ntime.sleep(1.0)\n")
+        plan = [("b", 0, 10, 0.05), ("a", 0, 9, 3), ("b", 1, 2.5, 2.5),
+                ("b", 2, 1.5, 0.05), ("a", 1, 1, 0.05)]
+        hist = {"version": 1, "files": {}}
+        for name, i, estimate, secs in plan:
+            f = "tests/%s/test_%d.py" % (name, i)
+            self.ws.write(f, "import time\n\ndef test_it():\n"
+                          "    time.sleep(%s)\n" % secs)
+            hist["files"][f] = {"duration_s": estimate, "runs": 1}
+        self.ws.write(".shardrun/durations.json", json.dumps(hist))
+        r = srtest.run(self.ws, ["-n", "2"])
+        self.assertEqual(r.code, 0, r)
+        b0, b1 = r.file("tests/b/test_0.py"), r.file("tests/b/test_1.py")
+        self.assertGreater(b0["parse_s"], 1.0, r)
+        self.assertEqual(b1["parse_s"], 0, r)  # the same slot kept b
+        self.assertEqual(r.file("tests/a/test_1.py")["slot"],
+                         r.file("tests/a/test_0.py")["slot"], r)
+        self.assertEqual(r.file("tests/b/test_2.py")["slot"], b0["slot"], r)
+        with open(self.ws.path("tests/b/b-imports.log")) as f:
+            self.assertEqual(len(f.read().split()), 1)
+        # The history takes the file's duration without the parse.
+        with open(self.ws.path(".shardrun/durations.json")) as f:
+            got = json.load(f)["files"]["tests/b/test_0.py"]["duration_s"]
+        self.assertAlmostEqual(
+            got, 0.5 * 10 + 0.5 * (b0["duration_s"] - b0["parse_s"]),
+            delta=0.01)
+
     def test_configuration_parsed_once_per_slot(self):
         self.ws.write("conftest.py", ROOT_CONFTEST)
         self.ws.write("tests/a/conftest.py", DIR_CONFTEST.format(
