@@ -19,10 +19,13 @@
 # at most one configuration in its life: parsing another would run the
 # conftests again in a process that already ran them (registries filled
 # twice, library patches applied twice, logging bound to the first parse's
-# capture). So when a file needs another one, the server replaces itself
-# (exec, same pid, same connection) with a front (see front()) that forks
-# a server per shape from a fresh, preloaded state; where the parse fails
-# or leaves a thread behind, with a fresh server that keeps nothing and
+# capture). So where the run's files span several configurations (the
+# agent passes "--front": the coordinator counted them), the process the
+# agent starts is a front (see front()) that forks a server per shape from
+# a fresh, preloaded state; and when a file needs another configuration
+# than a plain server's, that server replaces itself (exec, same pid, same
+# connection) with a front. Where the parse fails or leaves a thread
+# behind, it replaces itself with a fresh server that keeps nothing and
 # runs pytest.main in each child. Either way it hands the new process the
 # request.
 #
@@ -51,7 +54,9 @@
 #                    ("files": which of the args name the file or its ids)
 #   server -> agent  {"ready": true} | {"nofork": why} | {"pid": P}
 #                    | {"ahead": P}    (a child forked for the next file)
-#                    | {"status": S}   (a raw wait status)
+#                    | {"status": S[, "parsed_s": T]}   (a raw wait
+#                    status; T: for a server's first file, how long it
+#                    parsed the configuration before forking its child)
 #   ({"pid"} may come twice for one run: the child forked ahead ended
 #   before it took the file, which then got a child of its own. {"ahead"}
 #   may come after a run's {"status"}: the next child is forked once the
@@ -61,11 +66,11 @@
 # keeps for itself. A front passes the agent's messages on to a server
 # over a socket pair and the server's back.
 # argv[2]: the workspace root; then "-d DIR" (put on sys.path) and the
-# modules to preload; after an exec also one or more of "--no-keep",
-# "--configure-in-children" (no session of the server's own), "--front",
-# "--served" (a front's server), "--namespaced"; "--fd N" (the
-# connection) and "--pending N" (a file holding the request to serve,
-# then what came after it).
+# modules to preload; "--front" from the agent or after an exec; after an
+# exec also one or more of "--no-keep", "--configure-in-children" (no
+# session of the server's own), "--served" (a front's server),
+# "--namespaced"; "--fd N" (the connection) and "--pending N" (a file
+# holding the request to serve, then what came after it).
 import json
 import os
 import select

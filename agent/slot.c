@@ -126,6 +126,7 @@ finish(struct sr_slot *s, const struct sr_slot_env *e, int outcome,
 	r.peak_rss_kb = (uint64_t) (rss > 0 ? rss : 0);
 	if (!s->bundle && s->parse_s < now - s->started)
 		r.parse_us = (uint64_t) (s->parse_s * 1e6);
+	s->parse_s = 0;
 	read_outputs(s, &r, &tail, &junit);
 	if (s->tries == 0)
 		r.start_us = r.duration_us = 0;
@@ -732,9 +733,9 @@ sr_slot_fs_event(struct sr_slot *s, const struct sr_slot_env *e)
 			fs_fallback(s, e, ev.why);
 		} else if (ev.type == SR_FS_EV_STATUS && running) {
 			sev.status = ev.status;
-			s->parse_s = ev.parse_s;
+			s->parse_s = ev.parse_s; /* finish() takes it */
 			sr_slot_on_exit(s, e, &sev);
-			s->parse_s = 0;
+			s->parse_s = 0; /* a transient exit: retried */
 		} else if (ev.type == SR_FS_EV_GONE) {
 			/* Killed by us for a timeout or a cancel: start another
 			 * for the next file; died by itself: not again. */

@@ -151,6 +151,7 @@ arec_free(struct coord *c, struct arec *a)
 	free(a->depth);
 	free(a->last);
 	free(a->held);
+	free(a->freed);
 	free(a->out_units);
 	free(a->acks);
 	free(a->cancels);

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "collect.h"
 #include "coord.h"
 #include "plan.h"
 #include "progress.h"
@@ -19,15 +20,11 @@
 #define LINGER_S          0.25 /* at most, for agents to hang up at the end */
 
 /*
- * Affinity, where the run's files span several pytest configurations: a
- * slot's fork server keeps a server per configuration, the HELD used last
- * (agent/forkserver.py: MAX_SHAPES), and a file of another one pays a parse
- * of its configuration first: as the agents measured it so far in this
- * run (their results' parse_us, averaged per configuration), PARSE_S until
- * one did. So a slot whose heaviest eligible unit is of a configuration it
- * does not hold takes instead the heaviest one of a configuration it holds,
- * if that one is lighter by at most what the parse would have cost it, or,
- * while plenty is queued, at least NEAR of the other's weight.
+ * Affinity (coord_affinity.c), where the run's files span several pytest
+ * configurations: a slot's fork server keeps a server per configuration,
+ * the HELD used last (agent/forkserver.py: MAX_SHAPES); a parse is guessed
+ * at PARSE_S until the agents measured one; a held unit at least NEAR as
+ * heavy as the heaviest is taken first while plenty is queued.
  */
 #define HELD    8
 #define PARSE_S 0.2
@@ -47,7 +44,8 @@ struct arec {
 	uint8_t *depth;        /* per slot: units assigned and not done */
 	uint32_t *last;        /* per slot: the unit assigned last */
 	uint8_t (*held)[HELD]; /* per slot, where files span configurations:
-	                          those assigned last (affinity, below) */
+	                          those assigned last (affinity, above) */
+	double *freed; /* per slot, with held: when its depth fell to 0 */
 	/* What this turn of the loop has for the agent, sent as one Batch. */
 	uint32_t *out_units; /* units assigned to it */
 	size_t nout;
@@ -104,10 +102,16 @@ struct coord {
 	size_t twincap;
 	unsigned nbackups; /* backup attempts started */
 	unsigned nbackup_wins;
+	/* Affinity, per configuration (sr_file.config): the parses the agents
+	 * measured, and whether a slot holding it takes a unit soon, as worked
+	 * out in dispatch turn soon_turn. */
 	struct {
 		double sum_s;
 		unsigned n;
-	} parses[256]; /* per configuration (sr_file.config): measured */
+	} parses[SR_CONFIGURATIONS_MAX + 1];
+	uint32_t soon_turn[SR_CONFIGURATIONS_MAX + 1];
+	bool soon[SR_CONFIGURATIONS_MAX + 1];
+	uint32_t turn; /* dispatch turns so far */
 	int status;
 };
 
@@ -116,6 +120,21 @@ int sr_co_send(struct coord *c, struct arec *a, Shardrun__Envelope *e);
 
 /* Send what the turn collected for each agent (coord.c). */
 void sr_co_flush(struct coord *c);
+
+/* coord_affinity.c */
+/* The unit for slot among those ok(arg) accepts: the heaviest, or one of a
+ * configuration the slot holds; NULL with *wait set when it had better wait
+ * for a slot that holds the heaviest's. */
+struct sr_unit *sr_co_take(struct coord *c, struct arec *a, unsigned slot,
+                           bool (*ok)(void *arg, const struct sr_unit *u),
+                           void *arg, bool *wait);
+/* u was assigned to the slot: its configuration is the most recent. */
+void sr_co_hold(const struct coord *c, struct arec *a, unsigned slot,
+                const struct sr_unit *u);
+/* The slot has nothing assigned any more. */
+void sr_co_freed(struct arec *a, unsigned slot);
+/* An agent measured a parse of config (seconds; 0: none). */
+void sr_co_learn_parse(struct coord *c, uint8_t config, double parse_s);
 
 /* coord_units.c */
 void sr_co_set_final(struct coord *c, struct sr_file *f, int final);

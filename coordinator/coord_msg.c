@@ -124,8 +124,10 @@ on_hello(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 	    (a->depth = calloc(h->slots, sizeof(*a->depth))) == NULL ||
 	    (a->last = calloc(h->slots, sizeof(*a->last))) == NULL)
 		return;
-	if (c->cfg->configurations > 1 &&
-	    (a->held = calloc(h->slots, sizeof(*a->held))) == NULL)
+	/* Affinity: only where fork servers keep configurations. */
+	if (c->cfg->forkserver && c->cfg->configurations > 1 &&
+	    ((a->held = calloc(h->slots, sizeof(*a->held))) == NULL ||
+	     (a->freed = calloc(h->slots, sizeof(*a->freed))) == NULL))
 		return;
 	a->slots = h->slots;
 	a->hello = true;
@@ -164,16 +166,6 @@ ack(struct coord *c, struct arec *a, const Shardrun__Result *r)
 	a->nacks++;
 }
 
-/* What a configuration's parse costs a slot (affinity, coord_int.h). */
-static void
-learn_parse(struct coord *c, uint8_t config, double parse_s)
-{
-	if (config == 0 || !(parse_s > 0))
-		return;
-	c->parses[config].sum_s += parse_s;
-	c->parses[config].n++;
-}
-
 /* Add the attempt to its file and, if judge, decide what it means. */
 static void
 record(struct coord *c, struct arec *a, struct sr_unit *u,
@@ -200,7 +192,7 @@ record(struct coord *c, struct arec *a, struct sr_unit *u,
 	at.part = sr_unit_part(u);
 	at.bundled = r->bundled && sr_unit_bundle(u); /* else: ran alone */
 	at.parse_s = fmin(r->parse_us / 1e6, at.duration_s);
-	learn_parse(c, c->suite->files[file].config, at.parse_s);
+	sr_co_learn_parse(c, c->suite->files[file].config, at.parse_s);
 	rv = sr_file_add_attempt(&c->suite->files[file], &at);
 	free(at.tail);
 	if (rv != 0) {

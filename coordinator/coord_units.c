@@ -194,8 +194,8 @@ sr_co_unit_done(struct coord *c, struct sr_unit *u)
 		}
 		if (u->exclusive)
 			a->exclusive = false;
-		if (a->depth[u->slot] > 0)
-			a->depth[u->slot]--;
+		if (a->depth[u->slot] > 0 && --a->depth[u->slot] == 0)
+			sr_co_freed(a, u->slot);
 	}
 }
 
@@ -298,31 +298,6 @@ eligible(void *arg, const struct sr_unit *u)
 	return (!pk->a->draining || u->exclusive);
 }
 
-/* The configuration of the unit's files (a bundle's share one). */
-static uint8_t
-config_of(const struct coord *c, const struct sr_unit *u)
-{
-	return (c->suite->files[sr_unit_file(u, 0)].config);
-}
-
-static bool
-holds(const struct arec *a, unsigned slot, uint8_t config)
-{
-	return (config != 0 && memchr(a->held[slot], config, HELD) != NULL);
-}
-
-/* config becomes the slot's most recently used one. */
-static void
-hold(struct arec *a, unsigned slot, uint8_t config)
-{
-	uint8_t *h = a->held[slot];
-	uint8_t *at = memchr(h, config, HELD);
-	size_t n = at != NULL ? (size_t) (at - h) : HELD - 1;
-
-	memmove(h + 1, h, n);
-	h[0] = config;
-}
-
 static int
 track_running(struct arec *a, uint32_t id)
 {
@@ -352,8 +327,7 @@ sr_co_assign(struct coord *c, struct arec *a, unsigned slot, struct sr_unit *u)
 	a->waiting[slot] = false;
 	a->depth[slot]++;
 	a->last[slot] = u->id;
-	if (a->held != NULL && config_of(c, u) != 0)
-		hold(a, slot, config_of(c, u));
+	sr_co_hold(c, a, slot, u);
 	if (u->exclusive) {
 		a->exclusive = true;
 		a->draining = false;
@@ -361,93 +335,6 @@ sr_co_assign(struct coord *c, struct arec *a, unsigned slot, struct sr_unit *u)
 	if (u->serial)
 		c->serial_running = true;
 	return (0);
-}
-
-/* What a slot pays to parse config before its first file of it. */
-static double
-parse_cost(const struct coord *c, uint8_t config)
-{
-	unsigned n = c->parses[config].n;
-
-	return (n > 0 ? c->parses[config].sum_s / n : PARSE_S);
-}
-
-struct near {
-	struct pick *pk;
-	bool (*ok)(void *arg, const struct sr_unit *u);
-	unsigned slot;
-	double floor;
-};
-
-static bool
-near_and_held(void *arg, const struct sr_unit *u)
-{
-	struct near *n = arg;
-
-	return (u->weight >= n->floor &&
-	        holds(n->pk->a, n->slot, config_of(n->pk->c, u)) &&
-	        n->ok(n->pk, u));
-}
-
-/* Whether a slot that holds config is due to be free, by its unit's
- * estimate, sooner than cost from now: what waiting for it can save. Not
- * one already late by half that: then it is anyone's guess. */
-static bool
-held_soon(const struct coord *c, uint8_t config, double cost)
-{
-	double now = sr_now();
-
-	for (const struct arec *a = c->agents; a != NULL; a = a->next) {
-		for (unsigned s = 0; a->held != NULL && s < a->slots; s++) {
-			const struct sr_unit *u;
-			double left;
-
-			if (a->depth[s] != 1 || !holds(a, s, config) ||
-			    (u = sr_plan_unit(&c->plan, a->last[s])) == NULL ||
-			    u->state != SR_UNIT_RUNNING)
-				continue;
-			left = u->dispatched + u->weight - now;
-			if (left > -cost / 2 && left < cost)
-				return (true);
-		}
-	}
-	return (false);
-}
-
-/*
- * The unit for the slot among those ok accepts: the heaviest, or one
- * nearly as heavy of a configuration it holds (affinity: coord_int.h).
- * NULL with *wait set: the heaviest is of a configuration the slot does
- * not hold, and one that holds it is due to be free before the parse would
- * be done here; it stays queued for that one.
- */
-static struct sr_unit *
-take_for(struct coord *c, struct pick *pk, unsigned slot,
-         bool (*ok)(void *arg, const struct sr_unit *u), bool *wait)
-{
-	struct sr_unit *u = sr_plan_take(&c->plan, ok, pk);
-	struct near n = {pk, ok, slot, 0};
-	struct sr_unit *alt;
-	double cost;
-
-	*wait = false;
-	/* A slot that holds none parses whichever it takes. */
-	if (u == NULL || pk->a->held == NULL || pk->a->held[slot][0] == 0 ||
-	    holds(pk->a, slot, config_of(c, u)))
-		return (u);
-	cost = parse_cost(c, config_of(c, u));
-	n.floor = u->weight - cost;
-	if (c->plan.nheap >= 2 * (size_t) c->prog.slots + 1)
-		n.floor = fmin(n.floor, u->weight * NEAR);
-	if (sr_plan_push(&c->plan, u) != 0)
-		return (u);
-	if ((alt = sr_plan_take(&c->plan, near_and_held, &n)) != NULL)
-		return (alt);
-	if (held_soon(c, config_of(c, u), cost)) {
-		*wait = true;
-		return (NULL);
-	}
-	return (sr_plan_take(&c->plan, ok, pk));
 }
 
 /* Assign a unit taken from the queue, or put it back. */
@@ -487,8 +374,12 @@ prefetch(struct coord *c, struct arec *a, struct pick *pk)
 		if (a->depth[s] != 1 || a->waiting[s] || cur == NULL ||
 		    cur->state != SR_UNIT_RUNNING || cur->weight >= PREFETCH_S)
 			continue;
-		if ((u = take_for(c, pk, s, prefetchable, &wait)) == NULL)
+		if ((u = sr_co_take(c, a, s, prefetchable, pk, &wait)) ==
+		    NULL) {
+			if (wait)
+				continue; /* another slot's, soon */
 			return;
+		}
 		assign_taken(c, a, s, u);
 	}
 }
@@ -505,7 +396,7 @@ dispatch_agent(struct coord *c, struct arec *a)
 
 		if (!a->waiting[s] || a->exclusive)
 			continue;
-		if ((u = take_for(c, &pk, s, eligible, &wait)) != NULL)
+		if ((u = sr_co_take(c, a, s, eligible, &pk, &wait)) != NULL)
 			assign_taken(c, a, s, u);
 		else if (!wait && !sr_co_speculate(c, a, s))
 			return;
@@ -518,6 +409,7 @@ sr_co_dispatch(struct coord *c)
 {
 	if (!c->dispatching)
 		return;
+	c->turn++;
 	for (struct arec *a = c->agents; a != NULL; a = a->next)
 		if (a->hello)
 			dispatch_agent(c, a);

@@ -188,11 +188,28 @@ attempt_outcomes(const struct sr_file *f)
 	return (arr);
 }
 
+/* Of the file's duration: its fork servers' parses before its final
+ * attempts (one per part of a split file). */
+static double
+parse_s(const struct sr_file *f)
+{
+	uint32_t n = sr_file_nparts(f) ? sr_file_nparts(f) : 1;
+	double sum = 0;
+
+	for (uint32_t p = 0; p < n; p++) {
+		const struct sr_attempt *a =
+		    f->parts ? sr_file_part_last(f, p) : sr_file_last(f);
+
+		sum += a != NULL ? a->parse_s : 0;
+	}
+	return (sum);
+}
+
 /* A split file's times span its parts: the first start, the last end, and
  * the sum of their durations. "bundled": the final attempt was the file's
  * share of a bundle; "isolation_leak": it failed in a bundle and passed
- * alone; "parse_s": of the final attempt's duration, its fork server's
- * parse of the file's pytest configuration first. */
+ * alone; "parse_s": of duration_s, the fork servers' parses of the file's
+ * pytest configuration first. */
 static json_t *
 file_json(const struct sr_file *f)
 {
@@ -218,8 +235,7 @@ file_json(const struct sr_file *f)
 	if (o != NULL &&
 	    (json_object_set_new(o, "bundled",
 	                         json_boolean(has && a->bundled)) != 0 ||
-	     json_object_set_new(o, "parse_s",
-	                         jreal(1, has ? a->parse_s : 0)) != 0 ||
+	     json_object_set_new(o, "parse_s", json_real(parse_s(f))) != 0 ||
 	     json_object_set_new(o, "isolation_leak", json_boolean(f->leak)) !=
 	         0)) {
 		json_decref(o);
