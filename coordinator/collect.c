@@ -622,8 +622,8 @@ sr_collect_configurations(const char *root, struct sr_suite *s)
 		snprintf(dir, sizeof(dir), "%.*s",
 		         slash != NULL ? (int) (slash - p) : 0, p);
 		if (i == 0 || strcmp(dir, prev) != 0) {
-			/* the previous file's directory's number, reused: in
-			 * path order a directory's files mostly come together */
+			/* else the previous file's number, reused: in path
+			 * order a directory's files mostly come together. */
 			memcpy(prev, dir, sizeof(prev));
 			nearest_setup(root, dir);
 			number = configuration_number(&seen, dir);

@@ -152,6 +152,7 @@ arec_free(struct coord *c, struct arec *a)
 	free(a->last);
 	free(a->held);
 	free(a->freed);
+	free(a->waited);
 	free(a->out_units);
 	free(a->acks);
 	free(a->cancels);

@@ -10,9 +10,11 @@
  * unit is of a configuration the slot does not hold, the slot takes the
  * heaviest of one it holds if that one is lighter by at most the parse
  * (or, while plenty is queued, at least NEAR as heavy); failing that, it
- * leaves the unit to a slot that holds it and is due to be free sooner than
- * the parse would take, and waits. Units of configuration 0 (unknown) and
- * exclusive ones are taken as LPT orders them.
+ * leaves the unit to a slot that holds its configuration and is due to be
+ * free sooner than the parse would take (or has just become free), and
+ * waits - one waiter per such holder, and no slot longer in a row than the
+ * parse it would save. Units of configuration 0 (unknown), exclusive ones
+ * and ones avoiding an agent are taken as LPT orders them.
  *
  * Ownership: borrows the coordinator's state. One thread.
  */
@@ -44,7 +46,10 @@ sr_co_hold(const struct coord *c, struct arec *a, unsigned slot,
 	uint8_t *at;
 	size_t n;
 
-	if (a->held == NULL || config == 0)
+	if (a->held == NULL)
+		return;
+	a->waited[slot] = 0;
+	if (config == 0)
 		return;
 	h = a->held[slot];
 	at = memchr(h, config, HELD);
@@ -104,7 +109,7 @@ near_and_held(void *arg, const struct sr_unit *u)
  * since less than half the parse (it asks at once, or something holds it
  * back), or due to be free by its unit's estimate sooner than the parse
  * would take - not already late by half of it (then it is anyone's guess).
- * Not a slot of an agent that drains or runs an exclusive unit. */
+ * The caller looks only at agents that take work (sr_co_taking). */
 static bool
 slot_soon(const struct coord *c, const struct arec *a, unsigned s, double cost,
           double now)
@@ -112,8 +117,6 @@ slot_soon(const struct coord *c, const struct arec *a, unsigned s, double cost,
 	const struct sr_unit *u;
 	double left;
 
-	if (a->draining || a->exclusive)
-		return (false);
 	if (a->depth[s] == 0)
 		return (now - a->freed[s] < cost / 2);
 	if (a->depth[s] != 1 ||
@@ -124,24 +127,46 @@ slot_soon(const struct coord *c, const struct arec *a, unsigned s, double cost,
 	return (left > -cost / 2 && left < cost);
 }
 
-/* Whether a slot that holds config will take a unit of it soon (slot_soon);
- * worked out once per dispatch turn. */
-static bool
-held_soon(struct coord *c, uint8_t config, double cost)
+/* How many slots that hold config will take a unit of it soon
+ * (slot_soon), less the slots that wait for them this turn already. */
+static unsigned *
+held_soon(struct coord *c, uint8_t config, double cost, double now)
 {
-	double now = sr_now();
-	bool soon = false;
+	unsigned n = 0;
 
 	if (c->soon_turn[config] == c->turn)
-		return (c->soon[config]);
-	for (const struct arec *a = c->agents; a != NULL && !soon; a = a->next)
-		for (unsigned s = 0; a->held != NULL && s < a->slots && !soon;
-		     s++)
-			soon = holds(a, s, config) &&
-			       slot_soon(c, a, s, cost, now);
+		return (&c->soon[config]);
+	for (const struct arec *a = c->agents; a != NULL; a = a->next) {
+		if (a->held == NULL || !sr_co_taking(c, a, now))
+			continue;
+		for (unsigned s = 0; s < a->slots; s++)
+			n += holds(a, s, config) &&
+			     slot_soon(c, a, s, cost, now);
+	}
 	c->soon_turn[config] = c->turn;
-	c->soon[config] = soon;
-	return (soon);
+	c->soon[config] = n;
+	return (&c->soon[config]);
+}
+
+/* Whether the slot waits for a holder of config rather than parse it: a
+ * holder due soon that no other slot waits for this turn, and the slot has
+ * not waited in a row as long as the parse it would save. */
+static bool
+waits(struct coord *c, struct arec *a, unsigned slot, uint8_t config,
+      double cost)
+{
+	double now = sr_now();
+	unsigned *soon;
+
+	if (a->waited[slot] > 0 && now - a->waited[slot] >= cost)
+		return (false);
+	soon = held_soon(c, config, cost, now);
+	if (*soon == 0)
+		return (false);
+	(*soon)--;
+	if (a->waited[slot] == 0)
+		a->waited[slot] = now;
+	return (true);
 }
 
 struct sr_unit *
@@ -169,7 +194,7 @@ sr_co_take(struct coord *c, struct arec *a, unsigned slot,
 		return (u);
 	if ((alt = sr_plan_take(&c->plan, near_and_held, &n)) != NULL)
 		return (alt);
-	if (sr_unit_avoid(u) == NULL && held_soon(c, config, cost)) {
+	if (sr_unit_avoid(u) == NULL && waits(c, a, slot, config, cost)) {
 		*wait = true;
 		return (NULL);
 	}

@@ -1,7 +1,9 @@
 /*
  * coord_int.h - the coordinator's state, shared by coord.c (sessions and
- * the loop), coord_units.c (dispatch and final results) and coord_msg.c
- * (messages from agents). Internal to coordinator/. One thread owns it.
+ * the loop), coord_units.c (dispatch and final results), coord_msg.c
+ * (messages from agents), coord_spec.c (backup attempts) and
+ * coord_affinity.c (which unit a slot takes where files span pytest
+ * configurations). Internal to coordinator/. One thread owns it.
  */
 #ifndef SR_COORD_INT_H
 #define SR_COORD_INT_H
@@ -39,13 +41,15 @@ struct arec {
 	uint32_t *running; /* ids of the units running there */
 	size_t nrunning;
 	size_t runcap;
-	bool exclusive;        /* an exclusive unit runs there */
-	bool draining;         /* takes nothing until idle (for an exclusive) */
-	uint8_t *depth;        /* per slot: units assigned and not done */
-	uint32_t *last;        /* per slot: the unit assigned last */
-	uint8_t (*held)[HELD]; /* per slot, where files span configurations:
-	                          those assigned last (affinity, above) */
-	double *freed; /* per slot, with held: when its depth fell to 0 */
+	bool exclusive; /* an exclusive unit runs there */
+	bool draining;  /* takes nothing until idle (for an exclusive) */
+	uint8_t *depth; /* per slot: units assigned and not done */
+	uint32_t *last; /* per slot: the unit assigned last */
+	/* Affinity (above), where fork servers keep configurations and the
+	 * files span several; else NULL. Per slot: */
+	uint8_t (*held)[HELD]; /* the configurations assigned last */
+	double *freed;         /* when its depth fell to 0 */
+	double *waited;        /* since when it waits for a holder; 0: not */
 	/* What this turn of the loop has for the agent, sent as one Batch. */
 	uint32_t *out_units; /* units assigned to it */
 	size_t nout;
@@ -71,7 +75,8 @@ struct arec {
  * result ignored). A twin that ends without one (crashed, timed out, an
  * error) while the other runs is recorded and dropped: the other decides.
  * Only when nothing is queued: held-back work (an exclusive file waiting
- * for its agent to drain, a crashed file avoiding this agent) comes first.
+ * for its agent to drain, a crashed file avoiding this agent, a file left
+ * to the slot that holds its configuration) comes first.
  */
 #define SPEC_LATE  1.5
 #define SPEC_MIN_S 1.0
@@ -110,8 +115,8 @@ struct coord {
 		unsigned n;
 	} parses[SR_CONFIGURATIONS_MAX + 1];
 	uint32_t soon_turn[SR_CONFIGURATIONS_MAX + 1];
-	bool soon[SR_CONFIGURATIONS_MAX + 1];
-	uint32_t turn; /* dispatch turns so far */
+	unsigned soon[SR_CONFIGURATIONS_MAX + 1]; /* holders, less waiters */
+	uint32_t turn;                            /* dispatch turns so far */
 	int status;
 };
 
@@ -147,6 +152,9 @@ void sr_co_dispatch(struct coord *c);
  * leaves everything as it was. */
 int sr_co_assign(struct coord *c, struct arec *a, unsigned slot,
                  struct sr_unit *u);
+/* Whether agent a takes work now: welcomed, heard from lately, neither
+ * draining for an exclusive unit nor running one. */
+bool sr_co_taking(const struct coord *c, const struct arec *a, double now);
 /* Whether u avoids agent a (requeued after a crash there; only while
  * another agent may take it). */
 bool sr_co_avoids(const struct coord *c, const struct sr_unit *u,

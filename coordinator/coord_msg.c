@@ -127,7 +127,8 @@ on_hello(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 	/* Affinity: only where fork servers keep configurations. */
 	if (c->cfg->forkserver && c->cfg->configurations > 1 &&
 	    ((a->held = calloc(h->slots, sizeof(*a->held))) == NULL ||
-	     (a->freed = calloc(h->slots, sizeof(*a->freed))) == NULL))
+	     (a->freed = calloc(h->slots, sizeof(*a->freed))) == NULL ||
+	     (a->waited = calloc(h->slots, sizeof(*a->waited))) == NULL))
 		return;
 	a->slots = h->slots;
 	a->hello = true;

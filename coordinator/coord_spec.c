@@ -77,9 +77,8 @@ idle_elsewhere(const struct coord *c, const struct arec *to,
 	double now = sr_now();
 
 	for (const struct arec *o = c->agents; o != NULL; o = o->next) {
-		if (o == to || !o->hello || o->draining || o->exclusive ||
-		    sr_co_avoids(c, u, o) ||
-		    now - o->peer->last_rx > 2 * c->cfg->heartbeat_s)
+		if (o == to || !sr_co_taking(c, o, now) ||
+		    sr_co_avoids(c, u, o))
 			continue;
 		for (unsigned s = 0; s < o->slots; s++)
 			if (o->waiting[s] && o->depth[s] == 0)
