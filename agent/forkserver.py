@@ -15,11 +15,13 @@
 # and they decide nothing that parsing fixes: the rootdir, the ini file and
 # the initial conftests all come from the setup files (conftest.py, ini
 # files, setup.py) in the file's directory and the ones above it, so files
-# alike in those share the configuration (shape). A server parses
-# at most one configuration in its life: parsing another would run the
-# conftests again in a process that already ran them (registries filled
-# twice, library patches applied twice, logging bound to the first parse's
-# capture). So where the run's files span several configurations (the
+# alike in those share the configuration (shape) - all but the plain
+# conftests (fixtures only: plain_conftest), which the server loads as
+# pytest loads those of a directory it walks into (adopt_conftests). A
+# server parses at most one configuration in its life: parsing another
+# would run the conftests again in a process that already ran them
+# (registries filled twice, library patches applied twice, logging bound
+# to the first parse's capture). So where the run's files span several configurations (the
 # agent passes "--front": the coordinator counted them), the process the
 # agent starts is a front (see front()) that forks a server per shape from
 # a fresh, preloaded state; and when a file needs another configuration
@@ -73,6 +75,7 @@
 # holding the request to serve, then what came after it).
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -242,14 +245,64 @@ def reads_file_arguments(config):
     return False
 
 
+def plain_conftest(path):
+    """Whether the conftest.py at path is plain: it names no pytest_ hook
+    or plugin list, imports nothing with "*" and no module that lies
+    beside it (two directories' helpers.py would be one module in one
+    process), so it adds fixtures and helpers, scoped to its directory,
+    and decides nothing that parsing fixes. pytest loads such a conftest
+    wherever it meets it: among the initial ones, or while collecting,
+    for a directory it walks into (as in any run of a whole tree). So it
+    is no part of the shape (a file whose directory has one shares the
+    configuration of its parent's), and the server loads it the second
+    way (adopt_conftests). Unreadable is not plain. coordinator/collect.c
+    counts alike."""
+    if path not in PLAIN:
+        try:
+            with open(path, "rb") as f:
+                text = f.read()
+        except OSError:
+            return False
+        PLAIN[path] = b"pytest_" not in text and \
+            b"import *" not in text and \
+            not any(beside(path, name) for name in imported(text))
+    return PLAIN[path]
+
+
+PLAIN = {}  # path -> plain_conftest(path), read once
+IMPORTS = re.compile(rb"^[ \t]*(?:from[ \t]+(\S+)|import[ \t]+([^#;\n]+))",
+                     re.M)
+
+
+def imported(text):
+    """The modules a source's import statements name, as written
+    (relative ones with their dots)."""
+    for frm, names in IMPORTS.findall(text):
+        for name in [frm] if frm else names.split(b","):
+            name = name.split()[0] if name.split() else b""
+            yield name.decode(errors="replace")
+
+
+def beside(path, module):
+    """Whether module (as imported) is relative or lies in path's
+    directory."""
+    top = module.split(".")[0]
+    d = os.path.dirname(path)
+    return module.startswith(".") or os.path.isfile(
+        os.path.join(d, top + ".py")) or os.path.isdir(os.path.join(d, top))
+
+
 def setup_of(cwd, path):
-    """The setup files from cwd down to path's directory, and whether path
-    exists (pytest anchors the conftests at the working directory when it
-    does not): two files alike in this are parsed alike."""
+    """The setup files from cwd down to path's directory but the plain
+    conftests, and whether path exists (pytest anchors the conftests at
+    the working directory when it does not): two files alike in this are
+    parsed alike."""
     found, d = [], os.path.dirname(path)
     while True:
         found += [os.path.join(d, n) for n in SETUP_FILES
-                  if os.path.isfile(os.path.join(cwd, d, n))]
+                  if os.path.isfile(os.path.join(cwd, d, n)) and
+                  (n != "conftest.py" or
+                   not plain_conftest(os.path.join(cwd, d, n)))]
         if not d or d == os.path.dirname(d):  # relative, or absolute
             break
         d = os.path.dirname(d)
@@ -329,9 +382,78 @@ def prepared(sock, req):
             send(sock, {"by_directory": True})
         key = shape(req)
         KEPT = (key, kept)
-    if KEPT[0] != key:  # under a front: the files changed meanwhile
+    # Under a front the files may have changed meanwhile; a conftest
+    # adopted since (adopt_conftests) may have started a thread.
+    if KEPT[0] != key or threads() > 1:
         restart(sock, req, "--no-keep" if SERVED else "--front")
     return KEPT[1]
+
+
+def load_conftests(kept, req):
+    """Load the conftests along req's files' directories, the way pytest
+    loads those of a directory it walks into while collecting (none that
+    is loaded already; none for a file that does not exist, which pytest
+    does not collect). Raises what loading raised."""
+    import pathlib
+    config = kept.config
+    for f in req.get("files") or []:
+        where = os.path.join(str(config.invocation_params.dir),
+                             f.split("::", 1)[0])
+        if not os.path.exists(where):
+            continue
+        config.pluginmanager._getconftestmodules(
+            pathlib.Path(os.path.dirname(where)),
+            config.getoption("importmode"), rootpath=config.rootpath)
+
+
+ADOPTED = set()  # directories adopt_conftests tried
+
+
+def adopt_conftests(kept, req):
+    """Load req's conftests here in the server (load_conftests), once per
+    directory: the children forked from now on find them loaded instead
+    of importing them each (the shape leaves the plain ones out, so the
+    configuration may have been parsed for another directory's files).
+    Where loading fails, each child fails as it would alone
+    (own_conftests)."""
+    dirs = {os.path.dirname(f.split("::", 1)[0])
+            for f in req.get("files") or []}
+    if dirs <= ADOPTED:
+        return
+    ADOPTED.update(dirs)
+    try:
+        load_conftests(kept, req)
+    except BaseException:  # pytest.skip() in a conftest is one
+        pass
+    flush()
+
+
+def own_conftests(kept, req):
+    """In a child, before its session takes its file: its conftests
+    loaded (load_conftests). One that fails to load ends the child as
+    pytest ends when one of its initial conftests does - the error on
+    stderr, exit status 4 - not as a collection error (2), which it would
+    be while collecting."""
+    import _pytest.config
+    try:
+        load_conftests(kept, req)
+    except _pytest.config.ConftestImportFailure as e:
+        from _pytest._code import ExceptionInfo
+        from _pytest._io import TerminalWriter
+        tw = TerminalWriter(sys.stderr)
+        tw.line(f"ImportError while loading conftest '{e.path}'.", red=True)
+        info = ExceptionInfo.from_exc_info(e.excinfo)
+        keep = getattr(_pytest.config,
+                       "filter_traceback_for_conftest_import_failure", None)
+        if keep is not None:
+            info.traceback = info.traceback.filter(keep)
+        text = info.getrepr(style="short", chain=False) \
+            if info.traceback else info.exconly()
+        for line in str(text).splitlines():
+            tw.line(line.rstrip(), red=True)
+        flush()
+        say_end(4)
+        os._exit(4)
 
 
 def restart(sock, req, mode):
@@ -517,6 +639,7 @@ def child(req, kept, says_w):
             per_file_env(req)
             rehome_capture(kept.config)
             point_at(kept, req)
+            own_conftests(kept, req)
             kept.config.pluginmanager.register(says_collected(says_w),
                                                "shardrun-collected")
             return run_session(kept.config)
@@ -849,6 +972,7 @@ def take_file(kept, req, earlies, started):
     os.close(log)
     per_file_env(req)
     point_at(kept, req)
+    own_conftests(kept, req)
     if not started:
         return
     now = time.time()
@@ -1135,6 +1259,8 @@ def handle(sock, msg, pid):
             return 0
         parsed()
         send(sock, {"pid": pid})  # the next child: once it collected
+        if kept is not None:
+            adopt_conftests(kept, msg["run"])
     return pid
 
 

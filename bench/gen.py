@@ -2,7 +2,7 @@
 """Seeded synthetic suites for the shardrun benchmarks.
 
     gen.py KIND --out DIR --files N --seed S [--scale X] [--import-cost S]
-           [--dirs D] [--conftests]
+           [--dirs D] [--conftests [fixtures|hooks]]
 
 KIND is one of:
 
@@ -295,6 +295,15 @@ import pytest
 def where():
     return "%s"
 '''
+# With --conftests hooks: a hook too, which makes each directory a pytest
+# configuration of its own (a conftest of fixtures only does not: pytest
+# loads it while collecting, and so do shardrun's fork servers).
+DIR_HOOK = '''
+
+def pytest_report_header(config):
+    return "directory %s"
+'''
+CONFTEST_KINDS = ("fixtures", "hooks")
 
 
 def generate(kind, out, files, seed, scale=1.0, import_cost=1.5,
@@ -302,7 +311,8 @@ def generate(kind, out, files, seed, scale=1.0, import_cost=1.5,
     """Generate a suite; returns its meta dict. calibration: reuse one.
     dirs > 1 spreads a pytest suite's files over that many directories
     (tests/dNN/), as real suites are laid out, each with a conftest.py of
-    its own when conftests; the durations do not change."""
+    its own when conftests (one of CONFTEST_KINDS); the durations do not
+    change."""
     if kind not in KINDS:
         raise ValueError("unknown kind %r" % kind)
     if files < 1:
@@ -395,7 +405,7 @@ def generate(kind, out, files, seed, scale=1.0, import_cost=1.5,
         "seed": seed,
         "scale": scale,
         "dirs": dirs,
-        "conftests": conftests and dirs > 1,
+        "conftests": conftests if dirs > 1 else False,
         "median_s": MEDIAN_S * scale,
         "sigma": SIGMA,
         "long_files": [paths[i] for i in long_idx],
@@ -422,7 +432,8 @@ def generate(kind, out, files, seed, scale=1.0, import_cost=1.5,
 
 
 def make_dir(out, rel, conftest):
-    """tests/dNN/, with its conftest.py when conftest."""
+    """tests/dNN/, with its conftest.py when conftest (one of
+    CONFTEST_KINDS)."""
     path = os.path.join(out, rel)
     if os.path.isdir(path):
         return
@@ -430,6 +441,8 @@ def make_dir(out, rel, conftest):
     if conftest:
         with open(os.path.join(path, "conftest.py"), "w") as f:
             f.write(DIR_CONFTEST % os.path.basename(rel))
+            if conftest == "hooks":
+                f.write(DIR_HOOK % os.path.basename(rel))
 
 
 def main(argv=None):
@@ -447,8 +460,10 @@ def main(argv=None):
     ap.add_argument("--dirs", type=int, default=1,
                     help="spread the files over this many directories "
                     "(pytest-sleep, pytest-cpu, tiny, long-tail)")
-    ap.add_argument("--conftests", action="store_true",
-                    help="with --dirs: a conftest.py in each directory")
+    ap.add_argument("--conftests", nargs="?", const="fixtures",
+                    choices=CONFTEST_KINDS,
+                    help="with --dirs: a conftest.py in each directory, "
+                    "with a fixture (default) or a hook too")
     a = ap.parse_args(argv)
     if a.scale <= 0:
         ap.error("--scale must be > 0")

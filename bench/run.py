@@ -3,7 +3,7 @@
 
     bench/run.py [--quick] [--kinds K,...] [--files N|KIND=N,...]
                  [--scale X|KIND=X,...] [--slots K|KIND=K,...] [--seed S]
-                 [--dirs D|KIND=D,...] [--conftests]
+                 [--dirs D|KIND=D,...] [--conftests [fixtures|hooks]]
                  [--repeat R] [--markdown FILE] [--json FILE]
                  [--shardrun BIN] [--agent BIN] [--timeout S]
                  [--workdir DIR] [--keep]
@@ -74,10 +74,10 @@ DEFAULTS = {
 }
 QUICK = {
     "sleep": {"files": 12, "scale": 0.25, "slots": 4},
-    # Two directories with conftests of their own: the quick check goes
-    # through --dirs and --conftests too.
+    # Two directories with conftests of their own, each a configuration:
+    # the quick check goes through --dirs and --conftests too.
     "pytest-sleep": {"files": 4, "scale": 0.2, "slots": 2, "dirs": 2,
-                     "conftests": True},
+                     "conftests": "hooks"},
     "pytest-cpu": {"files": 3, "scale": 0.15, "slots": 2},
     "tiny": {"files": 4, "scale": 1.0, "slots": 2},
     "heavy-import": {"files": 3, "scale": 0.2, "slots": 2},
@@ -702,6 +702,8 @@ def suite_title(s, repeat):
         t += ", in %d directories" % s["dirs"]
         if s.get("conftests"):
             t += " with a conftest.py each"
+            if s["conftests"] == "hooks":
+                t += " (a hook in each)"
     if s.get("import_cost_s") is not None:
         t += ", import cost %.2f s" % s["import_cost_s"]
     return t
@@ -787,8 +789,10 @@ def parse(argv):
     ap.add_argument("--scale", help="X, or KIND=X,...")
     ap.add_argument("--dirs", help="D, or KIND=D,...: spread a pytest "
                     "suite's files over D directories (default 1)")
-    ap.add_argument("--conftests", action="store_true",
-                    help="with --dirs: a conftest.py in each directory")
+    ap.add_argument("--conftests", nargs="?", const="fixtures",
+                    choices=gen.CONFTEST_KINDS,
+                    help="with --dirs: a conftest.py in each directory, "
+                    "with a fixture (default) or a hook too")
     ap.add_argument("--slots", help="K, or KIND=K,... (default 4 for sleep, "
                     "2 for the pytest kinds)")
     ap.add_argument("--seed", type=int, default=1)

@@ -120,7 +120,7 @@ class ForkServer(srtest.TestCase):
     def test_daemons_die_before_another_configuration_next_file(self):
         # Files of two configurations take turns, each served by a server
         # of its own: the next file waits until the other server swept.
-        self.ws.write("tests/x/conftest.py", "X = 1\n")
+        self.ws.write("tests/x/conftest.py", HOOK)
         self.daemons(["tests/test_a.py", "tests/x/test_b.py",
                       "tests/test_c.py", "tests/x/test_d.py"])
 
@@ -167,6 +167,13 @@ def where():
     return "{name}"
 """
 
+# A hook makes a conftest part of its directory's configuration (one that
+# only adds fixtures is loaded while collecting, as pytest does).
+HOOK = """
+def pytest_report_header(config):
+    return "hooked"
+"""
+
 ADDOPTION = """
 def pytest_addoption(parser):
     parser.addoption("--colour", default="red")
@@ -186,6 +193,33 @@ def test_where(where, request):
         with pytest.raises(ValueError):
             request.config.getoption("--colour")
     assert {ok}
+"""
+
+
+PLAIN_CONFTEST = """
+import os
+import pytest
+with open(os.path.join(os.path.dirname(__file__), "imports.log"), "a") as f:
+    f.write("%d\\n" % os.getpid())
+
+@pytest.fixture
+def where():
+    return "{name}"
+
+@pytest.fixture
+def only_{name}():
+    return True
+"""
+
+PLAIN_TEST = """
+import pytest
+
+def test_where(where, request):
+    assert where == "{name}"
+    assert request.getfixturevalue("only_{name}")
+    for other in "abc".replace("{name}", ""):
+        with pytest.raises(pytest.FixtureLookupError):
+            request.getfixturevalue("only_" + other)
 """
 
 
@@ -283,7 +317,7 @@ class KeptConfig(srtest.TestCase):
         hist, files = {"version": 1, "files": {}}, []
         for name in "ab":
             self.ws.write("tests/%s/conftest.py" % name,
-                          DIR_CONFTEST.format(name=name, addoption=""))
+                          DIR_CONFTEST.format(name=name, addoption=HOOK))
             for i in range(5):
                 f = "tests/%s/test_%02d.py" % (name, i)
                 secs = 0.45 - 0.04 * i - (0.01 if name == "b" else 0)
@@ -310,9 +344,9 @@ class KeptConfig(srtest.TestCase):
         # run (s): b0 10 / 0.05, a0 9 / 3, b1 2.5 / 2.5, b2 1.5 / 0.05,
         # a1 1 / 0.05.
         self.ws.write("conftest.py", ROOT_CONFTEST)
-        self.ws.write("tests/a/conftest.py", "A = 1\n")
+        self.ws.write("tests/a/conftest.py", HOOK)
         self.ws.write("tests/b/conftest.py", ROOT_CONFTEST.replace(
-            "conftest-imports.log", "b-imports.log") +
+            "conftest-imports.log", "b-imports.log") + HOOK +
             "import time\ntime.sleep(1.0)\n")
         plan = [("b", 0, 10, 0.05), ("a", 0, 9, 3), ("b", 1, 2.5, 2.5),
                 ("b", 2, 1.5, 0.05), ("a", 1, 1, 0.05)]
@@ -369,6 +403,31 @@ class KeptConfig(srtest.TestCase):
         self.assertEqual(r.code, 0, r)
         self.assert_one_result_per_file(r, files)
         self.assertLess(self.imports(), 6)
+
+    def test_plain_conftests_share_a_configuration(self):
+        # Each directory's conftest adds a fixture and nothing else: pytest
+        # parses their files alike, so one configuration serves them all
+        # (the coordinator counts one: no front), and each slot's server
+        # loads a directory's conftest once, as pytest loads a directory's
+        # conftest while collecting, not each file's child again. A file
+        # sees its own directory's fixtures, never another's.
+        self.ws.write("conftest.py", ROOT_CONFTEST)
+        files = []
+        for name in "abc":
+            self.ws.write("tests/%s/conftest.py" % name, PLAIN_CONFTEST.format(
+                name=name))
+            for i in range(8):
+                files.append("tests/%s/test_%02d.py" % (name, i))
+                self.ws.write(files[-1], PLAIN_TEST.format(name=name))
+        r = srtest.run(self.ws, ["-n", "2", "--no-history"])
+        self.assertEqual(r.code, 0, r)
+        self.assert_one_result_per_file(r, files)
+        self.assertLess(self.imports(), 6)  # the root's: once per slot
+        for name in "abc":
+            with open(self.ws.path("tests/%s/imports.log" % name)) as f:
+                # per slot: its server, and a child forked ahead before
+                # the server met the directory (8 without)
+                self.assertLess(len(f.read().split()), 6, (name, r))
 
     def run_args_plugin(self, files):
         """An installed plugin sees the file arguments while pytest parses

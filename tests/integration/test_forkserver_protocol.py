@@ -28,6 +28,10 @@ SLOW_IMPORT = """
         pass
     """
 
+# A hook makes a conftest part of its directory's configuration (one that
+# only adds fixtures is loaded while collecting, as pytest does).
+HOOK = "def pytest_report_header(config):\n    return 'hooked'\n"
+
 FILES = {
     # Imported by the root conftest: an environment variable set, a logging
     # handler bound to the stream pytest captures into while conftests load.
@@ -527,7 +531,7 @@ class ForkServerProtocol(unittest.TestCase):
         # least recently end, and h's is parsed again.
         for d in "hijklmnopq":
             os.makedirs(os.path.join(self.ws, "tests", d))
-            for name, text in (("conftest.py", "X = 1\n"),
+            for name, text in (("conftest.py", HOOK),
                                ("test_x.py", "def test_x():\n    pass\n")):
                 with open(os.path.join(self.ws, "tests", d, name), "w") as f:
                     f.write(text)

@@ -758,7 +758,9 @@ test_configurations(void **state)
 	assert_int_equal(sr_collect_configurations(r, &s), 1);
 	sr_suite_free(&s);
 
-	put(r, "tests/own/conftest.py", "X = 1\n");
+	put(r, "tests/own/conftest.py",
+	    "def pytest_report_header():\n"
+	    "    return 'own'\n");
 	put(r, "tests/own/test_c.py", T);
 	put(r, "tests/own/sub/test_d.py", T); /* under own's conftest too */
 	put(r, "tests/ini/tox.ini", "[pytest]\n");
@@ -777,6 +779,24 @@ test_configurations(void **state)
 	/* A directory named like a setup file is not one. */
 	rm(r, "tests/ini/tox.ini");
 	put(r, "tests/ini/setup.py/README", "a directory\n");
+	assert_int_equal(collect(r, NULL, false, &s), 0);
+	assert_int_equal(sr_collect_configurations(r, &s), 2);
+	sr_suite_free(&s);
+
+	/* A plain conftest (fixtures only) decides nothing pytest parses:
+	 * one that names a hook or a plugin list, or imports with "*",
+	 * does. */
+	put(r, "tests/own/conftest.py",
+	    "import pytest\n\n@pytest.fixture\n"
+	    "def x():\n    return 1\n");
+	assert_int_equal(collect(r, NULL, false, &s), 0);
+	assert_int_equal(sr_collect_configurations(r, &s), 1);
+	sr_suite_free(&s);
+	put(r, "tests/own/conftest.py", "pytest_plugins = ['p']\n");
+	assert_int_equal(collect(r, NULL, false, &s), 0);
+	assert_int_equal(sr_collect_configurations(r, &s), 2);
+	sr_suite_free(&s);
+	put(r, "tests/own/conftest.py", "from helpers import *\n");
 	assert_int_equal(collect(r, NULL, false, &s), 0);
 	assert_int_equal(sr_collect_configurations(r, &s), 2);
 	sr_suite_free(&s);
