@@ -75,7 +75,6 @@
 # holding the request to serve, then what came after it).
 import json
 import os
-import re
 import select
 import signal
 import socket
@@ -247,49 +246,44 @@ def reads_file_arguments(config):
 
 def plain_conftest(path):
     """Whether the conftest.py at path is plain: it names no pytest_ hook
-    or plugin list, imports nothing with "*" and no module that lies
-    beside it (two directories' helpers.py would be one module in one
-    process), so it adds fixtures and helpers, scoped to its directory,
-    and decides nothing that parsing fixes. pytest loads such a conftest
-    wherever it meets it: among the initial ones, or while collecting,
-    for a directory it walks into (as in any run of a whole tree). So it
-    is no part of the shape (a file whose directory has one shares the
-    configuration of its parent's), and the server loads it the second
-    way (adopt_conftests). Unreadable is not plain. coordinator/collect.c
-    counts alike."""
+    or plugin list, imports nothing with "*", and nothing beside it is
+    importable but test files (no __init__.py, no helper module or
+    package: once its directory is on sys.path, another directory's
+    "import helpers" could find it). So it adds fixtures, scoped to its
+    directory, and decides nothing that parsing fixes. pytest loads such
+    a conftest wherever it meets it: among the initial ones, or while
+    collecting, for a directory it walks into (as in any run of a whole
+    tree). So it is no part of the shape (a file whose directory has one
+    shares the configuration of its parent's), and the server loads it the
+    second way (adopt_conftests). Unreadable is not plain.
+    coordinator/collect.c counts alike."""
     if path not in PLAIN:
+        d = os.path.dirname(path)
         try:
             with open(path, "rb") as f:
                 text = f.read()
+            names = os.listdir(d or ".")
         except OSError:
             return False
         PLAIN[path] = b"pytest_" not in text and \
             b"import *" not in text and \
-            not any(beside(path, name) for name in imported(text))
+            not any(importable(d, n) for n in names)
     return PLAIN[path]
 
 
 PLAIN = {}  # path -> plain_conftest(path), read once
-IMPORTS = re.compile(rb"^[ \t]*(?:from[ \t]+(\S+)|import[ \t]+([^#;\n]+))",
-                     re.M)
 
 
-def imported(text):
-    """The modules a source's import statements name, as written
-    (relative ones with their dots)."""
-    for frm, names in IMPORTS.findall(text):
-        for name in [frm] if frm else names.split(b","):
-            name = name.split()[0] if name.split() else b""
-            yield name.decode(errors="replace")
-
-
-def beside(path, module):
-    """Whether module (as imported) is relative or lies in path's
-    directory."""
-    top = module.split(".")[0]
-    d = os.path.dirname(path)
-    return module.startswith(".") or os.path.isfile(
-        os.path.join(d, top + ".py")) or os.path.isdir(os.path.join(d, top))
+def importable(d, name):
+    """Whether the entry name of directory d is a module other than a
+    conftest or a test file (test_*.py, *_test.py), or a package."""
+    if name.startswith("."):
+        return False
+    if name.endswith(".py"):
+        stem = name[:-3]
+        return not (stem == "conftest" or stem.startswith("test_") or
+                    stem.endswith("_test"))
+    return os.path.isfile(os.path.join(d, name, "__init__.py"))
 
 
 def setup_of(cwd, path):
@@ -393,39 +387,54 @@ def load_conftests(kept, req):
     """Load the conftests along req's files' directories, the way pytest
     loads those of a directory it walks into while collecting (none that
     is loaded already; none for a file that does not exist, which pytest
-    does not collect). Raises what loading raised."""
+    does not collect), under the run's warning filters as pytest loads
+    its initial ones. Raises what loading raised."""
     import pathlib
+    from _pytest.warnings import catch_warnings_for_item
     config = kept.config
-    for f in req.get("files") or []:
-        where = os.path.join(str(config.invocation_params.dir),
-                             f.split("::", 1)[0])
-        if not os.path.exists(where):
-            continue
-        config.pluginmanager._getconftestmodules(
-            pathlib.Path(os.path.dirname(where)),
-            config.getoption("importmode"), rootpath=config.rootpath)
+    with catch_warnings_for_item(config, ihook=config.hook, when="config",
+                                 item=None):
+        for f in req.get("files") or []:
+            where = os.path.join(str(config.invocation_params.dir),
+                                 f.split("::", 1)[0])
+            if not os.path.exists(where):
+                continue
+            config.pluginmanager._getconftestmodules(
+                pathlib.Path(os.path.dirname(where)),
+                config.getoption("importmode"), rootpath=config.rootpath)
 
 
 ADOPTED = set()  # directories adopt_conftests tried
+TO_ADOPT = None  # the request whose conftests the server loads next
 
 
-def adopt_conftests(kept, req):
-    """Load req's conftests here in the server (load_conftests), once per
-    directory: the children forked from now on find them loaded instead
-    of importing them each (the shape leaves the plain ones out, so the
-    configuration may have been parsed for another directory's files).
-    Where loading fails, each child fails as it would alone
-    (own_conftests)."""
+def adopt_conftests(kept):
+    """Load TO_ADOPT's conftests here in the server (load_conftests), once
+    per directory: the children forked from now on find them loaded
+    instead of importing them each (the shape leaves the plain ones out,
+    so the configuration may have been parsed for another directory's
+    files). Called before the next child is forked ahead, once the
+    running one has collected its file (imported the same conftests),
+    so the two never import them side by side. Where loading fails, each
+    child fails as it would alone (own_conftests). What the conftests
+    set in the environment goes to the children too, as the parse's
+    does."""
+    global TO_ADOPT
+    req, TO_ADOPT = TO_ADOPT, None
+    if req is None or kept is None:
+        return
     dirs = {os.path.dirname(f.split("::", 1)[0])
             for f in req.get("files") or []}
     if dirs <= ADOPTED:
         return
     ADOPTED.update(dirs)
+    from _pytest.outcomes import OutcomeException
     try:
         load_conftests(kept, req)
-    except BaseException:  # pytest.skip() in a conftest is one
+    except (Exception, OutcomeException):  # pytest.skip() is the second
         pass
     flush()
+    kept.env = dict(os.environ)
 
 
 def own_conftests(kept, req):
@@ -702,6 +711,7 @@ def go_ahead(sock, kept):
     """Fork the next file's child, tell the agent its pid (to kill it with
     the server)."""
     global AHEAD
+    adopt_conftests(kept)
     if not AHEAD_OK or kept is None or AHEAD is not None or threads() > 1:
         return
     rfd, wfd = os.pipe2(os.O_CLOEXEC)
@@ -1240,7 +1250,7 @@ def parsed():
 
 def handle(sock, msg, pid):
     """One request; returns the running child's pid (0: none)."""
-    global BUSY
+    global BUSY, TO_ADOPT
     if "signal" in msg and pid:
         cancel_hand_over()
         signal_all(msg["signal"], NAMESPACED, pid)
@@ -1259,8 +1269,7 @@ def handle(sock, msg, pid):
             return 0
         parsed()
         send(sock, {"pid": pid})  # the next child: once it collected
-        if kept is not None:
-            adopt_conftests(kept, msg["run"])
+        TO_ADOPT = msg["run"] if kept is not None else None
     return pid
 
 

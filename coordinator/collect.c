@@ -564,81 +564,50 @@ static const char *const setup_files[] = {
     "conftest.py", "pytest.ini", ".pytest.ini", "pyproject.toml",
     "tox.ini",     "setup.cfg",  "setup.py",    NULL};
 
-/* Whether module (its name as imported, n bytes) is relative or lies in
- * directory dir: a file module.py or a directory module there. */
+/* Whether the entry name of directory dir is a module other than a
+ * conftest or a test file (test_*.py, *_test.py), or a package. */
 static bool
-beside(const char *dir, const char *module, size_t n)
+importable(const char *dir, const char *name)
 {
 	char p[PATH_MAX];
 	struct stat sb;
-	size_t top = strcspn(module, ".");
+	size_t n = strlen(name);
 
-	if (n == 0 || module[0] == '.')
-		return (n > 0);
-	top = top < n ? top : n;
-	if (snprintf(p, sizeof(p), "%s/%.*s.py", dir, (int) top, module) <
-	        (int) sizeof(p) &&
-	    stat(p, &sb) == 0)
-		return (true);
-	return (snprintf(p, sizeof(p), "%s/%.*s", dir, (int) top, module) <
+	if (n >= 3 && strcmp(name + n - 3, ".py") == 0)
+		return (strcmp(name, "conftest.py") != 0 &&
+		        strncmp(name, "test_", 5) != 0 &&
+		        !(n >= 8 && strcmp(name + n - 8, "_test.py") == 0));
+	return (snprintf(p, sizeof(p), "%s/%s/__init__.py", dir, name) <
 	            (int) sizeof(p) &&
-	        stat(p, &sb) == 0 && S_ISDIR(sb.st_mode));
-}
-
-/* Whether a line of source (up to its end) imports a module beside
- * dir: "from M ..." or "import M[ as X], N, ...". */
-static bool
-line_imports_beside(const char *dir, const char *line, const char *end)
-{
-	const char *q = line + strspn(line, " \t");
-	bool from = strncmp(q, "from", 4) == 0 && (q[4] == ' ' || q[4] == '\t');
-
-	if (!from &&
-	    !(strncmp(q, "import", 6) == 0 && (q[6] == ' ' || q[6] == '\t')))
-		return (false);
-	for (q += from ? 4 : 6; q < end && *q != '#' && *q != ';';) {
-		size_t n;
-
-		q += strspn(q, " \t,");
-		n = strcspn(q, " \t,#;\n");
-		if (q + n > end)
-			n = (size_t) (end - q);
-		if (n > 0 && beside(dir, q, n))
-			return (true);
-		if (from)
-			break;
-		q += n; /* skip to the next comma: past "as X" */
-		while (q < end && *q != ',' && *q != '#' && *q != ';')
-			q++;
-	}
-	return (false);
+	        stat(p, &sb) == 0 && S_ISREG(sb.st_mode));
 }
 
 /* Whether the conftest.py at path is plain: names no pytest_ hook or
- * plugin list, imports nothing with "*" and no module beside it
- * (agent/forkserver.py, plain_conftest). Unreadable is not plain. */
+ * plugin list, imports nothing with "*", and nothing beside it is
+ * importable but test files (agent/forkserver.py, plain_conftest).
+ * Unreadable is not plain. */
 static bool
 plain_conftest(const char *path)
 {
 	char dir[PATH_MAX];
-	char *src, *line, *end;
+	char *src;
 	size_t len;
 	bool plain;
+	DIR *d;
+	struct dirent *e;
 
 	if (sr_read_file(path, MAX_SOURCE, &src, &len) != 0)
 		return (false);
+	plain = memmem(src, len, "pytest_", 7) == NULL &&
+	        memmem(src, len, "import *", 8) == NULL;
+	free(src);
 	snprintf(dir, sizeof(dir), "%.*s", (int) (strrchr(path, '/') - path),
 	         path);
-	plain = len == 0 ||
-	        (memmem(src, len, "pytest_", 7) == NULL &&
-	         memmem(src, len, "import *", 8) == NULL && strlen(src) == len);
-	for (line = src; plain && line < src + len; line = end + 1) {
-		if ((end = memchr(line, '\n', (size_t) (src + len - line))) ==
-		    NULL)
-			end = src + len;
-		plain = !line_imports_beside(dir, line, end);
-	}
-	free(src);
+	if (!plain || (d = opendir(dir)) == NULL)
+		return (false);
+	while (plain && (e = readdir(d)) != NULL)
+		plain = e->d_name[0] == '.' || !importable(dir, e->d_name);
+	closedir(d);
 	return (plain);
 }
 

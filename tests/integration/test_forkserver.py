@@ -202,6 +202,8 @@ import pytest
 with open(os.path.join(os.path.dirname(__file__), "imports.log"), "a") as f:
     f.write("%d\\n" % os.getpid())
 
+os.environ["SR_SET_BY_{name}"] = "yes"
+
 @pytest.fixture
 def where():
     return "{name}"
@@ -212,10 +214,12 @@ def only_{name}():
 """
 
 PLAIN_TEST = """
+import os
 import pytest
 
 def test_where(where, request):
     assert where == "{name}"
+    assert os.environ["SR_SET_BY_{name}"] == "yes"
     assert request.getfixturevalue("only_{name}")
     for other in "abc".replace("{name}", ""):
         with pytest.raises(pytest.FixtureLookupError):
@@ -410,8 +414,36 @@ class KeptConfig(srtest.TestCase):
         # (the coordinator counts one: no front), and each slot's server
         # loads a directory's conftest once, as pytest loads a directory's
         # conftest while collecting, not each file's child again. A file
-        # sees its own directory's fixtures, never another's.
-        self.ws.write("conftest.py", ROOT_CONFTEST)
+        # sees its own directory's fixtures, never another's, and what its
+        # conftest set in the environment.
+        self.plain_conftests(ROOT_CONFTEST)
+
+    def test_plain_conftests_where_children_configure(self):
+        # The root conftest's pytest_configure: each child configures for
+        # itself, from the environment the server keeps for them.
+        self.plain_conftests(ROOT_CONFTEST +
+                             "\ndef pytest_configure(config):\n    pass\n")
+
+    def test_plain_conftests_of_packages_stay_apart(self):
+        # Two directories that are packages of one name (svcN/tests/ with
+        # an __init__.py): their conftests would be one module in one
+        # process, so they are not plain, and each keeps a configuration
+        # of its own, as pytest run on each alone would.
+        files = []
+        for svc in ("svc1", "svc2"):
+            self.ws.write("%s/tests/__init__.py" % svc, "")
+            self.ws.write("%s/tests/conftest.py" % svc,
+                          PLAIN_CONFTEST.format(name=svc))
+            for i in range(4):
+                files.append("%s/tests/test_%d.py" % (svc, i))
+                self.ws.write(files[-1], "def test_it(where):\n"
+                              "    assert where == %r\n" % svc)
+        r = srtest.run(self.ws, ["-n", "1", "--no-history"])
+        self.assertEqual(r.code, 0, r)
+        self.assert_one_result_per_file(r, files)
+
+    def plain_conftests(self, root):
+        self.ws.write("conftest.py", root)
         files = []
         for name in "abc":
             self.ws.write("tests/%s/conftest.py" % name, PLAIN_CONFTEST.format(

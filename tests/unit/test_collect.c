@@ -800,6 +800,28 @@ test_configurations(void **state)
 	assert_int_equal(collect(r, NULL, false, &s), 0);
 	assert_int_equal(sr_collect_configurations(r, &s), 2);
 	sr_suite_free(&s);
+	/* Nor one beside which something is importable but test files: a
+	 * helper module, a package, or an __init__.py making its directory
+	 * one. */
+	put(r, "tests/own/conftest.py", "X = 1\n");
+	put(r, "tests/own/test_x_test.py", T);
+	assert_int_equal(collect(r, NULL, false, &s), 0);
+	assert_int_equal(sr_collect_configurations(r, &s), 1);
+	sr_suite_free(&s);
+	put(r, "tests/own/helpers.py", "X = 1\n");
+	assert_int_equal(collect(r, NULL, false, &s), 0);
+	assert_int_equal(sr_collect_configurations(r, &s), 2);
+	sr_suite_free(&s);
+	rm(r, "tests/own/helpers.py");
+	put(r, "tests/own/utils/__init__.py", "");
+	assert_int_equal(collect(r, NULL, false, &s), 0);
+	assert_int_equal(sr_collect_configurations(r, &s), 2);
+	sr_suite_free(&s);
+	rm(r, "tests/own/utils/__init__.py");
+	put(r, "tests/own/__init__.py", "");
+	assert_int_equal(collect(r, NULL, false, &s), 0);
+	assert_int_equal(sr_collect_configurations(r, &s), 2);
+	sr_suite_free(&s);
 }
 
 #define ROOT_TEST(f)                                                           \
