@@ -431,7 +431,7 @@ def adopt_conftests(kept):
     from _pytest.outcomes import OutcomeException
     try:
         load_conftests(kept, req)
-    except (Exception, OutcomeException):  # pytest.skip() is the second
+    except (Exception, OutcomeException, SystemExit):  # skip() or exit()
         pass
     flush()
     kept.env = dict(os.environ)
@@ -442,27 +442,40 @@ def own_conftests(kept, req):
     loaded (load_conftests). One that fails to load ends the child as
     pytest ends when one of its initial conftests does - the error on
     stderr, exit status 4 - not as a collection error (2), which it would
-    be while collecting."""
+    be while collecting; one that skips or exits while imported, as that
+    ends a plain run (uncaught)."""
     import _pytest.config
     try:
         load_conftests(kept, req)
     except _pytest.config.ConftestImportFailure as e:
-        from _pytest._code import ExceptionInfo
-        from _pytest._io import TerminalWriter
-        tw = TerminalWriter(sys.stderr)
-        tw.line(f"ImportError while loading conftest '{e.path}'.", red=True)
-        info = ExceptionInfo.from_exc_info(e.excinfo)
-        keep = getattr(_pytest.config,
-                       "filter_traceback_for_conftest_import_failure", None)
-        if keep is not None:
-            info.traceback = info.traceback.filter(keep)
-        text = info.getrepr(style="short", chain=False) \
-            if info.traceback else info.exconly()
-        for line in str(text).splitlines():
-            tw.line(line.rstrip(), red=True)
-        flush()
-        say_end(4)
-        os._exit(4)
+        end_child(lambda e=e: conftest_failed(e))
+    except Exception:  # not a conftest's (those come wrapped): pytest's
+        pass           # API differs here, and collecting loads them
+    except BaseException as e:
+        end_child(lambda e=e: reraise(e))
+
+
+def reraise(e):
+    raise e
+
+
+def conftest_failed(e):
+    """What pytest.main says and returns for a ConftestImportFailure."""
+    import _pytest.config
+    from _pytest._code import ExceptionInfo
+    from _pytest._io import TerminalWriter
+    tw = TerminalWriter(sys.stderr)
+    tw.line(f"ImportError while loading conftest '{e.path}'.", red=True)
+    info = ExceptionInfo.from_exc_info(e.excinfo)
+    keep = getattr(_pytest.config,
+                   "filter_traceback_for_conftest_import_failure", None)
+    if keep is not None:
+        info.traceback = info.traceback.filter(keep)
+    text = info.getrepr(style="short", chain=False) \
+        if info.traceback else info.exconly()
+    for line in str(text).splitlines():
+        tw.line(line.rstrip(), red=True)
+    return 4
 
 
 def restart(sock, req, mode):

@@ -263,6 +263,9 @@ class KeptConfig(srtest.TestCase):
         if broken:
             self.ws.write("tests/c/conftest.py", "raise RuntimeError('no')\n")
             self.ws.write("tests/c/test_c.py", "def test_c():\n    pass\n")
+            self.ws.write("tests/e/conftest.py", "import pytest\n"
+                          "pytest.skip('no', allow_module_level=True)\n")
+            self.ws.write("tests/e/test_e.py", "def test_e():\n    pass\n")
         return sorted("tests/%s/test_%02d.py" % (d, i) for d in "ab"
                       for i in range(n))
 
@@ -490,7 +493,8 @@ class KeptConfig(srtest.TestCase):
         self.assertLess(self.imports(), 6)
 
     def test_same_outcomes_as_without_the_fork_server(self):
-        files = self.suite(3, broken=True) + ["tests/c/test_c.py"]
+        files = self.suite(3, broken=True) + ["tests/c/test_c.py",
+                                               "tests/e/test_e.py"]
         runs = {}
         for fs in ("on", "off"):
             r = srtest.run(self.ws, ["-n", "2", "--no-history",
@@ -500,6 +504,7 @@ class KeptConfig(srtest.TestCase):
                                      r.file(f)["exit_code"]) for f in files})
         self.assertEqual(runs["on"], runs["off"])
         self.assertEqual(runs["on"][1]["tests/c/test_c.py"][0], "error")
+        self.assertEqual(runs["on"][1]["tests/e/test_e.py"][1], 1)
 
 
 # An installed plugin's pytest_configure runs in each file's own process,
