@@ -154,7 +154,12 @@ int sr_co_assign(struct coord *c, struct arec *a, unsigned slot,
                  struct sr_unit *u);
 /* Whether agent a takes work now: welcomed, heard from lately, neither
  * draining for an exclusive unit nor running one. */
-bool sr_co_taking(const struct coord *c, const struct arec *a, double now);
+static inline bool
+sr_co_taking(const struct coord *c, const struct arec *a, double now)
+{
+	return (a->hello && !a->draining && !a->exclusive &&
+	        now - a->peer->last_rx <= 2 * c->cfg->heartbeat_s);
+}
 /* Whether u avoids agent a (requeued after a crash there; only while
  * another agent may take it). */
 bool sr_co_avoids(const struct coord *c, const struct sr_unit *u,

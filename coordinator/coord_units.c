@@ -274,13 +274,6 @@ struct pick {
 };
 
 bool
-sr_co_taking(const struct coord *c, const struct arec *a, double now)
-{
-	return (a->hello && !a->draining && !a->exclusive &&
-	        now - a->peer->last_rx <= 2 * c->cfg->heartbeat_s);
-}
-
-bool
 sr_co_avoids(const struct coord *c, const struct sr_unit *u,
              const struct arec *a)
 {
