@@ -21,15 +21,15 @@
 # server parses at most one configuration in its life: parsing another
 # would run the conftests again in a process that already ran them
 # (registries filled twice, library patches applied twice, logging bound
-# to the first parse's capture). So where the run's files span several configurations (the
-# agent passes "--front": the coordinator counted them), the process the
-# agent starts is a front (see front()) that forks a server per shape from
-# a fresh, preloaded state; and when a file needs another configuration
-# than a plain server's, that server replaces itself (exec, same pid, same
-# connection) with a front. Where the parse fails or leaves a thread
-# behind, it replaces itself with a fresh server that keeps nothing and
-# runs pytest.main in each child. Either way it hands the new process the
-# request.
+# to the first parse's capture). So where the run's files span several
+# configurations (the agent passes "--front": the coordinator counted
+# them), the process the agent starts is a front (see front()) that forks
+# a server per shape from a fresh, preloaded state; and when a file needs
+# another configuration than a plain server's, that server replaces
+# itself (exec, same pid, same connection) with a front. Where the parse
+# fails or leaves a thread behind, it replaces itself with a fresh server
+# that keeps nothing and runs pytest.main in each child. Either way it
+# hands the new process the request.
 #
 # Where no code of the suite's own (a conftest.py, a module of the
 # workspace) implements a session-wide hook, the server also configures

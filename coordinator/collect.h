@@ -73,9 +73,10 @@ int sr_collect_generic(const char *root, const struct sr_strv *paths,
  * directories have the same conftest.py and ini files along them (up to
  * root) are parsed alike, and a slot's fork server keeps one parsed
  * configuration per such set. A plain conftest.py (no pytest_ hook, no
- * plugin list, no "import *": fixtures and helpers only) does not count:
- * the server loads it the way pytest loads the conftests of directories
- * it walks into, while collecting. Numbers them too: each file's config is its
+ * plugin list, no "import *", nothing importable beside it but test
+ * files: fixtures only) does not count: the server loads it the way
+ * pytest loads the conftests of directories it walks into, while
+ * collecting. Numbers them too: each file's config is its
  * configuration's (1, 2, ...), 0 past the first SR_CONFIGURATIONS_MAX.
  */
 #define SR_CONFIGURATIONS_MAX 255
