@@ -743,6 +743,20 @@ test_exact_errors(void **state)
 /* Files are parsed alike where the same setup files lie along their
  * directories: a directory without any of its own shares its parent's
  * configuration, one with a conftest.py or an ini file has its own. */
+/* The configurations the files under r span once path holds text. */
+static unsigned
+configurations_with(const char *r, const char *path, const char *text)
+{
+	struct sr_suite s;
+	unsigned n;
+
+	put(r, path, text);
+	assert_int_equal(collect(r, NULL, false, &s), 0);
+	n = sr_collect_configurations(r, &s);
+	sr_suite_free(&s);
+	return (n);
+}
+
 static void
 test_configurations(void **state)
 {
@@ -786,42 +800,31 @@ test_configurations(void **state)
 	/* A plain conftest (fixtures only) decides nothing pytest parses:
 	 * one that names a hook or a plugin list, or imports with "*",
 	 * does. */
-	put(r, "tests/own/conftest.py",
-	    "import pytest\n\n@pytest.fixture\n"
-	    "def x():\n    return 1\n");
-	assert_int_equal(collect(r, NULL, false, &s), 0);
-	assert_int_equal(sr_collect_configurations(r, &s), 1);
-	sr_suite_free(&s);
-	put(r, "tests/own/conftest.py", "pytest_plugins = ['p']\n");
-	assert_int_equal(collect(r, NULL, false, &s), 0);
-	assert_int_equal(sr_collect_configurations(r, &s), 2);
-	sr_suite_free(&s);
-	put(r, "tests/own/conftest.py", "from helpers import *\n");
-	assert_int_equal(collect(r, NULL, false, &s), 0);
-	assert_int_equal(sr_collect_configurations(r, &s), 2);
-	sr_suite_free(&s);
+	assert_int_equal(
+	    configurations_with(r, "tests/own/conftest.py",
+	                        "import pytest\n\n@pytest.fixture\n"
+	                        "def x():\n    return 1\n"),
+	    1);
+	assert_int_equal(configurations_with(r, "tests/own/conftest.py",
+	                                     "pytest_plugins = ['p']\n"),
+	                 2);
+	assert_int_equal(configurations_with(r, "tests/own/conftest.py",
+	                                     "from helpers import *\n"),
+	                 2);
 	/* Nor one beside which something is importable but test files: a
 	 * helper module, a package, or an __init__.py making its directory
 	 * one. */
 	put(r, "tests/own/conftest.py", "X = 1\n");
-	put(r, "tests/own/test_x_test.py", T);
-	assert_int_equal(collect(r, NULL, false, &s), 0);
-	assert_int_equal(sr_collect_configurations(r, &s), 1);
-	sr_suite_free(&s);
-	put(r, "tests/own/helpers.py", "X = 1\n");
-	assert_int_equal(collect(r, NULL, false, &s), 0);
-	assert_int_equal(sr_collect_configurations(r, &s), 2);
-	sr_suite_free(&s);
+	assert_int_equal(configurations_with(r, "tests/own/test_x_test.py", T),
+	                 1);
+	assert_int_equal(
+	    configurations_with(r, "tests/own/helpers.py", "X = 1\n"), 2);
 	rm(r, "tests/own/helpers.py");
-	put(r, "tests/own/utils/__init__.py", "");
-	assert_int_equal(collect(r, NULL, false, &s), 0);
-	assert_int_equal(sr_collect_configurations(r, &s), 2);
-	sr_suite_free(&s);
+	assert_int_equal(
+	    configurations_with(r, "tests/own/utils/__init__.py", ""), 2);
 	rm(r, "tests/own/utils/__init__.py");
-	put(r, "tests/own/__init__.py", "");
-	assert_int_equal(collect(r, NULL, false, &s), 0);
-	assert_int_equal(sr_collect_configurations(r, &s), 2);
-	sr_suite_free(&s);
+	assert_int_equal(configurations_with(r, "tests/own/__init__.py", ""),
+	                 2);
 }
 
 #define ROOT_TEST(f)                                                           \
