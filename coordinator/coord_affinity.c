@@ -83,13 +83,13 @@ parse_cost(const struct coord *c, uint8_t config)
 	return (n > 0 ? c->parses[config].sum_s / n : PARSE_S);
 }
 
-/* The search for a held unit nearly as heavy as the heaviest: whose slot,
- * the lightest weight that will do, and what else it must accept. */
+/* The search for a held unit nearly as heavy as the heaviest (the weight
+ * is sr_plan_take_above's floor): whose slot, and what else it must
+ * accept. */
 struct near {
 	const struct arec *a;
 	const struct coord *c;
 	unsigned slot;
-	double floor;
 	bool (*ok)(void *arg, const struct sr_unit *u);
 	void *arg;
 };
@@ -101,8 +101,8 @@ near_and_held(void *arg, const struct sr_unit *u)
 
 	/* Not an exclusive one: ok() would start draining the agent for a
 	 * unit lighter than the one it passed over. */
-	return (u->weight >= n->floor && !u->exclusive &&
-	        holds(n->a, n->slot, config_of(n->c, u)) && n->ok(n->arg, u));
+	return (!u->exclusive && holds(n->a, n->slot, config_of(n->c, u)) &&
+	        n->ok(n->arg, u));
 }
 
 /* Whether the slot could take a unit of its held configuration soon: free
@@ -175,10 +175,11 @@ sr_co_take(struct coord *c, struct arec *a, unsigned slot,
            bool *wait)
 {
 	struct sr_unit *u = sr_plan_take(&c->plan, ok, arg);
-	struct near n = {a, c, slot, 0, ok, arg};
+	struct near n = {a, c, slot, ok, arg};
 	struct sr_unit *alt;
 	uint8_t config;
 	double cost;
+	double floor;
 
 	*wait = false;
 	/* A slot that holds none parses whichever it takes. */
@@ -187,12 +188,13 @@ sr_co_take(struct coord *c, struct arec *a, unsigned slot,
 	    holds(a, slot, config))
 		return (u);
 	cost = parse_cost(c, config);
-	n.floor = u->weight - cost;
+	floor = u->weight - cost;
 	if (c->plan.nheap >= 2 * (size_t) c->prog.slots + 1)
-		n.floor = fmin(n.floor, u->weight * NEAR);
+		floor = fmin(floor, u->weight * NEAR);
 	if (sr_plan_push(&c->plan, u) != 0)
 		return (u);
-	if ((alt = sr_plan_take(&c->plan, near_and_held, &n)) != NULL)
+	if ((alt = sr_plan_take_above(&c->plan, floor, near_and_held, &n)) !=
+	    NULL)
 		return (alt);
 	if (sr_unit_avoid(u) == NULL && waits(c, a, slot, config, cost)) {
 		*wait = true;

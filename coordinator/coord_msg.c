@@ -125,7 +125,8 @@ on_hello(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 	    (a->last = calloc(h->slots, sizeof(*a->last))) == NULL)
 		return;
 	/* Affinity: only where fork servers keep configurations. */
-	if (c->cfg->forkserver && c->cfg->configurations > 1 &&
+	if (c->cfg->forkserver && !h->forkserver_off &&
+	    c->cfg->configurations > 1 &&
 	    ((a->held = calloc(h->slots, sizeof(*a->held))) == NULL ||
 	     (a->freed = calloc(h->slots, sizeof(*a->freed))) == NULL ||
 	     (a->waited = calloc(h->slots, sizeof(*a->waited))) == NULL))
@@ -137,8 +138,9 @@ on_hello(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 	c->prog.slots += a->slots;
 	if (c->prog.slots > c->max_slots)
 		c->max_slots = c->prog.slots;
-	sr_info("agent %s joined from %s with %u slots", a->name, a->peer->addr,
-	        a->slots);
+	sr_info("agent %s joined from %s with %u slots%s", a->name,
+	        a->peer->addr, a->slots,
+	        h->forkserver_off ? ", without fork servers" : "");
 	send_welcome(c, a);
 }
 

@@ -1,6 +1,7 @@
 /*
  * plan.c - units, the LPT pull queue (a binary max-heap), static splits.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -189,6 +190,13 @@ struct sr_unit *
 sr_plan_take(struct sr_plan *p, bool (*ok)(void *arg, const struct sr_unit *u),
              void *arg)
 {
+	return (sr_plan_take_above(p, -INFINITY, ok, arg));
+}
+
+struct sr_unit *
+sr_plan_take_above(struct sr_plan *p, double floor,
+                   bool (*ok)(void *arg, const struct sr_unit *u), void *arg)
+{
 	struct sr_heap_ent refused[64];
 	size_t nref = 0;
 	struct sr_unit *got = NULL;
@@ -200,13 +208,15 @@ sr_plan_take(struct sr_plan *p, bool (*ok)(void *arg, const struct sr_unit *u),
 
 		if (u->state == SR_UNIT_DROPPED)
 			continue;
-		if (ok == NULL || ok(arg, u)) {
+		if (u->weight >= floor && (ok == NULL || ok(arg, u))) {
 			got = u;
 			break;
 		}
 		refused[nref].weight = u->weight;
 		refused[nref].first = sr_unit_file(u, 0);
 		refused[nref++].id = u->id;
+		if (u->weight < floor)
+			break; /* the rest are lighter still */
 	}
 	for (size_t i = 0; i < nref; i++) {
 		p->heap[p->nheap++] = refused[i];

@@ -169,6 +169,11 @@ int sr_plan_push(struct sr_plan *p, struct sr_unit *u);
 struct sr_unit *sr_plan_take(struct sr_plan *p,
                              bool (*ok)(void *arg, const struct sr_unit *u),
                              void *arg);
+/* The same among units at least floor heavy: the search ends at the first
+ * lighter one (they come heaviest first). */
+struct sr_unit *
+sr_plan_take_above(struct sr_plan *p, double floor,
+                   bool (*ok)(void *arg, const struct sr_unit *u), void *arg);
 /* The heaviest queued unit, without taking it. */
 const struct sr_unit *sr_plan_peek(const struct sr_plan *p);
 

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import textwrap
@@ -138,6 +139,47 @@ def run(ws, args, timeout=120, env=None, json_out=True, junit_out=True):
                             env=env_for_tests(env))
     out, err = proc.communicate(timeout=timeout)
     return Run(proc, out, err, ws, jp, xp)
+
+
+class Agent:
+    """A shardrun-agent serving the workspace from a loopback port
+    (--listen), with a cluster key of its own; a context manager that stops
+    it. `run_args()` are the `shardrun run` arguments that use it."""
+
+    def __init__(self, ws, extra=()):
+        self.ws = ws
+        self.extra = list(extra)
+        self.key = ws.path(".agent/cluster.key")
+        self.proc = None
+        self.log = None
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.url = "tcp://127.0.0.1:%d" % s.getsockname()[1]
+
+    def __enter__(self):
+        os.makedirs(os.path.dirname(self.key), exist_ok=True)
+        subprocess.run([SHARDRUN, "keygen", "--cluster-key", self.key],
+                       check=True, capture_output=True)
+        self.log = open(self.ws.path(".agent/agent.log"), "w")
+        self.proc = subprocess.Popen(
+            [SHARDRUN_AGENT, "--listen", self.url, "--workspace",
+             self.ws.root, "--cluster-key-file", self.key, "-v"] +
+            self.extra, stdout=self.log, stderr=subprocess.STDOUT,
+            env=env_for_tests())
+        return self
+
+    def run_args(self):
+        return ["--agent", self.url, "--cluster-key-file", self.key,
+                "--wait", "10"]
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
 
 
 class TestCase(unittest.TestCase):

@@ -381,6 +381,38 @@ class KeptConfig(srtest.TestCase):
             got, 0.5 * 10 + 0.5 * (b0["duration_s"] - b0["parse_s"]),
             delta=0.01)
 
+    def test_no_affinity_for_an_agent_without_fork_servers(self):
+        # Estimated / run (s): a0 3 / 2, b0 2.9 / 0.05, a1 0.5 / 0.05, b1
+        # 0.48 / 0.05. When b0 ends, its slot holds b, and b1 is within a
+        # parse of a1, LPT's pick: with fork servers it takes b1 first. An
+        # agent started with --forkserver off keeps no configuration, so
+        # there is nothing to save and its slot takes a1 first, as LPT
+        # orders them.
+        self.ws.write("conftest.py", ROOT_CONFTEST)
+        for name in "ab":
+            self.ws.write("tests/%s/conftest.py" % name, HOOK)
+        plan = [("a", 0, 3, 2), ("b", 0, 2.9, 0.05), ("a", 1, 0.5, 0.05),
+                ("b", 1, 0.48, 0.05)]
+        hist = {"version": 1, "files": {}}
+        for name, i, estimate, secs in plan:
+            f = "tests/%s/test_%d.py" % (name, i)
+            self.ws.write(f, "import time\n\ndef test_it():\n"
+                          "    time.sleep(%s)\n" % secs)
+            hist["files"][f] = {"duration_s": estimate, "runs": 1}
+        self.ws.write(".shardrun/durations.json", json.dumps(hist))
+
+        def b1_first(r):
+            self.assertEqual(r.code, 0, r)
+            a1, b1 = r.file("tests/a/test_1.py"), r.file("tests/b/test_1.py")
+            return b1["start_s"] < a1["start_s"]
+
+        r = srtest.run(self.ws, ["-n", "2", "--no-history"])
+        self.assertTrue(b1_first(r), r)
+        with srtest.Agent(self.ws, ["--slots", "2", "--forkserver", "off"]) \
+                as agent:
+            r = srtest.run(self.ws, agent.run_args() + ["--no-history"])
+        self.assertFalse(b1_first(r), r)
+
     def test_configuration_parsed_once_per_slot(self):
         self.ws.write("conftest.py", ROOT_CONFTEST)
         self.ws.write("tests/a/conftest.py", DIR_CONFTEST.format(

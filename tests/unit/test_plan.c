@@ -208,6 +208,44 @@ test_refused_units_stay_queued(void **state)
 	sr_suite_free(&s);
 }
 
+static bool
+refuse_and_count(void *arg, const struct sr_unit *u)
+{
+	(void) u;
+	++*(int *) arg;
+	return (false);
+}
+
+/* A search above a floor asks ok() about no unit below it, takes none
+ * below it, and leaves every unit it refused queued. */
+static void
+test_take_above_stops_at_the_floor(void **state)
+{
+	double w[] = {10, 9, 8, 7, 6, 5, 4, 3, 2, 1};
+	struct sr_suite s;
+	struct sr_plan p;
+	struct sr_unit *u;
+	int asked = 0;
+
+	(void) state;
+	make_suite(&s, w, 10);
+	sr_plan_init(&p);
+	assert_int_equal(sr_plan_build(&p, &s), 0);
+	assert_null(sr_plan_take_above(&p, 7.5, refuse_and_count, &asked));
+	assert_int_equal(asked, 3);
+	assert_null(sr_plan_take_above(&p, 20, NULL, NULL));
+	assert_int_equal(p.nheap, 10);
+	u = sr_plan_take_above(&p, 7.5, NULL, NULL);
+	assert_true(u->weight == 10.0);
+	u = sr_plan_take_above(&p, 9.5, NULL, NULL);
+	assert_null(u);
+	u = sr_plan_take(&p, NULL, NULL);
+	assert_true(u->weight == 9.0);
+	assert_int_equal(p.nheap, 8);
+	sr_plan_free(&p);
+	sr_suite_free(&s);
+}
+
 static void
 test_lower_bound(void **state)
 {
@@ -237,6 +275,7 @@ main(void)
 	    cmocka_unit_test(test_take_order_and_ties),
 	    cmocka_unit_test(test_serial_group_is_one_unit),
 	    cmocka_unit_test(test_refused_units_stay_queued),
+	    cmocka_unit_test(test_take_above_stops_at_the_floor),
 	    cmocka_unit_test(test_lower_bound),
 	};
 
