@@ -126,39 +126,13 @@ exact_argv(const struct sr_collect_opts *o, const char *real,
 	return (rv);
 }
 
-/* Wait for pid, at most timeout_s (0: for ever); then kill it. */
+/* Start pytest on argv with its output in log; *pid its process. */
 static int
-wait_for(pid_t pid, double timeout_s, int *st)
-{
-	double end = sr_now() + timeout_s;
-	pid_t w;
-
-	for (;;) {
-		w = waitpid(pid, st, timeout_s > 0 ? WNOHANG : 0);
-		if (w == pid)
-			return (0);
-		if (w < 0 && errno != EINTR)
-			return (SR_EIO);
-		if (timeout_s > 0 && sr_now() >= end) {
-			kill(pid, SIGKILL);
-			(void) waitpid(pid, st, 0);
-			sr_warn(
-			    "collect: pytest took longer than %.1fs, stopped",
-			    timeout_s);
-			return (SR_ETIMEOUT);
-		}
-		if (w == 0)
-			usleep(10000);
-	}
-}
-
-static int
-spawn_wait(char *const argv[], char *const envp[], const char *cwd,
-           const char *log, double timeout_s, int *status)
+spawn_logged(char *const argv[], char *const envp[], const char *cwd,
+             const char *log, pid_t *pid)
 {
 	posix_spawn_file_actions_t fa;
-	pid_t pid;
-	int rv, st;
+	int rv;
 
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -166,37 +140,93 @@ spawn_wait(char *const argv[], char *const envp[], const char *cwd,
 	                                 O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	posix_spawn_file_actions_adddup2(&fa, 1, 2);
 	posix_spawn_file_actions_addchdir_np(&fa, cwd);
-	rv = posix_spawnp(&pid, argv[0], &fa, NULL, argv, envp);
+	rv = posix_spawnp(pid, argv[0], &fa, NULL, argv, envp);
 	posix_spawn_file_actions_destroy(&fa);
 	if (rv != 0) {
 		sr_error("collect: cannot run %s: %s", argv[0], strerror(rv));
 		return (SR_EIO);
 	}
-	if ((rv = wait_for(pid, timeout_s, &st)) != 0)
-		return (rv);
-	*status = st;
 	return (0);
 }
 
-static int
-exact_run(const struct sr_collect_opts *o, const char *real,
-          const struct sr_strv *args, const char *dir)
+int
+sr_collect_start(const struct sr_collect_opts *o, const char *real,
+                 const struct sr_strv *args, struct sr_collect_job *j)
 {
 	struct sr_strv argv, env;
-	char log[PATH_MAX], *tail = NULL;
-	int rv, st;
+	char log[PATH_MAX];
+	int rv;
 
+	j->pid = -1;
+	j->timeout_s = o->timeout_s;
+	j->end = sr_now() + o->timeout_s;
+	if ((rv = make_tmpdir(j->dir, sizeof(j->dir))) != 0)
+		return (rv);
 	sr_strv_init(&argv);
 	sr_strv_init(&env);
-	snprintf(log, sizeof(log), "%s/log", dir);
+	snprintf(log, sizeof(log), "%s/log", j->dir);
 	if ((rv = exact_argv(o, real, args, &argv)) == 0 &&
-	    (rv = exact_env(dir, &env)) == 0)
-		rv = spawn_wait(argv.v, env.v, real, log, o->timeout_s, &st);
+	    (rv = exact_env(j->dir, &env)) == 0)
+		rv = spawn_logged(argv.v, env.v, real, log, &j->pid);
 	sr_strv_free(&argv);
 	sr_strv_free(&env);
-	if (rv != 0 ||
-	    (WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 5)))
-		return (rv); /* 5: no tests collected, an empty suite */
+	if (rv != 0)
+		(void) sr_rmtree(j->dir);
+	return (rv);
+}
+
+static void
+kill_wait(struct sr_collect_job *j)
+{
+	if (j->pid > 0) {
+		kill(j->pid, SIGKILL);
+		while (waitpid(j->pid, &j->status, 0) < 0 && errno == EINTR)
+			;
+		j->pid = -1;
+	}
+}
+
+int
+sr_collect_poll(struct sr_collect_job *j, bool *done)
+{
+	pid_t w;
+
+	*done = false;
+	while ((w = waitpid(j->pid, &j->status, WNOHANG)) < 0 && errno == EINTR)
+		;
+	if (w < 0)
+		return (SR_EIO);
+	if (w == j->pid) {
+		*done = true;
+		j->pid = -1;
+		return (0);
+	}
+	if (j->timeout_s > 0 && sr_now() >= j->end) {
+		kill_wait(j);
+		sr_warn("collect: pytest took longer than %.1fs, stopped",
+		        j->timeout_s);
+		return (SR_ETIMEOUT);
+	}
+	return (0);
+}
+
+void
+sr_collect_cancel(struct sr_collect_job *j)
+{
+	kill_wait(j);
+	(void) sr_rmtree(j->dir);
+}
+
+/* Whether pytest's collection ended well; says why not. */
+static int
+exact_status(const struct sr_collect_job *j)
+{
+	int st = j->status;
+	char log[PATH_MAX], *tail = NULL;
+
+	if (WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 5))
+		return (0); /* 5: no tests collected, an empty suite */
+	snprintf(log, sizeof(log), "%s/log", j->dir);
 	(void) sr_read_tail(log, 1500, &tail, NULL);
 	sr_error("collect: pytest --collect-only failed (%s %d); its output "
 	         "ends with:\n%s",
@@ -291,17 +321,33 @@ exact_parse(const struct sr_collect_opts *o, const char *dir,
 }
 
 int
+sr_collect_finish(const struct sr_collect_opts *o, struct sr_collect_job *j,
+                  struct sr_suite *out, struct sr_strv *ids)
+{
+	int rv;
+
+	if ((rv = exact_status(j)) == 0)
+		rv = exact_parse(o, j->dir, out, ids);
+	(void) sr_rmtree(j->dir);
+	return (rv);
+}
+
+int
 sr_collect_pytest(const struct sr_collect_opts *o, const char *real,
                   const struct sr_strv *args, struct sr_suite *out,
                   struct sr_strv *ids)
 {
-	char dir[PATH_MAX - 64]; /* room for the names below it */
+	struct sr_collect_job j;
+	bool done = false;
 	int rv;
 
-	if ((rv = make_tmpdir(dir, sizeof(dir))) != 0)
+	if ((rv = sr_collect_start(o, real, args, &j)) != 0)
 		return (rv);
-	if ((rv = exact_run(o, real, args, dir)) == 0)
-		rv = exact_parse(o, dir, out, ids);
-	(void) sr_rmtree(dir);
-	return (rv);
+	while ((rv = sr_collect_poll(&j, &done)) == 0 && !done)
+		usleep(10000);
+	if (rv != 0) {
+		sr_collect_cancel(&j);
+		return (rv);
+	}
+	return (sr_collect_finish(o, &j, out, ids));
 }

@@ -266,11 +266,9 @@ start_dispatch(struct coord *c, double now)
 		struct sr_split_cfg sc = {c->cfg->workspace, c->cfg->python,
 		                          c->prog.slots, 5.0, c->cfg->history};
 
-		/* Asking pytest for the long files' test ids blocks: let the
-		 * Welcomes out first, so that the agents start their fork
-		 * servers meanwhile. */
-		sr_node_flush(c->node);
-		(void) sr_split_long(&c->plan, c->suite, &sc);
+		/* pytest lists the long files' test ids while the slots
+		 * start on the other files (sr_split_poll each turn). */
+		(void) sr_split_begin(&c->split, &c->plan, c->suite, &sc);
 	}
 	if (c->cfg->bundle_s > 0)
 		(void) sr_bundle_short(&c->plan, c->suite, c->cfg->bundle_s,
@@ -315,6 +313,7 @@ loop(struct coord *c)
 		node_events(c);
 		now = sr_now();
 		start_dispatch(c, now);
+		(void) sr_split_poll(&c->split, &c->plan, c->suite);
 		heartbeats(c, now);
 		check_orphaned(c, now);
 		sr_node_expire(c->node, now, HANDSHAKE_S);
@@ -443,6 +442,7 @@ sr_coord_run(const struct sr_coord_cfg *cfg, struct sr_run_info *ri)
 	if ((rv = sr_plan_build(&c.plan, c.suite)) == 0 &&
 	    (rv = coord_open(&c)) == 0) {
 		loop(&c);
+		sr_split_stop(&c.split, &c.plan);
 		rv = c.status;
 		shutdown_all(&c, rv == 0,
 		             rv == 0 ? "run complete" : "run aborted");

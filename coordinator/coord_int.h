@@ -15,6 +15,7 @@
 #include "coord.h"
 #include "plan.h"
 #include "progress.h"
+#include "split.h"
 #include "sr/node.h"
 
 #define HANDSHAKE_S       10.0
@@ -100,7 +101,8 @@ struct coord {
 	bool serial_running;
 	double alone_since; /* no agent connected since then */
 	size_t nfinal;
-	unsigned max_slots; /* most slots connected at once */
+	struct sr_splitter split; /* long files whose test ids pytest lists */
+	unsigned max_slots;       /* most slots connected at once */
 	struct sr_progress prog;
 	struct twin *twins; /* running backups */
 	size_t ntwins;

@@ -208,7 +208,8 @@ sr_plan_take_above(struct sr_plan *p, double floor,
 
 		if (u->state == SR_UNIT_DROPPED)
 			continue;
-		if (u->weight >= floor && (ok == NULL || ok(arg, u))) {
+		if (u->weight >= floor && !u->splitting &&
+		    (ok == NULL || ok(arg, u))) {
 			got = u;
 			break;
 		}

@@ -68,7 +68,9 @@ struct sr_unit {
 	bool exclusive : 1;
 	bool twinned : 1;  /* had a backup attempt, or is one: no more */
 	bool survivor : 1; /* a backup whose original ended without a verdict */
-	bool one_got;      /* nfiles == 1: result received this attempt */
+	bool splitting : 1; /* its test ids are being collected (split.h):
+	                       queued, but not taken meanwhile */
+	bool one_got;       /* nfiles == 1: result received this attempt */
 };
 
 /* The suite index of the unit's i-th file. */
@@ -163,8 +165,9 @@ void sr_plan_compact(struct sr_plan *p);
 /* Queue a unit again (state QUEUED). */
 int sr_plan_push(struct sr_plan *p, struct sr_unit *u);
 /*
- * Take the heaviest queued unit that ok() accepts. Units it refuses stay
- * queued. ok may be NULL. Returns NULL when none is acceptable.
+ * Take the heaviest queued unit that ok() accepts, but none that is being
+ * split. Units it refuses stay queued. ok may be NULL. Returns NULL when
+ * none is acceptable.
  */
 struct sr_unit *sr_plan_take(struct sr_plan *p,
                              bool (*ok)(void *arg, const struct sr_unit *u),

@@ -73,32 +73,6 @@ candidates(const struct sr_plan *p, double share, struct sr_unit **out,
 	return (n);
 }
 
-/* The test ids of one file, as pytest collects them. */
-static int
-test_ids(const struct sr_split_cfg *cfg, const char *file, double left,
-         struct sr_strv *ids)
-{
-	struct sr_collect_opts co;
-	struct sr_suite tmp;
-	struct sr_strv args;
-	char real[PATH_MAX];
-	int rv;
-
-	if (realpath(cfg->root, real) == NULL ||
-	    (rv = sr_collect_opts_init(&co, cfg->root)) != 0)
-		return (-1);
-	co.python = cfg->python;
-	co.timeout_s = left > 0.1 ? left : 0.1; /* heartbeats wait meanwhile */
-	sr_suite_init(&tmp);
-	sr_strv_init(&args);
-	if ((rv = sr_strv_push(&args, file)) == 0)
-		rv = sr_collect_pytest(&co, real, &args, &tmp, ids);
-	sr_strv_free(&args);
-	sr_suite_free(&tmp);
-	sr_collect_opts_free(&co);
-	return (rv);
-}
-
 /* A test in LPT order: the longest first, ties in collection order. */
 struct item {
 	double d;
@@ -300,29 +274,123 @@ split_one(struct sr_plan *p, struct sr_suite *s, struct sr_unit *u,
 	return (done);
 }
 
-size_t
-sr_split_long(struct sr_plan *p, struct sr_suite *s,
-              const struct sr_split_cfg *cfg)
+/* Let candidate i be taken whole (not split, or not now). */
+static void
+release(struct sr_splitter *sp, struct sr_plan *p, size_t i)
 {
-	double share = fair_share(p, cfg->slots);
+	struct sr_unit *u = sr_plan_unit(p, sp->cand[i]);
+
+	if (u != NULL)
+		u->splitting = false;
+}
+
+/* Start asking pytest for the next candidate's ids, within the budget;
+ * the ones it cannot ask about go whole. */
+static void
+start_next(struct sr_splitter *sp, struct sr_plan *p, const struct sr_suite *s)
+{
+	while (sp->next < sp->n) {
+		const struct sr_unit *u = sr_plan_unit(p, sp->cand[sp->next]);
+		double left = sp->end - sr_now();
+		char *one[2] = {s->files[sr_unit_file(u, 0)].path, NULL};
+		struct sr_strv args = {one, 1, 0};
+
+		if (left <= 0.1)
+			break;
+		sp->co.timeout_s = left;
+		if (sr_collect_start(&sp->co, sp->real, &args, &sp->job) == 0) {
+			sp->running = true;
+			return;
+		}
+		release(sp, p, sp->next++);
+	}
+	while (sp->next < sp->n)
+		release(sp, p, sp->next++);
+}
+
+int
+sr_split_begin(struct sr_splitter *sp, struct sr_plan *p,
+               const struct sr_suite *s, const struct sr_split_cfg *cfg)
+{
 	size_t max = 2 * (size_t) cfg->slots + 1;
-	struct sr_unit **cand = calloc(max, sizeof(*cand));
-	double end = sr_now() + cfg->budget_s;
-	size_t n, done = 0;
+	struct sr_unit **cand;
+	int rv;
 
-	if (cand == NULL)
-		return (0);
-	n = candidates(p, share, cand, max);
-	for (size_t i = 0; i < n && sr_now() < end; i++) {
-		const char *path = s->files[sr_unit_file(cand[i], 0)].path;
-		struct sr_strv ids;
-
-		sr_strv_init(&ids);
-		if (test_ids(cfg, path, end - sr_now(), &ids) == 0 &&
-		    split_one(p, s, cand[i], &ids, share, cfg->hist))
-			done++;
-		sr_strv_free(&ids);
+	memset(sp, 0, sizeof(*sp));
+	sp->cfg = *cfg;
+	sp->share = fair_share(p, cfg->slots);
+	sp->end = sr_now() + cfg->budget_s;
+	if (realpath(cfg->root, sp->real) == NULL)
+		return (SR_ENOENT);
+	if ((rv = sr_collect_opts_init(&sp->co, cfg->root)) != 0)
+		return (rv);
+	sp->co.python = cfg->python;
+	sp->ready = true;
+	if ((cand = calloc(max, sizeof(*cand))) == NULL ||
+	    (sp->cand = calloc(max, sizeof(*sp->cand))) == NULL) {
+		free(cand);
+		return (SR_ENOMEM);
+	}
+	sp->n = candidates(p, sp->share, cand, max);
+	for (size_t i = 0; i < sp->n; i++) {
+		cand[i]->splitting = true;
+		sp->cand[i] = cand[i]->id;
 	}
 	free(cand);
-	return (done);
+	start_next(sp, p, s);
+	return (0);
+}
+
+/* The running collection ended: split its candidate by what it found, or
+ * let it go whole. */
+static void
+collected(struct sr_splitter *sp, struct sr_plan *p, struct sr_suite *s)
+{
+	struct sr_unit *u = sr_plan_unit(p, sp->cand[sp->next]);
+	struct sr_suite tmp;
+	struct sr_strv ids;
+
+	sr_suite_init(&tmp);
+	sr_strv_init(&ids);
+	sp->running = false;
+	release(sp, p, sp->next++);
+	if (sr_collect_finish(&sp->co, &sp->job, &tmp, &ids) == 0 &&
+	    u->state == SR_UNIT_QUEUED)
+		(void) split_one(p, s, u, &ids, sp->share, sp->cfg.hist);
+	sr_strv_free(&ids);
+	sr_suite_free(&tmp);
+}
+
+bool
+sr_split_poll(struct sr_splitter *sp, struct sr_plan *p, struct sr_suite *s)
+{
+	bool done;
+
+	if (!sp->running)
+		return (false);
+	if (sr_collect_poll(&sp->job, &done) != 0) {
+		sr_collect_cancel(&sp->job);
+		sp->running = false;
+		release(sp, p, sp->next++);
+	} else if (done) {
+		collected(sp, p, s);
+	} else {
+		return (true);
+	}
+	start_next(sp, p, s);
+	return (sp->running);
+}
+
+void
+sr_split_stop(struct sr_splitter *sp, struct sr_plan *p)
+{
+	if (sp->running)
+		sr_collect_cancel(&sp->job);
+	sp->running = false;
+	while (p != NULL && sp->next < sp->n)
+		release(sp, p, sp->next++);
+	if (sp->ready)
+		sr_collect_opts_free(&sp->co);
+	free(sp->cand);
+	memset(sp, 0, sizeof(*sp));
 }

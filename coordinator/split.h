@@ -14,12 +14,21 @@
  * into contiguous runs of near-equal count (module and class fixtures stay
  * together). A part weighs its tests' share of the file's estimate.
  *
- * Ownership: borrows everything; records the parts in the plan and the
- * suite. Blocks while pytest collects (bounded by budget_s in total).
+ * pytest collects while the run goes on: the files to split stay queued
+ * but are not taken (sr_unit.splitting) until their parts replace them,
+ * or, where pytest fails or the budget is spent, they go whole. One
+ * pytest at a time, the longest file first.
+ *
+ * Ownership: the coordinator owns the splitter; it borrows the plan, the
+ * suite and cfg's strings, and records the parts in the plan and the
+ * suite. Its pytest is a child of the calling process, waited for by pid.
  */
 #ifndef SR_SPLIT_H
 #define SR_SPLIT_H
 
+#include <limits.h>
+
+#include "collect_exact.h"
 #include "plan.h"
 #include "suite.h"
 
@@ -33,9 +42,31 @@ struct sr_split_cfg {
 	const struct sr_history *hist; /* per-test times; may be NULL */
 };
 
-/* Split what is worth splitting; returns how many files were split. */
-size_t sr_split_long(struct sr_plan *p, struct sr_suite *s,
-                     const struct sr_split_cfg *cfg);
+struct sr_splitter {
+	struct sr_split_cfg cfg;
+	double share;   /* the fair share when it began */
+	double end;     /* past it, the candidates left go whole */
+	uint32_t *cand; /* unit ids, the longest first */
+	size_t n;
+	size_t next; /* the candidate being collected, or the next one */
+	struct sr_collect_opts co;
+	struct sr_collect_job job;
+	bool ready;          /* co initialised */
+	bool running;        /* job is a pytest that runs */
+	char real[PATH_MAX]; /* the workspace's real path */
+};
+
+/* Pick what is worth splitting and start asking pytest about it. Whatever
+ * it returns, sr_split_stop ends the splitter. */
+int sr_split_begin(struct sr_splitter *sp, struct sr_plan *p,
+                   const struct sr_suite *s, const struct sr_split_cfg *cfg);
+/* Go on without blocking: split a file whose ids came, start the next
+ * collection. False once nothing is left to split. */
+bool sr_split_poll(struct sr_splitter *sp, struct sr_plan *p,
+                   struct sr_suite *s);
+/* Stop (a pytest still collecting is killed) and let every candidate not
+ * split yet go whole; frees what the splitter holds. */
+void sr_split_stop(struct sr_splitter *sp, struct sr_plan *p);
 /* The plan for one file of n ids and the given weight: how many parts
  * (0: not worth it), for a fair share `share`. Exposed for tests. */
 uint32_t sr_split_parts(double weight, size_t n, double share);

@@ -42,6 +42,15 @@ def test_small():
     pass
 """
 
+SMALL_MARKS = """
+import os, time
+
+def test_small():
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "marks.log"), "a") as f:
+        f.write("small %f\\n" % time.time())
+"""
+
 # The coordinator's pytest run that lists a long file's test ids takes
 # 1.5 s more; the fork servers note when they start (marker.py, preloaded).
 SLOW_IDS = """
@@ -155,25 +164,35 @@ class Split(srtest.TestCase):
         self.assertEqual(hist["runs"], 2)
         self.assertEqual(len(hist["tests"]), 40, hist)
 
-    def test_fork_servers_start_while_the_ids_are_collected(self):
-        """Asking pytest for the test ids blocks the coordinator; the
-        agents get their Welcome first and start their fork servers
-        meanwhile, not after."""
+    def test_other_files_run_while_the_ids_are_collected(self):
+        """While pytest lists the long file's test ids, the agents start
+        their fork servers and the slots run the other files; the long
+        file waits for its parts."""
         self.ws.write("conftest.py", SLOW_IDS)
         self.ws.write("marker.py", MARKER)
         self.ws.write("test_big.py", BIG.format(n=8, sleep=0.25, fail=-1))
-        self.history({"test_big.py": 3.0})
+        small = ["test_small_%d.py" % i for i in range(4)]
+        for f in small:
+            self.ws.write(f, SMALL_MARKS)
+        self.history(dict({"test_big.py": 3.0},
+                          **{f: 0.1 for f in small}))
         r = srtest.run(self.ws, ["-n", "2", "--no-history", "--preload",
                                  "marker"])
         self.assertEqual(r.code, 0, r)
+        self.assert_one_result_per_file(r, ["test_big.py"] + small)
         self.assertGreaterEqual(r.file("test_big.py")["parts"], 2)
+        self.assertEqual(sorted(int(i) for _, i, _ in self.ran()),
+                         list(range(8)))
         with open(self.ws.path("marks.log")) as f:
             marks = [l.split() for l in f]
         ids = [float(t) for what, t in marks if what == "ids"]
         servers = [float(t) for what, t in marks if what == "server"]
+        smalls = [float(t) for what, t in marks if what == "small"]
         self.assertEqual(len(ids), 1, marks)
         self.assertGreaterEqual(len(servers), 2, marks)  # one per slot
         self.assertLess(max(servers[:2]), ids[0], marks)
+        self.assertEqual(len(smalls), 4, marks)
+        self.assertLess(max(smalls), ids[0], marks)
 
     def read_history(self):
         with open(self.ws.path(".shardrun/durations.json")) as f:

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "sr/err.h"
 #include "sr/util.h"
@@ -178,12 +180,10 @@ teardown(void **state)
 	return (0);
 }
 
-/* The suite: test_big.py (20 s) and test_small.py (1 s), planned, then
- * split for two slots. Returns how many files were split. */
-static size_t
-plan_and_split(struct fx *fx)
+/* The suite: test_big.py (20 s) and test_small.py (1 s), planned. */
+static void
+plan(struct fx *fx)
 {
-	struct sr_split_cfg cfg = {fx->dir, fx->python, 2, 30.0, &fx->h};
 	size_t idx;
 
 	assert_int_equal(sr_history_record(&fx->h, "tests/test_big.py", 20.0),
@@ -194,7 +194,88 @@ plan_and_split(struct fx *fx)
 	assert_int_equal(sr_suite_add(&fx->s, "tests/test_small.py", &idx), 0);
 	sr_history_estimate(&fx->h, &fx->s);
 	assert_int_equal(sr_plan_build(&fx->p, &fx->s), 0);
-	return (sr_split_long(&fx->p, &fx->s, &cfg));
+}
+
+/* The suite planned, then split for two slots. Returns how many files
+ * were split. */
+static size_t
+plan_and_split(struct fx *fx)
+{
+	struct sr_split_cfg cfg = {fx->dir, fx->python, 2, 30.0, &fx->h};
+	struct sr_splitter sp;
+	struct sr_unit *u;
+	size_t split = 0;
+
+	plan(fx);
+	assert_int_equal(sr_split_begin(&sp, &fx->p, &fx->s, &cfg), 0);
+	/* While pytest lists its ids, the big file stays queued untaken. */
+	u = sr_plan_take(&fx->p, NULL, NULL);
+	assert_string_equal(fx->s.files[sr_unit_file(u, 0)].path,
+	                    "tests/test_small.py");
+	assert_null(sr_plan_take(&fx->p, NULL, NULL));
+	assert_int_equal(sr_plan_push(&fx->p, u), 0);
+	while (sr_split_poll(&sp, &fx->p, &fx->s))
+		usleep(1000);
+	sr_split_stop(&sp, &fx->p);
+	for (size_t i = 0; i < fx->s.n; i++)
+		split += sr_file_nparts(&fx->s.files[i]) > 0;
+	return (split);
+}
+
+/* The python of the fixture runs body instead of listing the ids. */
+static void
+python_runs(struct fx *fx, const char *body)
+{
+	FILE *f = fopen(fx->python, "w");
+
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\n%s\n", body);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* The heaviest unit the plan gives, which must be the whole big file. */
+static void
+big_goes_whole(struct fx *fx)
+{
+	struct sr_unit *u = sr_plan_take(&fx->p, NULL, NULL);
+
+	assert_non_null(u);
+	assert_null(sr_unit_selectors(u));
+	assert_string_equal(fx->s.files[sr_unit_file(u, 0)].path,
+	                    "tests/test_big.py");
+	assert_int_equal(sr_file_nparts(&fx->s.files[0]), 0);
+}
+
+/* pytest fails: the file runs whole, and is taken again. */
+static void
+test_failed_listing_goes_whole(void **state)
+{
+	struct fx *fx = *state;
+
+	python_runs(fx, "echo broken; exit 3");
+	assert_int_equal(plan_and_split(fx), 0);
+	big_goes_whole(fx);
+}
+
+/* Stopped while pytest lists (the run ended first): pytest is killed at
+ * once and the file is no longer held back. */
+static void
+test_stop_while_listing(void **state)
+{
+	struct fx *fx = *state;
+	struct sr_split_cfg cfg = {fx->dir, fx->python, 2, 30.0, &fx->h};
+	struct sr_splitter sp;
+	double t0;
+
+	python_runs(fx, "exec sleep 60");
+	plan(fx);
+	assert_int_equal(sr_split_begin(&sp, &fx->p, &fx->s, &cfg), 0);
+	assert_true(sr_split_poll(&sp, &fx->p, &fx->s));
+	t0 = sr_now();
+	sr_split_stop(&sp, &fx->p);
+	assert_true(sr_now() - t0 < 5.0);
+	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1); /* none left */
+	big_goes_whole(fx);
 }
 
 /* Where each id went: its part; and each part's weight. Checks that every
@@ -300,6 +381,10 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_split_by_duration, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_split_by_count, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_listing_goes_whole,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stop_while_listing, setup,
 	                                    teardown),
 	};
 
