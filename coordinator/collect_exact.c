@@ -191,11 +191,15 @@ sr_collect_poll(struct sr_collect_job *j, bool *done)
 {
 	pid_t w;
 
-	*done = false;
+	*done = j->pid <= 0; /* ended: never waitpid(-1) */
+	if (*done)
+		return (0);
 	while ((w = waitpid(j->pid, &j->status, WNOHANG)) < 0 && errno == EINTR)
 		;
-	if (w < 0)
+	if (w < 0) {
+		j->pid = -1; /* not ours to wait for, or gone: never kill it */
 		return (SR_EIO);
+	}
 	if (w == j->pid) {
 		*done = true;
 		j->pid = -1;

@@ -126,7 +126,8 @@ sr_co_speculate(struct coord *c, struct arec *a, unsigned slot)
 	uint32_t id;
 
 	/* Called when the queue gave this slot nothing: what is left queued
-	 * is held back (take dropped the rest), and goes first. */
+	 * is held back (take dropped the rest; a file being split counts as
+	 * queued), and goes first. */
 	if (!c->cfg->speculate || a->depth[slot] > 0 || a->draining ||
 	    a->exclusive || c->plan.nheap > 0 ||
 	    (orig = latest(c, a, sr_now())) == NULL)

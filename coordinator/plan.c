@@ -202,7 +202,8 @@ sr_plan_take_above(struct sr_plan *p, double floor,
 	struct sr_unit *got = NULL;
 
 	/* Refused units are few (the serial unit, exclusive ones, crashed
-	 * ones avoiding an agent); look past at most 64 of them. */
+	 * ones avoiding an agent, at most 16 being split); look past at most
+	 * 64 of them. */
 	while (p->nheap > 0 && nref < 64) {
 		struct sr_unit *u = p->units[heap_pop(p) - 1];
 

@@ -160,7 +160,7 @@ int sr_plan_again(struct sr_plan *p, const struct sr_suite *s,
  * into a bundle). It stays in the heap, skipped, until sr_plan_compact. */
 void sr_plan_drop(struct sr_plan *p, struct sr_unit *u);
 /* Clear dropped units out of the heap, so its size (and sr_plan_peek)
- * count only what is queued. */
+ * count only what is queued (files being split included). */
 void sr_plan_compact(struct sr_plan *p);
 /* Queue a unit again (state QUEUED). */
 int sr_plan_push(struct sr_plan *p, struct sr_unit *u);
@@ -177,7 +177,8 @@ struct sr_unit *sr_plan_take(struct sr_plan *p,
 struct sr_unit *
 sr_plan_take_above(struct sr_plan *p, double floor,
                    bool (*ok)(void *arg, const struct sr_unit *u), void *arg);
-/* The heaviest queued unit, without taking it. */
+/* The heaviest queued unit, without taking it (one being split, or a
+ * dropped one not compacted away yet, may be it). */
 const struct sr_unit *sr_plan_peek(const struct sr_plan *p);
 
 /* max(sum(w) / slots, max(w)): no schedule finishes earlier. */

@@ -1,5 +1,5 @@
 /*
- * split.c - parts of long files, made at the start of dispatch.
+ * split.c - parts of long files, made while the run starts.
  *
  * The parts of a file are balanced by its tests' durations from the
  * history (LPT: the longest test first, each into the lightest part), so a
@@ -219,33 +219,55 @@ layout_make(const struct sr_strv *ids, const double *est, uint32_t k,
 	return (0);
 }
 
+/* Queue the k parts of the layout as units (their ids into added, *n of
+ * them before a failure). */
+static int
+add_parts(struct sr_plan *p, const struct sr_suite *s, size_t file,
+          const struct layout *l, uint32_t k, double weight, uint32_t *added,
+          uint32_t *n)
+{
+	int rv = 0;
+
+	for (uint32_t part = 0; part < k && rv == 0; part++) {
+		struct sr_strv chunk = {l->order + l->start[part],
+		                        l->start[part + 1] - l->start[part], 0};
+
+		rv = sr_plan_add_part(p, s, file, part, &chunk,
+		                      weight * l->load[part] / l->total,
+		                      &added[part]);
+		*n += rv == 0;
+	}
+	return (rv);
+}
+
 /* Replace the unit by k parts, each weighing its share of the file's
- * estimate. est: the tests' estimates (NULL: unknown). */
+ * estimate. est: the tests' estimates (NULL: unknown). All the parts, or
+ * the whole file as it was. */
 static int
 split_unit(struct sr_plan *p, struct sr_suite *s, struct sr_unit *u,
            const struct sr_strv *ids, const double *est, uint32_t k)
 {
 	size_t file = sr_unit_file(u, 0);
-	double weight = u->weight;
+	uint32_t *added, n = 0;
 	struct layout l;
 	int rv;
 
-	if ((rv = layout_make(ids, est, k, &l)) != 0)
-		return (rv);
-	if ((rv = sr_file_split(&s->files[file], k)) != 0) {
-		layout_free(&l);
+	if ((added = malloc(k * sizeof(*added))) == NULL)
+		return (SR_ENOMEM);
+	if ((rv = layout_make(ids, est, k, &l)) != 0) {
+		free(added);
 		return (rv);
 	}
-	sr_plan_drop(p, u);
-	for (uint32_t part = 0; part < k && rv == 0; part++) {
-		struct sr_strv chunk = {l.order + l.start[part],
-		                        l.start[part + 1] - l.start[part], 0};
-		uint32_t id;
-
-		rv = sr_plan_add_part(p, s, file, part, &chunk,
-		                      weight * l.load[part] / l.total, &id);
-	}
+	if ((rv = sr_file_split(&s->files[file], k)) == 0)
+		rv = add_parts(p, s, file, &l, k, u->weight, added, &n);
 	layout_free(&l);
+	for (uint32_t i = 0; rv != 0 && i < n; i++)
+		sr_plan_drop(p, sr_plan_unit(p, added[i]));
+	if (rv != 0)
+		sr_file_unsplit(&s->files[file]);
+	else
+		sr_plan_drop(p, u);
+	free(added);
 	return (rv);
 }
 
@@ -273,6 +295,11 @@ split_one(struct sr_plan *p, struct sr_suite *s, struct sr_unit *u,
 	free(est);
 	return (done);
 }
+
+/* At most this many files are held for splitting at once (sr_plan_take
+ * looks past 64 refused units; pytest lists one file at a time within the
+ * budget anyway). */
+#define SPLIT_MAX 16
 
 /* Let candidate i be taken whole (not split, or not now). */
 static void
@@ -316,6 +343,10 @@ sr_split_begin(struct sr_splitter *sp, struct sr_plan *p,
 	struct sr_unit **cand;
 	int rv;
 
+	/* Held units are refused by every take, which looks past few. */
+	if (max > SPLIT_MAX)
+		max = SPLIT_MAX;
+
 	memset(sp, 0, sizeof(*sp));
 	sp->cfg = *cfg;
 	sp->share = fair_share(p, cfg->slots);
@@ -355,10 +386,18 @@ collected(struct sr_splitter *sp, struct sr_plan *p, struct sr_suite *s)
 	sp->running = false;
 	release(sp, p, sp->next++);
 	if (sr_collect_finish(&sp->co, &sp->job, &tmp, &ids) == 0 &&
-	    u->state == SR_UNIT_QUEUED)
-		(void) split_one(p, s, u, &ids, sp->share, sp->cfg.hist);
+	    u->state == SR_UNIT_QUEUED &&
+	    split_one(p, s, u, &ids, sp->share, sp->cfg.hist))
+		sr_plan_compact(p); /* the whole file's entry off the heap */
 	sr_strv_free(&ids);
 	sr_suite_free(&tmp);
+}
+
+bool
+sr_split_allows(const struct sr_splitter *sp, const struct sr_unit *u,
+                double now)
+{
+	return (!sp->running || u->weight <= sp->end - now);
 }
 
 bool

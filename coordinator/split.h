@@ -2,7 +2,7 @@
  * split.h - splitting files longer than a fair share into parts.
  *
  * With one huge file, no schedule of whole files can beat that file's
- * length. So at the start of dispatch, when the slots are known, every file
+ * length. So once dispatch starts, when the slots are known, every file
  * whose estimate exceeds the fair share (total estimate / slots) - and at
  * least 2 s - is split into parts of its test ids, each part a unit of its
  * own. The ids come from pytest itself (--collect-only on just that file),
@@ -14,14 +14,16 @@
  * into contiguous runs of near-equal count (module and class fixtures stay
  * together). A part weighs its tests' share of the file's estimate.
  *
- * pytest collects while the run goes on: the files to split stay queued
- * but are not taken (sr_unit.splitting) until their parts replace them,
- * or, where pytest fails or the budget is spent, they go whole. One
- * pytest at a time, the longest file first.
+ * pytest collects while the run goes on: the files to split (at most 16)
+ * stay queued but are not taken (sr_unit.splitting) until their parts
+ * replace them, or, where pytest fails or the budget is spent, they go
+ * whole. One pytest at a time, the longest file first. Meanwhile slots
+ * take only what ends within the budget (sr_split_allows).
  *
  * Ownership: the coordinator owns the splitter; it borrows the plan, the
  * suite and cfg's strings, and records the parts in the plan and the
  * suite. Its pytest is a child of the calling process, waited for by pid.
+ * One thread.
  */
 #ifndef SR_SPLIT_H
 #define SR_SPLIT_H
@@ -64,8 +66,15 @@ int sr_split_begin(struct sr_splitter *sp, struct sr_plan *p,
  * collection. False once nothing is left to split. */
 bool sr_split_poll(struct sr_splitter *sp, struct sr_plan *p,
                    struct sr_suite *s);
+/* Whether a slot may take u at now while files wait for their split: only
+ * a unit due to end before the budget does, so that a file which goes
+ * whole after all (pytest failed, or took too long) finds a slot free by
+ * then, as early as it would have had the run waited for pytest. */
+bool sr_split_allows(const struct sr_splitter *sp, const struct sr_unit *u,
+                     double now);
 /* Stop (a pytest still collecting is killed) and let every candidate not
- * split yet go whole; frees what the splitter holds. */
+ * split yet go whole (with p NULL, the plan is not touched: when it is
+ * freed next); frees what the splitter holds. */
 void sr_split_stop(struct sr_splitter *sp, struct sr_plan *p);
 /* The plan for one file of n ids and the given weight: how many parts
  * (0: not worth it), for a fair share `share`. Exposed for tests. */

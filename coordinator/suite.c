@@ -177,6 +177,13 @@ sr_file_split(struct sr_file *f, uint32_t n)
 	return (0);
 }
 
+void
+sr_file_unsplit(struct sr_file *f)
+{
+	parts_free(f->parts);
+	f->parts = NULL;
+}
+
 const struct sr_attempt *
 sr_file_part_last(const struct sr_file *f, uint32_t part)
 {

@@ -100,8 +100,9 @@ sr_file_nparts(const struct sr_file *f)
 	return (f->parts != NULL ? f->parts->n : 0);
 }
 
-/* Make the file a split one with n parts. */
+/* Make the file a split one with n parts; and whole again. */
 int sr_file_split(struct sr_file *f, uint32_t n);
+void sr_file_unsplit(struct sr_file *f);
 /* The last attempt of one part of a split file, or NULL. */
 const struct sr_attempt *sr_file_part_last(const struct sr_file *f,
                                            uint32_t part);

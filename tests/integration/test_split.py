@@ -52,13 +52,13 @@ def test_small():
 """
 
 # The coordinator's pytest run that lists a long file's test ids takes
-# 1.5 s more; the fork servers note when they start (marker.py, preloaded).
+# 2.5 s more; the fork servers note when they start (marker.py, preloaded).
 SLOW_IDS = """
 import os, time
 
 def pytest_collection_finish(session):
     if session.config.pluginmanager.has_plugin("shardrun_collect"):
-        time.sleep(1.5)
+        time.sleep(2.5)
         with open(os.path.join(os.path.dirname(__file__), "marks.log"),
                   "a") as f:
             f.write("ids %f\\n" % time.time())

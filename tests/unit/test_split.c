@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -278,6 +279,94 @@ test_stop_while_listing(void **state)
 	big_goes_whole(fx);
 }
 
+/* pytest takes longer than the budget: it is killed, its files are
+ * removed, and the file goes whole. Meanwhile slots take only units that
+ * end within the budget. */
+static void
+test_listing_past_the_budget(void **state)
+{
+	struct fx *fx = *state;
+	struct sr_split_cfg cfg = {fx->dir, fx->python, 2, 0.5, &fx->h};
+	struct sr_splitter sp;
+	const struct sr_unit *small;
+	char tmp[128];
+	DIR *d;
+	struct dirent *e;
+
+	python_runs(fx, "exec sleep 60");
+	snprintf(tmp, sizeof(tmp), "%s/tmp", fx->dir);
+	assert_int_equal(mkdir(tmp, 0700), 0);
+	assert_int_equal(setenv("TMPDIR", tmp, 1), 0);
+	plan(fx);
+	assert_int_equal(sr_split_begin(&sp, &fx->p, &fx->s, &cfg), 0);
+	small = sr_plan_unit(&fx->p, 2);
+	assert_string_equal(fx->s.files[sr_unit_file(small, 0)].path,
+	                    "tests/test_small.py");
+	assert_false(sr_split_allows(&sp, small, sr_now())); /* 1 s > 0.5 */
+	while (sr_split_poll(&sp, &fx->p, &fx->s))
+		usleep(10000);
+	assert_true(sr_split_allows(&sp, small, sr_now()));
+	sr_split_stop(&sp, &fx->p);
+	assert_int_equal(unsetenv("TMPDIR"), 0);
+	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1); /* none left */
+	assert_non_null(d = opendir(tmp));
+	while ((e = readdir(d)) != NULL)
+		assert_true(e->d_name[0] == '.');
+	closedir(d);
+	big_goes_whole(fx);
+}
+
+/* A workspace that is not there: nothing is held back. */
+static void
+test_begin_fails_and_holds_nothing(void **state)
+{
+	struct fx *fx = *state;
+	struct sr_split_cfg cfg = {"/nonexistent/ws", fx->python, 2, 30.0,
+	                           &fx->h};
+	struct sr_splitter sp;
+
+	plan(fx);
+	assert_int_not_equal(sr_split_begin(&sp, &fx->p, &fx->s, &cfg), 0);
+	assert_false(sr_split_poll(&sp, &fx->p, &fx->s));
+	sr_split_stop(&sp, &fx->p);
+	big_goes_whole(fx);
+}
+
+/* Many long files on many slots: only a few are held at once, so a take
+ * (which looks past at most 64 refused units) still finds work. */
+static void
+test_many_long_files_hold_few(void **state)
+{
+	struct fx *fx = *state;
+	struct sr_split_cfg cfg = {fx->dir, fx->python, 100, 30.0, &fx->h};
+	struct sr_splitter sp;
+	struct sr_unit *u;
+	size_t held = 0, idx;
+	char name[64];
+
+	python_runs(fx, "exec sleep 60");
+	for (int i = 0; i < 70; i++) {
+		snprintf(name, sizeof(name), "tests/test_long_%02d.py", i);
+		assert_int_equal(sr_suite_add(&fx->s, name, &idx), 0);
+		fx->s.files[idx].est_s = 60;
+	}
+	for (int i = 0; i < 1000; i++) {
+		snprintf(name, sizeof(name), "tests/test_short_%04d.py", i);
+		assert_int_equal(sr_suite_add(&fx->s, name, &idx), 0);
+		fx->s.files[idx].est_s = 0.1;
+	}
+	assert_int_equal(sr_plan_build(&fx->p, &fx->s), 0);
+	assert_int_equal(sr_split_begin(&sp, &fx->p, &fx->s, &cfg), 0);
+	for (size_t i = 0; i < fx->p.n; i++)
+		held += fx->p.units[i]->splitting;
+	assert_true(held > 0 && held <= 16);
+	assert_non_null(u = sr_plan_take(&fx->p, NULL, NULL));
+	assert_true(u->weight == 60);
+	sr_split_stop(&sp, &fx->p);
+	for (size_t i = 0; i < fx->p.n; i++)
+		assert_false(fx->p.units[i]->splitting);
+}
+
 /* Where each id went: its part; and each part's weight. Checks that every
  * id is in exactly one part and each part keeps pytest's order. */
 static uint32_t
@@ -386,6 +475,12 @@ main(void)
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stop_while_listing, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_listing_past_the_budget, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_begin_fails_and_holds_nothing,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_many_long_files_hold_few,
+	                                    setup, teardown),
 	};
 
 	if (sr_init("test") != 0)
