@@ -282,10 +282,11 @@ class ForkServerProtocol(unittest.TestCase):
         return {"args": args, "files": files, "cwd": self.ws, "log": log,
                 "env": env}
 
-    def started(self):
+    def started(self, **env):
         """A server started as the agent starts it, ready."""
         server = self.server = Server(
-            self.ws, self.tmp, env=dict(os.environ, PYTHONPATH=self.plugins))
+            self.ws, self.tmp,
+            env=dict(os.environ, PYTHONPATH=self.plugins, **env))
         self.assertEqual(server.recv(), {"ready": True})
         return server
 
@@ -573,11 +574,12 @@ class ForkServerProtocol(unittest.TestCase):
             server.log.close()
             server.lsock.close()
 
-    def test_a_child_forked_ahead_copies_what_files_write_first(self):
-        # The first child of the server's session to end notes the pages
-        # it wrote; a child forked ahead after that writes to them before
-        # it says it is ready, so its file does not take those faults.
-        server = self.started()
+    def ahead_after_two_files(self, wait_s=20, **env):
+        """Two files through a server started with env, then the child
+        forked for a third: the pages the first child noted, and the
+        Private_Dirty (KiB) of that child once it reached 90% of them, or
+        after wait_s seconds."""
+        server = self.started(**env)
         try:
             for n in range(2):
                 req = self.request(["tests/e/test_e.py"],
@@ -594,7 +596,7 @@ class ForkServerProtocol(unittest.TestCase):
             self.assertEqual(len(noted), 1)
             pages = noted[0].st_size // 8
             self.assertGreater(pages, 100)
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + wait_s
             while time.monotonic() < deadline:
                 with open("/proc/%d/smaps_rollup" % ahead) as f:
                     dirty = [int(line.split()[1]) for line in f
@@ -602,9 +604,38 @@ class ForkServerProtocol(unittest.TestCase):
                 if dirty >= pages * 4 * 0.9:
                     break
                 time.sleep(0.05)
-            self.assertGreaterEqual(dirty, pages * 4 * 0.9)
+            return pages, dirty
         finally:
             server.close()
+
+    def test_a_child_forked_ahead_copies_what_files_write_first(self):
+        # The first child of the server's session to end notes the pages
+        # it wrote; a child forked ahead after that writes to them before
+        # it says it is ready, so its file does not take those faults.
+        pages, dirty = self.ahead_after_two_files(SHARDRUN_COPY_AHEAD="on")
+        self.assertGreaterEqual(dirty, pages * 4 * 0.9)
+
+    def test_no_copying_ahead_where_it_only_takes_cpu(self):
+        # Off, nothing is copied ahead. So too by default while every CPU
+        # is busy (more spinners than CPUs), unless the server measured
+        # copying ahead to cost markedly less than the faults it spares
+        # (it says so in its log).
+        pages, dirty = self.ahead_after_two_files(1, SHARDRUN_COPY_AHEAD="off")
+        self.assertLess(dirty, pages * 4 * 0.6)
+        spinners = [subprocess.Popen([PY, "-c", "while True: pass"])
+                    for _ in range(len(os.sched_getaffinity(0)) + 1)]
+        try:
+            pages, dirty = self.ahead_after_two_files(1)
+        finally:
+            for p in spinners:
+                p.kill()
+                p.wait()
+        with open(os.path.join(self.tmp, "server.log")) as f:
+            pays = "copying ahead pays" in f.read()
+        if pays:
+            self.assertGreaterEqual(dirty, pages * 4 * 0.9)
+        else:
+            self.assertLess(dirty, pages * 4 * 0.6)
 
     def test_the_status_comes_before_the_exit_is_done(self):
         # A child says the status it is about to exit with: the server
