@@ -274,6 +274,17 @@ class KeptConfig(srtest.TestCase):
         with open(path) as f:
             return len(f.read().split())
 
+    def sleeping_files(self, plan):
+        """tests/NAME/test_I.py for each (name, i, estimate, secs) of plan:
+        a test that sleeps secs, and a history that estimates it."""
+        hist = {"version": 1, "files": {}}
+        for name, i, estimate, secs in plan:
+            f = "tests/%s/test_%d.py" % (name, i)
+            self.ws.write(f, "import time\n\ndef test_it():\n"
+                          "    time.sleep(%s)\n" % secs)
+            hist["files"][f] = {"duration_s": estimate, "runs": 1}
+        self.ws.write(".shardrun/durations.json", json.dumps(hist))
+
     def test_each_file_its_own_session_on_its_directory_config(self):
         files = self.suite(8)
         r = srtest.run(self.ws, ["-n", "2", "--no-history"])
@@ -357,13 +368,7 @@ class KeptConfig(srtest.TestCase):
             "import time\ntime.sleep(1.0)\n")
         plan = [("b", 0, 10, 0.05), ("a", 0, 9, 3), ("b", 1, 2.5, 2.5),
                 ("b", 2, 1.5, 0.05), ("a", 1, 1, 0.05)]
-        hist = {"version": 1, "files": {}}
-        for name, i, estimate, secs in plan:
-            f = "tests/%s/test_%d.py" % (name, i)
-            self.ws.write(f, "import time\n\ndef test_it():\n"
-                          "    time.sleep(%s)\n" % secs)
-            hist["files"][f] = {"duration_s": estimate, "runs": 1}
-        self.ws.write(".shardrun/durations.json", json.dumps(hist))
+        self.sleeping_files(plan)
         r = srtest.run(self.ws, ["-n", "2"])
         self.assertEqual(r.code, 0, r)
         b0, b1 = r.file("tests/b/test_0.py"), r.file("tests/b/test_1.py")
@@ -393,13 +398,7 @@ class KeptConfig(srtest.TestCase):
             self.ws.write("tests/%s/conftest.py" % name, HOOK)
         plan = [("a", 0, 3, 2), ("b", 0, 2.9, 0.05), ("a", 1, 0.5, 0.05),
                 ("b", 1, 0.48, 0.05)]
-        hist = {"version": 1, "files": {}}
-        for name, i, estimate, secs in plan:
-            f = "tests/%s/test_%d.py" % (name, i)
-            self.ws.write(f, "import time\n\ndef test_it():\n"
-                          "    time.sleep(%s)\n" % secs)
-            hist["files"][f] = {"duration_s": estimate, "runs": 1}
-        self.ws.write(".shardrun/durations.json", json.dumps(hist))
+        self.sleeping_files(plan)
 
         def b1_first(r):
             self.assertEqual(r.code, 0, r)
