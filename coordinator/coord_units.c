@@ -289,7 +289,7 @@ eligible(void *arg, const struct sr_unit *u)
 
 	if (u->serial && pk->c->serial_running)
 		return (false);
-	if (!sr_split_allows(&pk->c->split, u, sr_now()))
+	if (!sr_split_allows(&pk->c->split, u))
 		return (false);
 	if (sr_co_avoids(pk->c, u, pk->a))
 		return (false);

@@ -394,10 +394,9 @@ collected(struct sr_splitter *sp, struct sr_plan *p, struct sr_suite *s)
 }
 
 bool
-sr_split_allows(const struct sr_splitter *sp, const struct sr_unit *u,
-                double now)
+sr_split_allows(const struct sr_splitter *sp, const struct sr_unit *u)
 {
-	return (!sp->running || u->weight <= sp->end - now);
+	return (!sp->running || u->weight <= sp->end - sr_now());
 }
 
 bool

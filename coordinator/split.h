@@ -66,12 +66,12 @@ int sr_split_begin(struct sr_splitter *sp, struct sr_plan *p,
  * collection. False once nothing is left to split. */
 bool sr_split_poll(struct sr_splitter *sp, struct sr_plan *p,
                    struct sr_suite *s);
-/* Whether a slot may take u at now while files wait for their split: only
- * a unit due to end before the budget does, so that a file which goes
- * whole after all (pytest failed, or took too long) finds a slot free by
- * then, as early as it would have had the run waited for pytest. */
-bool sr_split_allows(const struct sr_splitter *sp, const struct sr_unit *u,
-                     double now);
+/* Whether a slot may take u now: anything while no file waits for its
+ * split; meanwhile only a unit due to end before the budget does, so that
+ * a file which goes whole after all (pytest failed, or took too long)
+ * finds a slot free by then, as early as it would have had the run waited
+ * for pytest. */
+bool sr_split_allows(const struct sr_splitter *sp, const struct sr_unit *u);
 /* Stop (a pytest still collecting is killed) and let every candidate not
  * split yet go whole (with p NULL, the plan is not touched: when it is
  * freed next); frees what the splitter holds. */

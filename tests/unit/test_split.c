@@ -302,10 +302,10 @@ test_listing_past_the_budget(void **state)
 	small = sr_plan_unit(&fx->p, 2);
 	assert_string_equal(fx->s.files[sr_unit_file(small, 0)].path,
 	                    "tests/test_small.py");
-	assert_false(sr_split_allows(&sp, small, sr_now())); /* 1 s > 0.5 */
+	assert_false(sr_split_allows(&sp, small)); /* 1 s > 0.5 */
 	while (sr_split_poll(&sp, &fx->p, &fx->s))
 		usleep(10000);
-	assert_true(sr_split_allows(&sp, small, sr_now()));
+	assert_true(sr_split_allows(&sp, small));
 	sr_split_stop(&sp, &fx->p);
 	assert_int_equal(unsetenv("TMPDIR"), 0);
 	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1); /* none left */
