@@ -175,14 +175,21 @@ sr_collect_start(const struct sr_collect_opts *o, const char *real,
 	return (rv);
 }
 
+/* Wait for the job's pytest to end (it has not been waited for). */
+static void
+wait_end(struct sr_collect_job *j)
+{
+	while (waitpid(j->pid, &j->status, 0) < 0 && errno == EINTR)
+		;
+	j->pid = -1;
+}
+
 static void
 kill_wait(struct sr_collect_job *j)
 {
 	if (j->pid > 0) {
 		kill(j->pid, SIGKILL);
-		while (waitpid(j->pid, &j->status, 0) < 0 && errno == EINTR)
-			;
-		j->pid = -1;
+		wait_end(j);
 	}
 }
 
@@ -347,6 +354,8 @@ sr_collect_pytest(const struct sr_collect_opts *o, const char *real,
 
 	if ((rv = sr_collect_start(o, real, args, &j)) != 0)
 		return (rv);
+	if (o->timeout_s <= 0)
+		wait_end(&j); /* nothing to stop it for: no polling */
 	while ((rv = sr_collect_poll(&j, &done)) == 0 && !done)
 		usleep(10000);
 	if (rv != 0) {
