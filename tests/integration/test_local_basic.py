@@ -94,6 +94,27 @@ class LocalBasic(srtest.TestCase):
         self.assertEqual(r.code, 0, r)
         self.assert_one_result_per_file(r, ["checks/mycheck.py"])
 
+    def test_collect_pytest_sees_markers_hooks_add(self):
+        # --collect pytest asks pytest itself: a marker a conftest hook
+        # adds (invisible to reading the files) puts test_b.py in the
+        # serial group; every file still ends with one result.
+        self.ws.write("conftest.py", """
+import pytest
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "test_b" in item.nodeid:
+            item.add_marker(pytest.mark.serial)
+""")
+        self.ws.write("tests/test_a.py", PASSING)
+        self.ws.write("tests/test_b.py", PASSING)
+        r = srtest.run(self.ws, ["--collect", "pytest", "--no-history"])
+        self.assertEqual(r.code, 0, r)
+        self.assert_one_result_per_file(r, ["tests/test_a.py",
+                                            "tests/test_b.py"])
+        self.assertTrue(r.file("tests/test_b.py")["serial"], r)
+        self.assertFalse(r.file("tests/test_a.py")["serial"], r)
+
     def test_generic_profile(self):
         ws = self.ws
         ws.write("jobs/ok.sh", "exit 0\n")
