@@ -19,6 +19,7 @@
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -32,6 +33,26 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def sh(cmd, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, check=True,
                           **kw)
+
+
+def coordinator(argv, work, env=None):
+    """Start `shardrun run ARGV --listen tcp://127.0.0.1:0` in work; the
+    process and the address it says it listens on."""
+    log = os.path.join(work, "coordinator.log")
+    with open(log, "wb") as f:
+        c = subprocess.Popen(argv + ["--listen", "tcp://127.0.0.1:0"],
+                             cwd=work, env=env, stdout=subprocess.DEVNULL,
+                             stderr=f)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and c.poll() is None:
+        with open(log, "rb") as f:
+            m = re.search(rb"listening on (tcp://\S+)", f.read())
+        if m:
+            return c, m.group(1).decode()
+        time.sleep(0.005)
+    c.kill()
+    c.wait()
+    raise RuntimeError("the coordinator never said where it listens")
 
 
 def spawn_rate(build, lanes, count, work):
@@ -60,13 +81,9 @@ def shardrun_rate(build, work, lanes, count, pidns, agent):
     key = os.path.join(work, "k.key")
     if not os.path.exists(key):
         sh([sr, "keygen", "--cluster-key", key])
-    port = 17000 + os.getpid() % 2000
-    url = "tcp://127.0.0.1:%d" % port
     t0 = time.monotonic()
-    c = subprocess.Popen([sr, "run", "--listen", url, "--agents-min", "1",
-                          "--cluster-key-file", key] + common, cwd=work,
-                         env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+    c, url = coordinator([sr, "run", "--agents-min", "1",
+                          "--cluster-key-file", key] + common, work, env)
     a = subprocess.Popen([os.path.join(build, "shardrun-agent"), "--connect",
                           url, "--workspace", work, "--slots", str(lanes),
                           "--cluster-key-file", key, "--profile", "generic",
@@ -133,13 +150,10 @@ def agents(build, quick):
         sr = os.path.join(build, "shardrun")
         key = os.path.join(work, "k.key")
         sh([sr, "keygen", "--cluster-key", key])
-        url = "tcp://127.0.0.1:%d" % (19000 + os.getpid() % 2000)
-        c = subprocess.Popen([sr, "run", "--profile", "generic", "--cmd",
-                              "sh {file}", "--listen", url, "--agents-min",
-                              str(n), "--cluster-key-file", key,
-                              "--no-history", "jobs"], cwd=work,
-                             stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+        c, url = coordinator([sr, "run", "--profile", "generic", "--cmd",
+                              "sh {file}", "--agents-min", str(n),
+                              "--cluster-key-file", key, "--no-history",
+                              "jobs"], work)
         sim = subprocess.Popen([os.path.join(build, "bench", "sr-simagents"),
                                 "-u", url, "-k", key, "-n", str(n), "-s",
                                 str(secs + 8)], stdout=subprocess.PIPE,

@@ -43,9 +43,9 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -181,28 +181,13 @@ def kill_all_live():
         kill_group(p, grace=1.0)
 
 
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def listening(port):
-    """True when some socket listens on 127.0.0.1/0.0.0.0:port (procfs)."""
-    want = ":%04X" % port
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(name) as f:
-                next(f)
-                for line in f:
-                    parts = line.split()
-                    if parts[1].endswith(want) and parts[3] == "0A":
-                        return True
-        except OSError:
-            continue
-    return False
+def bound_url(log):
+    """The address a coordinator told to listen on port 0 says it got
+    ("shardrun: listening on tcp://127.0.0.1:PORT" in its log), or None
+    while it has not said it yet."""
+    with open(log, "rb") as f:
+        m = re.search(rb"listening on (tcp://\S+)", f.read())
+    return m.group(1).decode() if m else None
 
 
 # ------------------------------------------------------------------- suites
@@ -349,16 +334,10 @@ class Bench:
 
     def shardrun_agent(self, suite, hist, rep, name):
         jpath = self.jsonpath(suite, name, rep)
-        port = free_port()
-        url = "tcp://127.0.0.1:%d" % port
         coord_argv = ([self.a.shardrun, "run"] + suite.shardrun_args() +
                       ["--json", jpath, "--history", suite.hist[hist],
-                       "--no-history", "--listen", url, "--agents-min", "1",
-                       "--cluster-key-file", self.key])
-        agent_argv = ([self.a.agent, "--connect", url, "--workspace",
-                       suite.root, "--slots", str(suite.slots),
-                       "--cluster-key-file", self.key] +
-                      suite.agent_profile_args())
+                       "--no-history", "--listen", "tcp://127.0.0.1:0",
+                       "--agents-min", "1", "--cluster-key-file", self.key])
         clog = open(self.logpath(suite, name, rep, "-coord"), "wb")
         alog = open(self.logpath(suite, name, rep, "-agent"), "wb")
         coord = agent = None
@@ -367,11 +346,17 @@ class Bench:
         deadline = t0 + suite.timeout
         try:
             coord = spawn(coord_argv, suite.root, self.env, clog)
-            while not listening(port):
+            url = None
+            while url is None:
                 if coord.poll() is not None or time.monotonic() > deadline:
                     break
                 time.sleep(0.005)
-            if coord.poll() is None:
+                url = bound_url(clog.name)
+            if url is not None and coord.poll() is None:
+                agent_argv = ([self.a.agent, "--connect", url, "--workspace",
+                               suite.root, "--slots", str(suite.slots),
+                               "--cluster-key-file", self.key] +
+                              suite.agent_profile_args())
                 agent = spawn(agent_argv, suite.root, self.env, alog)
             crc = wait_until(coord, deadline)
             arc = wait_until(agent, deadline) if agent else None

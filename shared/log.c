@@ -43,22 +43,41 @@ sr_log_level(void)
 	return (level);
 }
 
-void
-sr_log(int l, const char *fmt, ...)
+/* One line, "prog: [tag: ]text\n", with one write(2). */
+static void
+vlog(const char *tag, const char *fmt, va_list ap)
 {
-	static const char *const tags[] = {"error", "warning", "info", "debug"};
 	char line[2048];
-	va_list ap;
 	int n;
 
-	if (l > level)
-		return;
-	n = snprintf(line, sizeof(line), "%s: %s: ", prog, tags[l]);
-	va_start(ap, fmt);
+	n = snprintf(line, sizeof(line), "%s: %s%s", prog, tag ? tag : "",
+	             tag ? ": " : "");
 	n += vsnprintf(line + n, sizeof(line) - (size_t) n - 1, fmt, ap);
-	va_end(ap);
 	if (n > (int) sizeof(line) - 2)
 		n = (int) sizeof(line) - 2;
 	line[n++] = '\n';
 	(void) !write(STDERR_FILENO, line, (size_t) n);
+}
+
+void
+sr_log(int l, const char *fmt, ...)
+{
+	static const char *const tags[] = {"error", "warning", "info", "debug"};
+	va_list ap;
+
+	if (l > level)
+		return;
+	va_start(ap, fmt);
+	vlog(tags[l], fmt, ap);
+	va_end(ap);
+}
+
+void
+sr_notice(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(NULL, fmt, ap);
+	va_end(ap);
 }

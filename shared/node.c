@@ -170,15 +170,31 @@ sr_node_close(struct sr_node *n)
 	free(n);
 }
 
+/* Where url asks for any free TCP port (it ends in ":0"), say the one the
+ * listener got, as url with that port: scripts read it from this line. */
+static void
+say_bound_port(nng_listener l, const char *url)
+{
+	size_t n = strlen(url);
+	int port;
+
+	if (n < 2 || strcmp(url + n - 2, ":0") != 0 ||
+	    nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) != 0)
+		return;
+	sr_notice("listening on %.*s:%d", (int) (n - 2), url, port);
+}
+
 int
 sr_node_listen(struct sr_node *n, const char *url)
 {
+	nng_listener l;
 	int rv;
 
-	if ((rv = nng_listen(n->sock, url, NULL, 0)) != 0) {
+	if ((rv = nng_listen(n->sock, url, &l, 0)) != 0) {
 		sr_error("cannot listen on %s: %s", url, nng_strerror(rv));
 		return (SR_EIO);
 	}
+	say_bound_port(l, url);
 	return (0);
 }
 

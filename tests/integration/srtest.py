@@ -6,9 +6,9 @@ results JSON, the JUnit XML, and that no process it started survives.
 """
 import json
 import os
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import textwrap
@@ -141,6 +141,21 @@ def run(ws, args, timeout=120, env=None, json_out=True, junit_out=True):
     return Run(proc, out, err, ws, jp, xp)
 
 
+def bound_url(log, proc, timeout=10.0):
+    """The address a program told to listen on port 0 says it got, read
+    from its log ("... listening on tcp://127.0.0.1:PORT")."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(log) as f:
+            m = re.search(r"listening on (tcp://\S+)", f.read())
+        if m:
+            return m.group(1)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    raise AssertionError("%s never said where it listens" % log)
+
+
 class Agent:
     """A shardrun-agent serving the workspace from a loopback port
     (--listen), with a cluster key of its own; a context manager that stops
@@ -152,9 +167,7 @@ class Agent:
         self.key = ws.path(".agent/cluster.key")
         self.proc = None
         self.log = None
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.url = "tcp://127.0.0.1:%d" % s.getsockname()[1]
+        self.url = None  # once it listens
 
     def __enter__(self):
         os.makedirs(os.path.dirname(self.key), exist_ok=True)
@@ -162,10 +175,11 @@ class Agent:
                        check=True, capture_output=True)
         self.log = open(self.ws.path(".agent/agent.log"), "w")
         self.proc = subprocess.Popen(
-            [SHARDRUN_AGENT, "--listen", self.url, "--workspace",
+            [SHARDRUN_AGENT, "--listen", "tcp://127.0.0.1:0", "--workspace",
              self.ws.root, "--cluster-key-file", self.key, "-v"] +
             self.extra, stdout=self.log, stderr=subprocess.STDOUT,
             env=env_for_tests())
+        self.url = bound_url(self.log.name, self.proc)
         return self
 
     def run_args(self):

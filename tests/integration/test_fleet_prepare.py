@@ -32,7 +32,7 @@ class FleetPrepare(srtest.TestCase):
         self.key = ws.path("k.key")
         subprocess.run([srtest.SHARDRUN, "keygen", "--cluster-key",
                         self.key], check=True, capture_output=True)
-        self.port = 18000 + os.getpid() % 1000
+        self.url = None  # once the fleet agent listens
 
     def tearDown(self):
         for p in self.procs:
@@ -45,7 +45,7 @@ class FleetPrepare(srtest.TestCase):
 
     def fleet(self, prepare, extra=()):
         cmd = [srtest.SHARDRUN_AGENT, "--listen",
-               "tcp://127.0.0.1:%d" % self.port, "--workspace", self.agent_ws,
+               "tcp://127.0.0.1:0", "--workspace", self.agent_ws,
                "--slots", "2", "--cluster-key-file", self.key, "-v"]
         cmd += list(extra)
         for p in prepare:
@@ -54,14 +54,14 @@ class FleetPrepare(srtest.TestCase):
         p = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
                              env=srtest.env_for_tests())
         self.procs.append(p)
-        time.sleep(0.3)
+        self.url = srtest.bound_url(self.log.name, p)
         return p
 
     def run_once(self):
         return subprocess.run(
-            [srtest.SHARDRUN, "run", "tests", "--agent",
-             "tcp://127.0.0.1:%d" % self.port, "--cluster-key-file",
-             self.key, "--wait", "5", "--no-history"], cwd=self.repo,
+            [srtest.SHARDRUN, "run", "tests", "--agent", self.url,
+             "--cluster-key-file", self.key, "--wait", "5",
+             "--no-history"], cwd=self.repo,
             capture_output=True, text=True, env=srtest.env_for_tests(),
             timeout=60)
 

@@ -137,6 +137,45 @@ def pytest_collection_modifyitems(items):
         r = srtest.run(self.ws, [], env={"SHARDRUN_CLUSTER_KEY": "ab" * 32})
         self.assertEqual(r.code, 0, r)
 
+    def test_a_coordinator_on_port_0_says_the_port_it_got(self):
+        """--listen tcp://HOST:0 takes a free port and says which; an
+        agent dialing the address it says gets the run's files."""
+        ws = self.ws
+        ws.write("test_a.py", "def test_a():\n    pass\n")
+        ws.write("test_b.py", "def test_b():\n    pass\n")
+        key = ws.path(".k/cluster.key")
+        os.makedirs(os.path.dirname(key))
+        subprocess.run([srtest.SHARDRUN, "keygen", "--cluster-key", key],
+                       check=True, capture_output=True)
+        log = open(ws.path(".k/coordinator.log"), "w")
+        out = ws.path(".k/results.json")
+        coord = subprocess.Popen(
+            [srtest.SHARDRUN, "run", "--listen", "tcp://127.0.0.1:0",
+             "--agents-min", "1", "--wait", "20", "--cluster-key-file",
+             key, "--json", out], cwd=ws.root, stdout=subprocess.DEVNULL,
+            stderr=log, env=srtest.env_for_tests())
+        agent = None
+        try:
+            url = srtest.bound_url(log.name, coord)
+            self.assertNotEqual(url, "tcp://127.0.0.1:0")
+            agent = subprocess.Popen(
+                [srtest.SHARDRUN_AGENT, "--connect", url, "--workspace",
+                 ws.root, "--cluster-key-file", key],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env=srtest.env_for_tests())
+            self.assertEqual(coord.wait(timeout=60), 0)
+            self.assertEqual(agent.wait(timeout=20), 0)
+        finally:
+            for p in (coord, agent):
+                if p is not None and p.poll() is None:
+                    p.kill()
+                    p.wait()
+            log.close()
+        with open(out) as f:
+            files = json.load(f)["files"]
+        self.assertEqual(sorted((f["file"], f["outcome"]) for f in files),
+                         [("test_a.py", "passed"), ("test_b.py", "passed")])
+
     def test_plan_is_deterministic_lpt(self):
         ws = self.ws
         for i in range(6):

@@ -22,6 +22,10 @@ int sr_log_level(void);
 void sr_log(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* A line other programs read (an address, say): written at every level,
+ * without a level tag. */
+void sr_notice(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #define sr_error(...) sr_log(SR_LOG_ERROR, __VA_ARGS__)
 #define sr_warn(...)  sr_log(SR_LOG_WARN, __VA_ARGS__)
 #define sr_info(...)  sr_log(SR_LOG_INFO, __VA_ARGS__)
