@@ -28,6 +28,30 @@ SLOW_IMPORT = """
         pass
     """
 
+# A daemon: forked twice, in a session of its own, its parent gone; its
+# pid noted as "FILE PID" in SR_MARK.
+DAEMON = """
+    import os
+
+    def test_daemon():
+        mid = os.fork()
+        if mid == 0:
+            os.setsid()
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    fd = os.open(os.devnull, os.O_RDWR)
+                    for n in (0, 1, 2):
+                        os.dup2(fd, n)
+                    os.execv("/bin/sleep", ["sleep", "1000"])
+                finally:
+                    os._exit(127)
+            with open(os.environ["SR_MARK"], "a") as f:
+                f.write("%s %d\\n" % (os.environ["SHARDRUN_FILE"], pid))
+            os._exit(0)
+        assert os.waitpid(mid, 0)[1] == 0
+    """
+
 # A hook makes a conftest part of its directory's configuration (one that
 # only adds fixtures is loaded while collecting, as pytest does).
 HOOK = "def pytest_report_header(config):\n    return 'hooked'\n"
@@ -98,6 +122,15 @@ FILES = {
         pytest.skip("not here", allow_module_level=True)
         """,
     "tests/c/test_c.py": "def test_c():\n    pass\n",
+    # So too, and with a hook: not plain, a configuration of its own.
+    "tests/skip/conftest.py": """
+        import pytest
+        pytest.skip("not here", allow_module_level=True)
+
+        def pytest_report_header(config):
+            return "never"
+        """,
+    "tests/skip/test_s.py": "def test_s():\n    pass\n",
     # A conftest whose pytest_configure fails (in every process).
     "tests/d/conftest.py": """
         def pytest_configure(config):
@@ -142,6 +175,8 @@ FILES = {
             with open(os.environ["SR_MARK"], "a") as f:
                 f.write("test %d\\n" % os.getpid())
         """,
+    "tests/a/test_daemon.py": DAEMON,
+    "tests/e/test_daemon.py": DAEMON,
     # Slow to collect: its import takes 0.4 s, then notes when it ended.
     "tests/a/test_slow.py": SLOW_IMPORT,
     "tests/b/test_slow.py": SLOW_IMPORT,
@@ -164,6 +199,22 @@ PLUGINS = {
             with open(os.environ["SR_MARK"], "a") as f:
                 f.write("start %d\\n" % os.getpid())
         """,
+    # Preloaded: the first child forked while the file SR_GATE (of the
+    # server's environment) exists takes it away and waits 5 s right
+    # after its fork, before it could make a process group of its own.
+    "sr_fork_gate.py": """
+        import os, time
+        GATE = os.environ.get("SR_GATE")
+
+        def wait():
+            try:
+                os.unlink(GATE)
+            except (TypeError, OSError):
+                return
+            time.sleep(5)
+
+        os.register_at_fork(after_in_child=wait)
+        """,
 }
 
 # (file arguments, what they name) in the order the server gets them: b's
@@ -182,10 +233,41 @@ RUNS = [
 ]
 
 
-def kill_group(pgid):
+def kill_group(pgid, leader_too=False):
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
+        pass
+    if leader_too:  # also before it made its group
+        try:
+            os.kill(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def status_of(pid):
+    """The fields of /proc/PID/status; {} once it is gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            text = f.read()
+    except OSError:
+        return {}
+    return dict(line.split(":\t", 1) for line in text.split("\n")
+                if ":\t" in line)
+
+
+def alive(pid):
+    return status_of(pid).get("State", "Z")[0] != "Z"
+
+
+def kill_sleep(pid):
+    """Kill pid if it is still one of the tests' `sleep 1000`s."""
+    try:
+        with open("/proc/%d/cmdline" % pid) as f:
+            if f.read() != "sleep\0" "1000\0":
+                return
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
         pass
 
 
@@ -242,8 +324,11 @@ class Server:
     def close(self):
         self.argv = []  # the server's and those it forked, after execs
         for pid in [self.proc.pid] + self.servers():
-            with open("/proc/%d/cmdline" % pid) as f:
-                self.argv.append(f.read().split("\0")[:-1])
+            try:
+                with open("/proc/%d/cmdline" % pid) as f:
+                    self.argv.append(f.read().split("\0")[:-1])
+            except OSError:  # a child that ended meanwhile
+                pass
         self.sock.close()
         self.proc.wait(timeout=30)
         self.log.close()
@@ -282,10 +367,10 @@ class ForkServerProtocol(unittest.TestCase):
         return {"args": args, "files": files, "cwd": self.ws, "log": log,
                 "env": env}
 
-    def started(self, **env):
+    def started(self, preload=("registry",), **env):
         """A server started as the agent starts it, ready."""
         server = self.server = Server(
-            self.ws, self.tmp,
+            self.ws, self.tmp, preload,
             env=dict(os.environ, PYTHONPATH=self.plugins, **env))
         self.assertEqual(server.recv(), {"ready": True})
         return server
@@ -733,6 +818,154 @@ class ForkServerProtocol(unittest.TestCase):
         codes = self.serve([["threads/test_t.py"], ["threads/test_t.py"],
                             ["tests/a/test_a.py"]])
         self.assertEqual(codes, [0, 0, 0])
+
+    def test_front_kills_what_an_ended_server_left(self):
+        """A server of the front ends (killed between files): the daemon
+        its file left, adopted by the front, is killed; the other
+        server, the daemon below it and its files go on."""
+        mark = self.more_env["SR_MARK"] = os.path.join(self.tmp, "mark")
+        server = self.started()
+        try:
+            self.became_front(server)
+            for n, f in enumerate(["tests/e/test_daemon.py",
+                                   "tests/a/test_daemon.py"]):
+                req = self.request([f], os.path.join(self.tmp, "d.log"), n)
+                self.assertEqual(server.run(req), 0, f)
+            with open(mark) as f:
+                daemons = {k: int(v) for k, v in (line.split() for line in f)}
+            for pid in daemons.values():
+                self.addCleanup(kill_sleep, pid)
+            e_daemon = daemons["tests/e/test_daemon.py"]
+            a_daemon = daemons["tests/a/test_daemon.py"]
+            # Each left below its server (a child subreaper).
+            e_server = int(status_of(e_daemon)["PPid"])
+            a_server = int(status_of(a_daemon)["PPid"])
+            self.assertEqual(sorted(server.servers()),
+                             sorted([e_server, a_server]))
+            os.kill(e_server, signal.SIGKILL)
+            deadline = time.monotonic() + 3
+            while (alive(e_daemon) or len(server.servers()) > 1) and \
+                    time.monotonic() < deadline:
+                time.sleep(0.02)
+            self.assertFalse(alive(e_daemon))
+            self.assertTrue(alive(a_daemon))
+            self.assertEqual(int(status_of(a_daemon)["PPid"]), a_server)
+            self.assertEqual(server.servers(), [a_server])
+            for n, f in enumerate(["tests/a/test_a.py", "tests/e/test_e.py"]):
+                req = self.request([f], os.path.join(self.tmp, "t.log"), n)
+                self.assertEqual(server.run(req), 0, f)
+            self.assertIn(a_server, server.servers())
+            self.assertEqual(len(server.servers()), 2)
+            self.assertTrue(alive(a_daemon))
+        finally:
+            server.close()
+
+    def test_a_server_of_the_front_that_gives_up_keeping(self):
+        """A server of the front that cannot keep its configuration (skip's
+        conftest skips while parsed; threads/ conftest, adopted by e's
+        server, starts a thread) execs one that keeps nothing, still a
+        server of the front: each file gets one status, a plain run's,
+        and the front serves on."""
+        server = self.started()
+        try:
+            self.became_front(server)
+            (e_server,) = server.servers()
+            server.sock.settimeout(10)  # a front waiting forever fails
+            start = len(server.seen)
+            files = ["tests/skip/test_s.py", "threads/test_t.py",
+                     "tests/e/test_e.py", "threads/test_t.py",
+                     "tests/a/test_a.py", "tests/skip/test_s.py",
+                     "tests/e/test_e.py"]
+            codes = []
+            for n, f in enumerate(files):
+                req = self.request([f], os.path.join(self.tmp, "g.log"), n)
+                status = server.run(req)
+                code, out = self.plain(req)
+                self.assertEqual(status, code << 8, (f, out))
+                codes.append(code)
+            self.assertEqual(codes, [1, 0, 0, 0, 0, 1, 0])
+            statuses = [m for _, m in server.seen[start:] if "status" in m]
+            self.assertEqual(len(statuses), len(files), server.seen)
+            argv = {}
+            for pid in server.servers():
+                with open("/proc/%d/cmdline" % pid) as f:
+                    argv[pid] = f.read().split("\0")
+            gave_up = [a for a in argv.values() if "--no-keep" in a]
+            self.assertEqual(len(argv), 3, argv)  # e's, a's, skip's
+            self.assertEqual(len(gave_up), 2, argv)  # skip's, e's
+            self.assertIn("--no-keep", argv[e_server])  # the same pid
+            for a in gave_up:
+                self.assertIn("--served", a)
+                self.assertNotIn("--front", a)
+        finally:
+            server.close()
+
+    def test_a_signal_before_the_child_has_a_group_of_its_own(self):
+        """A signal for a child still in the server's process group (it
+        waits right after its fork, before its setsid): the group the
+        server signals does not exist yet, and the child gets the signal
+        all the same."""
+        gate = os.path.join(self.tmp, "gate")
+        server = self.started(preload=("registry", "sr_fork_gate"),
+                              SR_GATE=gate)
+        try:
+            server.sock.settimeout(4)  # the child waits 5 s, then 30
+            open(gate, "w").close()
+            req = self.request(["tests/e/test_sleep.py"],
+                               os.path.join(self.tmp, "sleep.log"), 0)
+            server.sock.sendall((json.dumps({"run": req}) + "\n").encode())
+            pid = server.recv()["pid"]
+            self.addCleanup(kill_group, pid, True)  # unless it got it
+            deadline = time.monotonic() + 3
+            while os.path.exists(gate) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.assertFalse(os.path.exists(gate))  # the child waits
+            self.assertNotEqual(os.getpgid(pid), pid)
+            start = time.monotonic()
+            server.sock.sendall(
+                (json.dumps({"signal": 15}) + "\n").encode())
+            while True:
+                msg = server.recv()
+                if "status" in msg:
+                    break
+            self.assertTrue(os.WIFSIGNALED(msg["status"]), msg)
+            self.assertEqual(os.WTERMSIG(msg["status"]), 15)
+            self.assertLess(time.monotonic() - start, 3)
+        finally:
+            server.close()
+
+    def test_a_child_that_wrote_more_pages_than_are_noted(self):
+        """The first child of the server's session writes 512 MiB, more
+        pages than the server notes (MAX_NOTED, 1 << 16): it ends with
+        its own status, the note holds MAX_NOTED pages, and the children
+        forked ahead since, which copy them first, serve the next files."""
+        server = self.started(SHARDRUN_COPY_AHEAD="on")
+        try:
+            req = self.request(["tests/e/test_big.py"],
+                               os.path.join(self.tmp, "big.log"), 0)
+            self.assertEqual(server.run(req), 1 << 8)
+            pid = server.proc.pid
+            noted = [os.stat("/proc/%d/fd/%s" % (pid, fd)).st_size
+                     for fd in os.listdir("/proc/%d/fd" % pid)
+                     if "shardrun-touched" in os.readlink(
+                         "/proc/%d/fd/%s" % (pid, fd))]
+            self.assertEqual(noted, [(1 << 16) * 8])
+            # The first child forked ahead may have copied before the note
+            # was written; the second one was forked after.
+            for n in (1, 2):
+                start = len(server.seen)
+                while not any("ahead" in m for _, m in server.seen[-2:]):
+                    server.recv()
+                ahead = [m["ahead"] for _, m in server.seen
+                         if "ahead" in m][-1]
+                req = self.request(["tests/e/test_e.py"],
+                                   os.path.join(self.tmp, "e.log"), n)
+                self.assertEqual(server.run(req), 0)
+                pids = [m["pid"] for _, m in server.seen[start:]
+                        if "pid" in m]
+                self.assertEqual(pids, [ahead])
+        finally:
+            server.close()
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
