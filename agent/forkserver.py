@@ -642,6 +642,7 @@ def child(req, kept, says_w):
     if SESSION is not None:
         # Forked from the server's session: like a child forked ahead
         # whose file is known.
+        note_forked_memory()
         early = os.memfd_create("shardrun-early")
         own_process(early)
         settle(kept)
@@ -748,6 +749,8 @@ def ahead_child(kept, rfd, ready_w, server):
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != server:
         os._exit(1)
+    if SESSION is not None:
+        note_forked_memory()
     early = os.memfd_create("shardrun-early")  # output before the file
     own_process(early)
     settle(kept)
@@ -846,12 +849,24 @@ def private_memory():
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MAX_NOTED = 1 << 16  # pages (256 MiB of 4 KiB pages)
+# In a child of the session forked while nothing is noted yet: the
+# server's private memory at the fork (record_touched notes only pages of
+# it; what the child mapped since, no later child has).
+FORKED_MEMORY = None
+
+
+def note_forked_memory():
+    """Right after the fork of a child of the session: the server's
+    private memory, while its pages may still need noting."""
+    global FORKED_MEMORY
+    if TOUCHED >= 0 and os.fstat(TOUCHED).st_size == 0:
+        FORKED_MEMORY = private_memory()
 
 
 def record_touched():
     """At the end of the first child of the session that gets there:
-    note in TOUCHED which pages of the private memory it has a copy of
-    (present and mapped by it alone: written since the fork)."""
+    note in TOUCHED which pages of the server's private memory it has a
+    copy of (present and mapped by it alone: written since the fork)."""
     import struct
     if TOUCHED < 0 or os.fstat(TOUCHED).st_size > 0:
         return
@@ -861,7 +876,7 @@ def record_touched():
     except OSError:
         return
     try:
-        for start, end in private_memory():
+        for start, end in FORKED_MEMORY or ():
             for at in range(start, end, 4096 * PAGE):  # 32 KiB of entries
                 n = min(4096, (end - at) // PAGE)
                 data = os.pread(pagemap, n * 8, at // PAGE * 8)

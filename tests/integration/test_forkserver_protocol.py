@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import textwrap
@@ -139,6 +140,13 @@ FILES = {
         """,
     "tests/d/test_d.py": "def test_d():\n    pass\n",
     "tests/e/test_e.py": "def test_e():\n    pass\n",
+    "tests/e/test_writes_preloaded.py": """
+        import sr_big
+
+        def test_writes_every_page():
+            n = len(range(0, len(sr_big.BIG), 4096))
+            sr_big.BIG[::4096] = b"\\2" * n
+        """,
     "tests/e/test_big.py": """
         def test_big():
             global BIG
@@ -202,6 +210,11 @@ PLUGINS = {
     # Preloaded: the first child forked while the file SR_GATE (of the
     # server's environment) exists takes it away and waits 5 s right
     # after its fork, before it could make a process group of its own.
+    # Preloaded: 300 MiB of the server's own, every page written.
+    "sr_big.py": """
+        BIG = bytearray(300 << 20)
+        BIG[::4096] = b"\\1" * len(range(0, len(BIG), 4096))
+        """,
     "sr_fork_gate.py": """
         import os, time
         GATE = os.environ.get("SR_GATE")
@@ -934,38 +947,81 @@ class ForkServerProtocol(unittest.TestCase):
         finally:
             server.close()
 
-    def test_a_child_that_wrote_more_pages_than_are_noted(self):
-        """The first child of the server's session writes 512 MiB, more
-        pages than the server notes (MAX_NOTED, 1 << 16): it ends with
-        its own status, the note holds MAX_NOTED pages, and the children
-        forked ahead since, which copy them first, serve the next files."""
+    def touched_note(self, server):
+        """The pages the server's note (TOUCHED) holds."""
+        pid = server.proc.pid
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            link = "/proc/%d/fd/%s" % (pid, fd)
+            if "shardrun-touched" in os.readlink(link):
+                with open(link, "rb") as f:
+                    data = f.read()
+                return [p for (p,) in struct.iter_unpack("Q", data)]
+        self.fail("the server has no note")
+
+    def next_files_through_children_forked_ahead(self, server):
+        """The next two files are each served by the child forked ahead
+        for them; the second was forked after the note was written, and
+        copied its pages first."""
+        for n in (1, 2):
+            start = len(server.seen)
+            while not any("ahead" in m for _, m in server.seen[-2:]):
+                server.recv()
+            ahead = [m["ahead"] for _, m in server.seen if "ahead" in m][-1]
+            req = self.request(["tests/e/test_e.py"],
+                               os.path.join(self.tmp, "e.log"), n)
+            self.assertEqual(server.run(req), 0)
+            pids = [m["pid"] for _, m in server.seen[start:] if "pid" in m]
+            self.assertEqual(pids, [ahead])
+
+    def test_a_childs_own_memory_is_not_noted(self):
+        """The first child of the server's session writes 512 MiB of its
+        own: it ends with its own status, and the note holds only pages
+        of the server's memory, which later children share."""
         server = self.started(SHARDRUN_COPY_AHEAD="on")
         try:
             req = self.request(["tests/e/test_big.py"],
                                os.path.join(self.tmp, "big.log"), 0)
             self.assertEqual(server.run(req), 1 << 8)
-            pid = server.proc.pid
-            noted = [os.stat("/proc/%d/fd/%s" % (pid, fd)).st_size
-                     for fd in os.listdir("/proc/%d/fd" % pid)
-                     if "shardrun-touched" in os.readlink(
-                         "/proc/%d/fd/%s" % (pid, fd))]
-            self.assertEqual(noted, [(1 << 16) * 8])
-            # The first child forked ahead may have copied before the note
-            # was written; the second one was forked after.
-            for n in (1, 2):
-                start = len(server.seen)
-                while not any("ahead" in m for _, m in server.seen[-2:]):
-                    server.recv()
-                ahead = [m["ahead"] for _, m in server.seen
-                         if "ahead" in m][-1]
-                req = self.request(["tests/e/test_e.py"],
-                                   os.path.join(self.tmp, "e.log"), n)
-                self.assertEqual(server.run(req), 0)
-                pids = [m["pid"] for _, m in server.seen[start:]
-                        if "pid" in m]
-                self.assertEqual(pids, [ahead])
+            noted = self.touched_note(server)
+            self.assertTrue(0 < len(noted) < 1 << 16, len(noted))
+            mine = private_memory(server.proc.pid)
+            self.assertEqual([p for p in noted if not any(
+                start <= p < end for start, end in mine)], [])
+            self.next_files_through_children_forked_ahead(server)
         finally:
             server.close()
+
+    def test_a_child_that_wrote_more_pages_than_are_noted(self):
+        """The server preloads 300 MiB that the first child of its
+        session writes all of, more pages than the server notes
+        (MAX_NOTED, 1 << 16): the child ends with its own status, the
+        note holds MAX_NOTED pages, and the children forked ahead since,
+        which copy them first, serve the next files."""
+        server = self.started(preload=("registry", "sr_big"),
+                              SHARDRUN_COPY_AHEAD="on")
+        try:
+            req = self.request(["tests/e/test_writes_preloaded.py"],
+                               os.path.join(self.tmp, "big.log"), 0)
+            self.assertEqual(server.run(req), 0)
+            self.assertEqual(len(self.touched_note(server)), 1 << 16)
+            self.next_files_through_children_forked_ahead(server)
+        finally:
+            server.close()
+
+
+def private_memory(pid):
+    """(start, end) of pid's private anonymous writable mappings, as the
+    fork server counts its own (private_memory)."""
+    found = []
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            fields = line.split()
+            if fields[1] == "rw-p" and (len(fields) < 6 or
+                                        fields[5] == "[heap]"):
+                start, end = fields[0].split("-")
+                found.append((int(start, 16), int(end, 16)))
+    return found
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
