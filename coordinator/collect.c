@@ -630,17 +630,48 @@ has_setup_file(const char *root, const char *dir)
 	return (false);
 }
 
+/* What one walk up (nearest_setup) found: the directories it checked and
+ * whether each holds a setup file. The next walk reads the last one's:
+ * in path order a directory's siblings come next, and share its
+ * ancestors. */
+#define SETUP_MEMO_MAX 64
+
+struct setup_memo {
+	struct sr_strv dirs;
+	bool has[SETUP_MEMO_MAX];
+};
+
+static bool
+memo_has_setup(const struct setup_memo *last, struct setup_memo *now,
+               const char *root, const char *dir)
+{
+	size_t i = 0;
+	bool has;
+
+	while (i < last->dirs.n && strcmp(last->dirs.v[i], dir) != 0)
+		i++;
+	has = i < last->dirs.n ? last->has[i] : has_setup_file(root, dir);
+	if (now->dirs.n < SETUP_MEMO_MAX && sr_strv_push(&now->dirs, dir) == 0)
+		now->has[now->dirs.n - 1] = has;
+	return (has);
+}
+
 /* The nearest directory from dir up to the root ("") that holds a setup
  * file, the root if none does: directories with the same one have the
- * same setup files along them. dir is cut down to it in place. */
+ * same setup files along them. dir is cut down to it in place; memo[0]
+ * holds the last walk's checks, then this one's. */
 static void
-nearest_setup(const char *root, char *dir)
+nearest_setup(const char *root, char *dir, struct setup_memo memo[2])
 {
-	while (dir[0] != '\0' && !has_setup_file(root, dir)) {
+	while (dir[0] != '\0' &&
+	       !memo_has_setup(&memo[0], &memo[1], root, dir)) {
 		char *slash = strrchr(dir, '/');
 
 		*(slash != NULL ? slash : dir) = '\0';
 	}
+	sr_strv_free(&memo[0].dirs);
+	memo[0] = memo[1];
+	sr_strv_init(&memo[1].dirs);
 }
 
 /* The number of dir among seen (1, 2, ...), added if new; 0 once seen is
@@ -660,11 +691,14 @@ unsigned
 sr_collect_configurations(const char *root, struct sr_suite *s)
 {
 	char dir[PATH_MAX], prev[PATH_MAX] = "";
+	struct setup_memo memo[2];
 	struct sr_strv seen;
 	uint8_t number = 0;
 	unsigned n;
 
 	sr_strv_init(&seen);
+	sr_strv_init(&memo[0].dirs);
+	sr_strv_init(&memo[1].dirs);
 	for (size_t i = 0; i < s->n; i++) {
 		const char *p = s->files[i].path;
 		const char *slash = strrchr(p, '/');
@@ -675,12 +709,13 @@ sr_collect_configurations(const char *root, struct sr_suite *s)
 			/* else the previous file's number, reused: in path
 			 * order a directory's files mostly come together. */
 			memcpy(prev, dir, sizeof(prev));
-			nearest_setup(root, dir);
+			nearest_setup(root, dir, memo);
 			number = configuration_number(&seen, dir);
 		}
 		s->files[i].config = number;
 	}
 	n = (unsigned) seen.n;
 	sr_strv_free(&seen);
+	sr_strv_free(&memo[0].dirs);
 	return (n);
 }

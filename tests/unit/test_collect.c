@@ -827,6 +827,40 @@ test_configurations(void **state)
 	                 2);
 }
 
+/* Sibling directories share the checks of their ancestors (a walk up
+ * reads the last walk's): each still gets its own nearest setup, on
+ * either side of a directory that has one. */
+static void
+test_configurations_of_siblings(void **state)
+{
+	const char *r = *state;
+	struct sr_suite s;
+
+	put(r, "pytest.ini", "[pytest]\n");
+	put(r, "tests/a/one/test_1.py", T);
+	put(r, "tests/a/two/test_2.py", T);
+	put(r, "tests/b/conftest.py",
+	    "def pytest_report_header():\n"
+	    "    return 'b'\n");
+	put(r, "tests/b/one/test_3.py", T);
+	put(r, "tests/b/two/deeper/test_4.py", T);
+	put(r, "tests/c/one/test_5.py", T);
+	put(r, "tests/c/setup.cfg", "[tool:pytest]\n");
+	put(r, "tests/c/two/test_6.py", T);
+	put(r, "tests/d/test_7.py", T);
+	assert_int_equal(collect(r, NULL, false, &s), 0);
+	assert_int_equal(s.n, 7);
+	assert_int_equal(sr_collect_configurations(r, &s), 3);
+	assert_int_equal(find(&s, "tests/a/one/test_1.py")->config, 1);
+	assert_int_equal(find(&s, "tests/a/two/test_2.py")->config, 1);
+	assert_int_equal(find(&s, "tests/b/one/test_3.py")->config, 2);
+	assert_int_equal(find(&s, "tests/b/two/deeper/test_4.py")->config, 2);
+	assert_int_equal(find(&s, "tests/c/one/test_5.py")->config, 3);
+	assert_int_equal(find(&s, "tests/c/two/test_6.py")->config, 3);
+	assert_int_equal(find(&s, "tests/d/test_7.py")->config, 1);
+	sr_suite_free(&s);
+}
+
 #define ROOT_TEST(f)                                                           \
 	cmocka_unit_test_setup_teardown(f, setup_root, teardown_root)
 
@@ -861,6 +895,7 @@ main(void)
 	    ROOT_TEST(test_exact),
 	    ROOT_TEST(test_exact_errors),
 	    ROOT_TEST(test_configurations),
+	    ROOT_TEST(test_configurations_of_siblings),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
