@@ -1711,19 +1711,22 @@ def reap_any():
 def sweep_orphans():
     """Once a server ended: kill what it left, which we adopted (a child
     subreaper): everything below us but the servers and what is below
-    them. Up to a second; what a look missed, the next one finds."""
+    them. Up to a second; what a look missed, the next one finds. Returns
+    whether its last look's reap took anything: a server that ended
+    meanwhile, whose leftovers no look may have seen yet."""
     deadline = time.monotonic() + 1.0
+    reaped = False
     while True:
         targets = below_us({s.pid for s in SERVERS.values()})
         if not targets or time.monotonic() > deadline:
-            return
+            return reaped
         for target in targets:
             try:
                 os.kill(target, signal.SIGKILL)
             except OSError:
                 pass
         time.sleep(0.001)
-        reap_any()
+        reaped = reap_any()
 
 
 def front(agent, pending):
@@ -1739,8 +1742,9 @@ def front(agent, pending):
         ready, _, _ = select.select([agent, wake_r] + list(socks), [], [])
         if wake_r in ready:
             drain(wake_r)
-            if reap_any():
-                sweep_orphans()
+            again = reap_any()
+            while again:  # its SIGCHLD woke us already
+                again = sweep_orphans()
         for sock in ready:
             if sock in socks and not heard_from(agent, socks[sock]):
                 server_gone(socks[sock])
