@@ -770,14 +770,7 @@ class ForkServerProtocol(unittest.TestCase):
                                os.path.join(self.tmp, "sleep.log"), 0)
             server.sock.sendall((json.dumps({"run": req}) + "\n" +
                                  json.dumps({"signal": 15}) + "\n").encode())
-            start = time.monotonic()
-            while True:
-                msg = server.recv()
-                if "status" in msg:
-                    break
-            self.assertTrue(os.WIFSIGNALED(msg["status"]), msg)
-            self.assertEqual(os.WTERMSIG(msg["status"]), 15)
-            self.assertLess(time.monotonic() - start, 20)
+            self.assert_ends_by_sigterm(server, time.monotonic(), 20)
         finally:
             server.close()
 
@@ -937,15 +930,20 @@ class ForkServerProtocol(unittest.TestCase):
             start = time.monotonic()
             server.sock.sendall(
                 (json.dumps({"signal": 15}) + "\n").encode())
-            while True:
-                msg = server.recv()
-                if "status" in msg:
-                    break
-            self.assertTrue(os.WIFSIGNALED(msg["status"]), msg)
-            self.assertEqual(os.WTERMSIG(msg["status"]), 15)
-            self.assertLess(time.monotonic() - start, 3)
+            self.assert_ends_by_sigterm(server, start, 3)
         finally:
             server.close()
+
+    def assert_ends_by_sigterm(self, server, start, within):
+        """The attempt's status comes, a death by SIGTERM, within
+        `within` seconds of start."""
+        while True:
+            msg = server.recv()
+            if "status" in msg:
+                break
+        self.assertTrue(os.WIFSIGNALED(msg["status"]), msg)
+        self.assertEqual(os.WTERMSIG(msg["status"]), 15)
+        self.assertLess(time.monotonic() - start, within)
 
     def touched_note(self, server):
         """The pages the server's note (TOUCHED) holds."""
