@@ -1201,17 +1201,35 @@ def swept_again():
     started below us: what it orphans while it exits is on its way to us
     and may be in neither children list while we look."""
     global ENDING
-    deadline = time.monotonic() + 1.0
-    while ENDING and time.monotonic() < deadline:
-        try:
-            if os.waitpid(ENDING, os.WNOHANG)[0]:
-                break
-        except ChildProcessError:  # reaped meanwhile
-            break
-        time.sleep(0.0005)
     if ENDING:
-        sweep(ENDING, NAMESPACED)
+        ended_within(ENDING, 1.0)
+        sweep(ENDING, NAMESPACED)  # reaps it
         ENDING = 0
+
+
+def ended_within(pid, timeout):
+    """Wait up to timeout seconds until our child pid has ended (reaped or
+    not): on a pidfd, which becomes readable then."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:  # reaped already
+        return
+    except (OSError, AttributeError):  # no pidfd (Linux < 5.3, Python < 3.9)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not seen_ended(pid):
+            time.sleep(0.0005)
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+
+
+def seen_ended(pid):
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] != 0
+    except ChildProcessError:  # reaped meanwhile
+        return True
 
 
 def unheard():
