@@ -233,8 +233,9 @@ make_dirs(struct sr_slot *s, const struct sr_slot_env *e, char *tmp,
 		return (SR_ETOOBIG);
 	snprintf(junit, sizeof(junit), "%s/junit.xml", s->dir);
 	(void) unlink(junit);
-	if (!dir_empty(tmp))
-		(void) sr_rmtree(tmp);
+	if (dir_empty(tmp)) /* there, and as the last attempt left it */
+		return (0);
+	(void) sr_rmtree(tmp);
 	return (sr_mkdirs(tmp, 0700));
 }
 
