@@ -170,18 +170,35 @@ sr_node_close(struct sr_node *n)
 	free(n);
 }
 
-/* Where url asks for any free TCP port (it ends in ":0"), say the one the
- * listener got, as url with that port: scripts read it from this line. */
+/* Where url leaves the TCP port to the system (0, or none), say the one
+ * the listener got, as a URL a peer on this host can dial: scripts read
+ * it from this line. A wildcard host is said as the loopback address. */
 static void
 say_bound_port(nng_listener l, const char *url)
 {
-	size_t n = strlen(url);
+	const char *host;
+	nng_url *u;
 	int port;
 
-	if (n < 2 || strcmp(url + n - 2, ":0") != 0 ||
-	    nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) != 0)
+	if (nng_url_parse(&u, url) != 0)
 		return;
-	sr_notice("listening on %.*s:%d", (int) (n - 2), url, port);
+	if (u->u_hostname == NULL || u->u_port == NULL) { /* inproc, ipc */
+		nng_url_free(u);
+		return;
+	}
+	host = u->u_hostname;
+	if (host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 ||
+	    strcmp(host, "*") == 0)
+		host = "127.0.0.1";
+	else if (strcmp(host, "::") == 0)
+		host = "::1";
+	if (strspn(u->u_port, "0") == strlen(u->u_port) &&
+	    nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) == 0)
+		sr_notice("listening on %s://%s%s%s:%d%s", u->u_scheme,
+		          strchr(host, ':') ? "[" : "", host,
+		          strchr(host, ':') ? "]" : "", port,
+		          u->u_path != NULL ? u->u_path : "");
+	nng_url_free(u);
 }
 
 int

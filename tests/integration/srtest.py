@@ -161,9 +161,10 @@ class Agent:
     (--listen), with a cluster key of its own; a context manager that stops
     it. `run_args()` are the `shardrun run` arguments that use it."""
 
-    def __init__(self, ws, extra=()):
+    def __init__(self, ws, extra=(), listen="tcp://127.0.0.1:0"):
         self.ws = ws
         self.extra = list(extra)
+        self.listen = listen
         self.key = ws.path(".agent/cluster.key")
         self.proc = None
         self.log = None
@@ -175,11 +176,15 @@ class Agent:
                        check=True, capture_output=True)
         self.log = open(self.ws.path(".agent/agent.log"), "w")
         self.proc = subprocess.Popen(
-            [SHARDRUN_AGENT, "--listen", "tcp://127.0.0.1:0", "--workspace",
+            [SHARDRUN_AGENT, "--listen", self.listen, "--workspace",
              self.ws.root, "--cluster-key-file", self.key, "-v"] +
             self.extra, stdout=self.log, stderr=subprocess.STDOUT,
             env=env_for_tests())
-        self.url = bound_url(self.log.name, self.proc)
+        try:
+            self.url = bound_url(self.log.name, self.proc)
+        except BaseException:
+            self.__exit__()  # not entered: the with block would not stop it
+            raise
         return self
 
     def run_args(self):

@@ -176,6 +176,17 @@ def pytest_collection_modifyitems(items):
         self.assertEqual(sorted((f["file"], f["outcome"]) for f in files),
                          [("test_a.py", "passed"), ("test_b.py", "passed")])
 
+    def test_an_agent_on_any_address_without_a_port(self):
+        """--listen with a wildcard host and no port: the agent says a
+        loopback address with the port it got, and a run dialing it
+        passes."""
+        self.ws.write("test_a.py", "def test_a():\n    pass\n")
+        with srtest.Agent(self.ws, listen="tcp://0.0.0.0") as agent:
+            self.assertRegex(agent.url, r"^tcp://127\.0\.0\.1:[1-9]\d*$")
+            r = srtest.run(self.ws, ["test_a.py"] + agent.run_args())
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(r.file("test_a.py")["outcome"], "passed")
+
     def test_plan_is_deterministic_lpt(self):
         ws = self.ws
         for i in range(6):
