@@ -19,7 +19,6 @@
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -28,6 +27,9 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True  # keep bench/ free of __pycache__
+from run import bound_url  # noqa: E402
 
 
 def sh(cmd, **kw):
@@ -45,10 +47,9 @@ def coordinator(argv, work, env=None):
                              stderr=f)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and c.poll() is None:
-        with open(log, "rb") as f:
-            m = re.search(rb"listening on (tcp://\S+)", f.read())
-        if m:
-            return c, m.group(1).decode()
+        url = bound_url(log)
+        if url is not None:
+            return c, url
         time.sleep(0.005)
     c.kill()
     c.wait()
