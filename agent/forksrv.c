@@ -68,7 +68,7 @@ server_argv(const struct sr_forksrv *fs, const struct sr_fs_start *st,
 int
 sr_forksrv_start(struct sr_forksrv *fs, const struct sr_fs_start *st)
 {
-	struct sr_spawn_req req;
+	struct sr_spawn_req req = {0};
 	struct sr_strv argv;
 	char log[PATH_MAX + 16];
 	int rv;

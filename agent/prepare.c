@@ -90,7 +90,7 @@ log_path(const struct agent *a, char *out, size_t n)
 static int
 run_step(struct agent *a, struct session *s)
 {
-	struct sr_spawn_req req;
+	struct sr_spawn_req req = {0};
 	struct sr_strv argv;
 	char log[PATH_MAX + 16];
 	int rv;

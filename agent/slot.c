@@ -352,7 +352,7 @@ fs_launch(struct sr_slot *s, const struct sr_slot_env *e,
 static int
 spawn(struct sr_slot *s, const struct sr_slot_env *e, bool plain)
 {
-	struct sr_spawn_req req;
+	struct sr_spawn_req req = {0};
 	struct sr_strv argv;
 	struct sr_strv env;
 	char tmp[PATH_MAX];

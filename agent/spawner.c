@@ -2,11 +2,15 @@
  * spawner.c - the helper process that starts, reaps and kills attempts.
  *
  * Channel: a SOCK_STREAM socketpair carrying frames [u32 length][payload];
- * payload[0] is the type. Requests: SPAWN, KILL, SWEEP. Events: EXITED.
+ * payload[0] is the type. Requests: SPAWN, KILL, SWEEP. Events: EXITED,
+ * DROPPED (a chained SPAWN that never started).
  * The helper is single-threaded: poll() on the channel, a signalfd for
  * SIGCHLD and each lane's socket. A lane's init (PID namespace mode) is a
  * long-lived clone of the helper that takes the same SPAWN and KILL frames
  * on its socket and answers each SPAWN with one struct lane_report.
+ * A SPAWN may be chained behind an attempt (spawner.h): the helper keeps
+ * it and starts it in the loop turn that reaps that attempt, unless the
+ * attempt's exit code is one the caller retries.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -30,7 +34,13 @@
 #include "sr/log.h"
 #include "sr/util.h"
 
-enum { MSG_SPAWN = 1, MSG_KILL = 2, MSG_SWEEP = 3, MSG_EXITED = 4 };
+enum {
+	MSG_SPAWN = 1,
+	MSG_KILL = 2,
+	MSG_SWEEP = 3,
+	MSG_EXITED = 4,
+	MSG_DROPPED = 5,
+};
 
 #define MAX_MSG (8u * 1024u * 1024u)
 
@@ -152,6 +162,17 @@ struct lane_report {
 	int64_t rss_kb;
 };
 
+/* A SPAWN chained behind another attempt (running, or chained itself),
+ * waiting for its end. */
+struct chained {
+	uint64_t id;
+	uint64_t after;
+	uint8_t hold[32];
+	bool ready;     /* `after` ended: start it at the loop's end */
+	uint8_t *frame; /* the SPAWN payload, owned */
+	size_t len;
+};
+
 struct helper {
 	int fd;
 	int sigfd;
@@ -164,6 +185,9 @@ struct helper {
 	size_t lcap;
 	struct pollfd *pfd;
 	size_t pcap;
+	struct chained *chain;
+	size_t nchain;
+	size_t chcap;
 	struct sr_buf in;
 };
 
@@ -213,25 +237,41 @@ do_posix_spawn(const struct spawn_args *a, pid_t *pid)
 	return (rv);
 }
 
-/* Parse a SPAWN payload: u64 id, u32 lane, then NUL-separated strings:
- * cwd, log, argc (decimal), argv..., envc, envp... */
-#define SPAWN_HDR (1 + sizeof(uint64_t) + sizeof(uint32_t))
+/* A SPAWN payload: u64 id, u32 lane, u64 after, the 32-byte hold mask,
+ * then NUL-separated strings: cwd, log, argc (decimal), argv..., envc,
+ * envp... */
+struct spawn_hdr {
+	uint64_t id;
+	uint32_t lane;
+	uint64_t after;
+	uint8_t hold[32];
+};
+
+#define SPAWN_HDR (1 + 8 + 4 + 8 + 32)
 
 static int
-parse_spawn(const uint8_t *p, size_t len, uint64_t *id, unsigned *lane,
+parse_hdr(const uint8_t *p, size_t len, struct spawn_hdr *h)
+{
+	if (len < SPAWN_HDR)
+		return (SR_EPROTO);
+	memcpy(&h->id, p + 1, 8);
+	memcpy(&h->lane, p + 9, 4);
+	memcpy(&h->after, p + 13, 8);
+	memcpy(h->hold, p + 21, 32);
+	return (0);
+}
+
+static int
+parse_spawn(const uint8_t *p, size_t len, struct spawn_hdr *h,
             struct spawn_args *a)
 {
 	struct sr_strv *v = &a->parts;
 	const char *s;
 	const char *end = (const char *) p + len;
 	size_t argc;
-	uint32_t ln;
 
-	if (len < SPAWN_HDR)
+	if (parse_hdr(p, len, h) != 0)
 		return (SR_EPROTO);
-	memcpy(id, p + 1, sizeof(*id));
-	memcpy(&ln, p + 1 + sizeof(*id), sizeof(ln));
-	*lane = ln;
 	sr_strv_init(v);
 	for (s = (const char *) p + SPAWN_HDR; s < end;) {
 		size_t n = strnlen(s, (size_t) (end - s));
@@ -469,12 +509,11 @@ lane_run(int fd, int sigfd, const uint8_t *p, size_t len, struct lane_report *r)
 {
 	struct signalfd_siginfo si;
 	struct spawn_args a;
-	uint64_t id;
-	unsigned lane;
+	struct spawn_hdr hd;
 	pid_t main_pid;
 
 	memset(r, 0, sizeof(*r));
-	if (parse_spawn(p, len, &id, &lane, &a) != 0) {
+	if (parse_spawn(p, len, &hd, &a) != 0) {
 		r->err = EINVAL;
 		return;
 	}
@@ -490,7 +529,7 @@ lane_run(int fd, int sigfd, const uint8_t *p, size_t len, struct lane_report *r)
 		if (lane_reap(main_pid, r))
 			return;
 		if (pf[0].revents & (POLLIN | POLLHUP | POLLERR))
-			lane_request(fd, id);
+			lane_request(fd, hd.id);
 	}
 }
 
@@ -527,10 +566,9 @@ lane_init(void *arg)
 }
 
 static void
-emit_exit(struct helper *h, uint64_t id, int status, int err, long rss)
+emit(struct helper *h, uint8_t type, uint64_t id, int status, int err, long rss)
 {
 	struct sr_buf b;
-	uint8_t type = MSG_EXITED;
 	int32_t st = status;
 	int32_t e = err;
 	int64_t r = rss;
@@ -543,6 +581,75 @@ emit_exit(struct helper *h, uint64_t id, int status, int err, long rss)
 	sr_buf_append(&b, &r, sizeof(r));
 	(void) send_frame(h->fd, &b);
 	sr_buf_free(&b);
+}
+
+/* ---- chained requests ---- */
+
+static struct chained *
+chained_of(struct helper *h, uint64_t id)
+{
+	for (size_t i = 0; i < h->nchain; i++)
+		if (h->chain[i].id == id)
+			return (&h->chain[i]);
+	return (NULL);
+}
+
+/* Forget a chained request; its frame is handed to *frame when wanted. */
+static void
+chained_remove(struct helper *h, struct chained *c, uint8_t **frame)
+{
+	if (frame != NULL)
+		*frame = c->frame;
+	else
+		free(c->frame);
+	*c = h->chain[--h->nchain];
+}
+
+static struct chained *
+chained_behind(struct helper *h, uint64_t after)
+{
+	for (size_t i = 0; i < h->nchain; i++)
+		if (h->chain[i].after == after)
+			return (&h->chain[i]);
+	return (NULL);
+}
+
+/* Drop a chained request, and what was chained behind it in turn. */
+static void
+chained_drop(struct helper *h, struct chained *c)
+{
+	uint64_t id = c->id;
+
+	chained_remove(h, c, NULL);
+	emit(h, MSG_DROPPED, id, 0, 0, 0);
+	if ((c = chained_behind(h, id)) != NULL)
+		chained_drop(h, c);
+}
+
+/* The chain's rule, on the wait status of the attempt it followed. */
+static bool
+held(const uint8_t hold[32], int status, int err)
+{
+	int code = WEXITSTATUS(status);
+
+	return (err == 0 && WIFEXITED(status) &&
+	        (hold[code / 8] & (1u << (code % 8))) != 0);
+}
+
+/* Attempt id is over, with this status: what was chained behind it
+ * starts at the end of this loop turn (run_ready), or is dropped. */
+static void
+emit_exit(struct helper *h, uint64_t id, int status, int err, long rss)
+{
+	struct chained *c;
+
+	emit(h, MSG_EXITED, id, status, err, rss);
+	if ((c = chained_behind(h, id)) == NULL)
+		return;
+	if (held(c->hold, status, err))
+		chained_drop(h, c);
+	else
+		c->ready = true;
 }
 
 static int
@@ -700,18 +807,19 @@ lane_of_pid(struct helper *h, pid_t pid)
 }
 
 static void
-on_spawn(struct helper *h, const uint8_t *p, size_t len)
+start_attempt(struct helper *h, const uint8_t *p, size_t len)
 {
 	struct spawn_args a;
+	struct spawn_hdr hd;
 	uint64_t id;
-	unsigned lane;
 	pid_t pid = -1;
 	int statusfd = -1;
 	int rv;
 
-	if (parse_spawn(p, len, &id, &lane, &a) != 0)
+	if (parse_spawn(p, len, &hd, &a) != 0)
 		return;
-	if (h->pidns && lane > 0 && lane_spawn(h, lane, id, p, len)) {
+	id = hd.id;
+	if (h->pidns && hd.lane > 0 && lane_spawn(h, hd.lane, id, p, len)) {
 		free_spawn(&a);
 		return;
 	}
@@ -733,6 +841,67 @@ find_id(struct helper *h, uint64_t id)
 		if (h->att[i].id == id)
 			return (&h->att[i]);
 	return (NULL);
+}
+
+/* Keep a chained SPAWN until its attempt `after` (running, or chained
+ * itself) ends. One that follows neither, or comes behind one already
+ * chained to it, is dropped: the caller then starts it the plain way. */
+static void
+chain(struct helper *h, const struct spawn_hdr *hd, const uint8_t *p,
+      size_t len)
+{
+	struct chained *c;
+
+	if ((find_id(h, hd->after) == NULL &&
+	     chained_of(h, hd->after) == NULL) ||
+	    chained_behind(h, hd->after) != NULL) {
+		emit(h, MSG_DROPPED, hd->id, 0, 0, 0);
+		return;
+	}
+	if (sr_grow(&h->chain, &h->chcap, h->nchain, sizeof(*h->chain), 4) !=
+	        0 ||
+	    (h->chain[h->nchain].frame = malloc(len)) == NULL) {
+		emit(h, MSG_DROPPED, hd->id, 0, 0, 0);
+		return;
+	}
+	c = &h->chain[h->nchain++];
+	c->id = hd->id;
+	c->after = hd->after;
+	memcpy(c->hold, hd->hold, sizeof(c->hold));
+	c->ready = false;
+	memcpy(c->frame, p, len);
+	c->len = len;
+}
+
+static void
+on_spawn(struct helper *h, const uint8_t *p, size_t len)
+{
+	struct spawn_hdr hd;
+
+	if (parse_hdr(p, len, &hd) != 0)
+		return;
+	if (hd.after != 0)
+		chain(h, &hd, p, len);
+	else
+		start_attempt(h, p, len);
+}
+
+/* Start the chained requests whose attempt ended in this loop turn. */
+static void
+run_ready(struct helper *h)
+{
+	for (size_t i = 0; i < h->nchain;) {
+		uint8_t *frame;
+		size_t len = h->chain[i].len;
+
+		if (!h->chain[i].ready) {
+			i++;
+			continue;
+		}
+		chained_remove(h, &h->chain[i], &frame);
+		start_attempt(h, frame, len);
+		free(frame);
+	}
 }
 
 static void
@@ -763,11 +932,16 @@ on_kill(struct helper *h, const uint8_t *p, size_t len)
 	uint64_t id;
 	int32_t sig;
 	struct attempt *a;
+	struct chained *c;
 
 	if (len < 1 + sizeof(id) + sizeof(sig))
 		return;
 	memcpy(&id, p + 1, sizeof(id));
 	memcpy(&sig, p + 1 + sizeof(id), sizeof(sig));
+	if ((c = chained_of(h, id)) != NULL) { /* not started: never will */
+		chained_drop(h, c);
+		return;
+	}
 	if ((a = find_id(h, id)) == NULL)
 		return;
 	if (a->lane > 0)
@@ -993,6 +1167,7 @@ helper_loop(struct helper *h)
 				finish(h);
 		}
 		reap(h);
+		run_ready(h);
 	}
 }
 
@@ -1112,6 +1287,8 @@ sr_spawner_spawn(struct sr_spawner *s, const struct sr_spawn_req *r)
 	if ((rv = sr_buf_append(&b, &type, 1)) != 0 ||
 	    (rv = sr_buf_append(&b, &r->id, sizeof(r->id))) != 0 ||
 	    (rv = sr_buf_append(&b, &lane, sizeof(lane))) != 0 ||
+	    (rv = sr_buf_append(&b, &r->after, sizeof(r->after))) != 0 ||
+	    (rv = sr_buf_append(&b, r->hold, sizeof(r->hold))) != 0 ||
 	    (rv = sr_buf_append(&b, r->cwd, strlen(r->cwd) + 1)) != 0 ||
 	    (rv = sr_buf_append(&b, r->log, strlen(r->log) + 1)) != 0 ||
 	    (rv = push_count(&b, r->argv)) != 0 ||
@@ -1166,16 +1343,18 @@ sr_spawner_read(struct sr_spawner *s, struct sr_spawn_ev *ev)
 	int64_t rss;
 
 	while (take_frame(&s->in, &m, &len)) {
-		if (len != 1 + 8 + 4 + 4 + 8 || m[0] != MSG_EXITED) {
+		if (len != 1 + 8 + 4 + 4 + 8 ||
+		    (m[0] != MSG_EXITED && m[0] != MSG_DROPPED)) {
 			free(m);
 			continue;
 		}
+		ev->type =
+		    m[0] == MSG_EXITED ? SR_SPAWN_EXITED : SR_SPAWN_DROPPED;
 		memcpy(&ev->id, m + 1, 8);
 		memcpy(&st, m + 9, 4);
 		memcpy(&err, m + 13, 4);
 		memcpy(&rss, m + 17, 8);
 		free(m);
-		ev->type = SR_SPAWN_EXITED;
 		ev->status = st;
 		ev->err = err;
 		ev->peak_rss_kb = (long) rss;

@@ -19,6 +19,11 @@
  * process group: killed after every attempt, and escaped orphans (reparented
  * to the spawner) are killed by sr_spawner_sweep() and at exit.
  *
+ * A request may be chained behind a running attempt of the same caller
+ * (sr_spawn_req.after): the helper starts it the moment that attempt is
+ * reaped, so a slot's next file does not wait for the agent to hear of
+ * the last one's end and answer.
+ *
  * Ownership: the handle belongs to one thread (the agent's); requests are
  * asynchronous, and their results arrive as events on sr_spawner_fd().
  */
@@ -30,6 +35,7 @@
 
 enum sr_spawn_ev_type {
 	SR_SPAWN_EXITED = 1,
+	SR_SPAWN_DROPPED = 2, /* a chained attempt that never started */
 };
 
 struct sr_spawn_ev {
@@ -50,6 +56,15 @@ struct sr_spawn_req {
 	 * namespace emptied between them, one at a time; 0, or a lane still
 	 * busy: a namespace of the attempt's own. */
 	unsigned lane;
+	/* Chained (not 0): start once attempt `after` (running, or chained
+	 * itself) has ended, at once, without a round trip through the
+	 * caller - unless it exited with a code whose bit is set in hold
+	 * (the caller will try that attempt again first). A chained attempt
+	 * that does not start (held; `after` neither running nor chained when
+	 * the request came; killed while it waited; behind one dropped) gets
+	 * one SR_SPAWN_DROPPED event instead of EXITED. */
+	uint64_t after;
+	uint8_t hold[32]; /* bit c: exit code c holds the chain */
 };
 
 struct sr_spawner;

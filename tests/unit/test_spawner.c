@@ -58,8 +58,34 @@ spawn_sh(struct sr_spawner *s, uint64_t id, unsigned lane, const char *script)
 {
 	const char *argv[] = {"/bin/sh", "-c", script, NULL};
 	const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
-	struct sr_spawn_req r = {id, argv, envp, dir, logpath, lane};
+	struct sr_spawn_req r = {.id = id,
+	                         .argv = argv,
+	                         .envp = envp,
+	                         .cwd = dir,
+	                         .log = logpath,
+	                         .lane = lane};
 
+	assert_int_equal(sr_spawner_spawn(s, &r), 0);
+}
+
+/* A request chained behind attempt `after`, held by exit code `hold`
+ * (-1: none). */
+static void
+chain_sh(struct sr_spawner *s, uint64_t id, uint64_t after, unsigned lane,
+         int hold, const char *script)
+{
+	const char *argv[] = {"/bin/sh", "-c", script, NULL};
+	const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
+	struct sr_spawn_req r = {.id = id,
+	                         .argv = argv,
+	                         .envp = envp,
+	                         .cwd = dir,
+	                         .log = logpath,
+	                         .lane = lane,
+	                         .after = after};
+
+	if (hold >= 0)
+		r.hold[hold / 8] |= (uint8_t) (1u << (hold % 8));
 	assert_int_equal(sr_spawner_spawn(s, &r), 0);
 }
 
@@ -86,9 +112,20 @@ expect_exit(struct sr_spawner *s, uint64_t id, int *status)
 	struct sr_spawn_ev ev;
 
 	assert_true(next_event(s, &ev, 20000));
+	assert_int_equal(ev.type, SR_SPAWN_EXITED);
 	assert_int_equal(ev.id, id);
 	assert_int_equal(ev.err, 0);
 	*status = ev.status;
+}
+
+static void
+expect_dropped(struct sr_spawner *s, uint64_t id)
+{
+	struct sr_spawn_ev ev;
+
+	assert_true(next_event(s, &ev, 20000));
+	assert_int_equal(ev.type, SR_SPAWN_DROPPED);
+	assert_int_equal(ev.id, id);
 }
 
 static void
@@ -139,8 +176,12 @@ test_start_failure_is_an_error_event(void **state)
 	struct sr_spawn_ev ev;
 
 	for (unsigned lane = 0; lane <= 1; lane++) {
-		struct sr_spawn_req r = {7 + lane, argv,    envp,
-		                         dir,      logpath, lane};
+		struct sr_spawn_req r = {.id = 7 + lane,
+		                         .argv = argv,
+		                         .envp = envp,
+		                         .cwd = dir,
+		                         .log = logpath,
+		                         .lane = lane};
 
 		assert_int_equal(sr_spawner_spawn(s, &r), 0);
 		assert_true(next_event(s, &ev, 20000));
@@ -251,6 +292,95 @@ test_peak_rss_is_the_attempts(void **state)
 	sr_spawner_stop(s);
 }
 
+/* name in the attempts' directory (a static buffer). */
+static const char *
+in_dir(const char *name)
+{
+	static char path[96];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return (path);
+}
+
+/* A chained attempt starts when the one before it ends, without a word
+ * from the caller in between, and not before. */
+static void
+test_chained_starts_when_the_first_ends(void **state)
+{
+	struct sr_spawner *s = start(state);
+	int st;
+
+	for (unsigned lane = 0; lane <= 1; lane++) {
+		uint64_t x = 60 + 10 * lane;
+
+		unlink(in_dir("x-done"));
+		spawn_sh(s, x, lane, "sleep 0.3; touch x-done; exit 1");
+		chain_sh(s, x + 1, x, lane, 4,
+		         "test -e x-done && exit 5; exit 6");
+		expect_exit(s, x, &st);
+		assert_int_equal(WEXITSTATUS(st), 1);
+		expect_exit(s, x + 1, &st);
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), 5);
+	}
+	unlink(in_dir("x-done"));
+	expect_no_event(s);
+	sr_spawner_stop(s);
+}
+
+/* An exit code the caller retries holds the chain: the chained request
+ * is dropped, never started. So is one behind no running attempt. */
+static void
+test_chained_is_dropped_when_held(void **state)
+{
+	struct sr_spawner *s = start(state);
+	int st;
+
+	for (unsigned lane = 0; lane <= 1; lane++) {
+		uint64_t x = 80 + 10 * lane;
+
+		spawn_sh(s, x, lane, "sleep 0.1; exit 4");
+		chain_sh(s, x + 1, x, lane, 4, "touch started; exit 0");
+		expect_exit(s, x, &st);
+		assert_int_equal(WEXITSTATUS(st), 4);
+		expect_dropped(s, x + 1);
+		chain_sh(s, x + 2, x, lane, -1, "touch started; exit 0");
+		expect_dropped(s, x + 2);
+		chain_sh(s, x + 3, 999, lane, -1, "touch started; exit 0");
+		expect_dropped(s, x + 3);
+	}
+	expect_no_event(s);
+	assert_int_equal(access(in_dir("started"), F_OK), -1);
+	sr_spawner_stop(s);
+}
+
+/* A kill for a chained request that has not started drops it and spares
+ * the attempt it waits for; a second request behind the same attempt is
+ * dropped at once. */
+static void
+test_killing_a_chained_request_drops_it(void **state)
+{
+	struct sr_spawner *s = start(state);
+	int st;
+
+	for (unsigned lane = 0; lane <= 1; lane++) {
+		uint64_t x = 100 + 10 * lane;
+
+		spawn_sh(s, x, lane, "sleep 0.3; exit 2");
+		chain_sh(s, x + 1, x, lane, -1, "touch started; exit 0");
+		chain_sh(s, x + 2, x, lane, -1, "touch started; exit 0");
+		expect_dropped(s, x + 2);
+		assert_int_equal(sr_spawner_kill(s, x + 1, SIGKILL), 0);
+		expect_dropped(s, x + 1);
+		expect_exit(s, x, &st);
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), 2);
+	}
+	expect_no_event(s);
+	assert_int_equal(access(in_dir("started"), F_OK), -1);
+	sr_spawner_stop(s);
+}
+
 static int
 setup(void **state)
 {
@@ -284,6 +414,9 @@ main(void)
 	    BOTH(test_sigkill_then_the_lane_goes_on),
 	    BOTH(test_late_kill_spares_the_next_attempt),
 	    BOTH(test_peak_rss_is_the_attempts),
+	    BOTH(test_chained_starts_when_the_first_ends),
+	    BOTH(test_chained_is_dropped_when_held),
+	    BOTH(test_killing_a_chained_request_drops_it),
 	};
 
 	return (cmocka_run_group_tests(tests, setup, teardown));
