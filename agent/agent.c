@@ -376,9 +376,21 @@ spawner_events(struct agent *a)
 	int rv;
 
 	while ((rv = sr_spawner_read(a->cfg->spawner, &ev)) == 0) {
+		if (ev.type == SR_SPAWN_DROPPED) {
+			for (unsigned i = 0; i < a->cfg->slots; i++)
+				sr_slot_on_dropped(&a->slots[i], &a->senv,
+				                   ev.id);
+			sr_ag_offer_all(a);
+			continue;
+		}
 		for (unsigned i = 0; i < a->cfg->slots; i++) {
 			struct sr_slot *s = &a->slots[i];
 
+			/* A chained try that ended before its slot took
+			 * it over: take it over now. */
+			if (!s->busy && s->nahead > 0 &&
+			    s->ahead[0].id == ev.id)
+				(void) sr_slot_start_next(s, &a->senv);
 			if (s->busy && s->phase == PHASE_RUNNING &&
 			    s->spawn_id == ev.id) {
 				sr_slot_on_exit(s, &a->senv, &ev);

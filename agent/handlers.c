@@ -257,7 +257,7 @@ take_assignment(struct agent *a, struct session *s,
 	if (slot->busy) {
 		/* A prefetched unit waits behind the running one. */
 		if (slot->owner != s ||
-		    sr_slot_enqueue(slot, as, s, &s->run) != 0)
+		    sr_slot_enqueue(slot, &a->senv, as, s, &s->run) != 0)
 			decline(a, s, as);
 		return;
 	}
@@ -293,7 +293,7 @@ sr_ag_kill_session_work(struct agent *a, struct session *s)
 	for (unsigned i = 0; i < a->cfg->slots; i++) {
 		if (a->offered[i] && a->offer_to[i] == s)
 			sr_ag_withdraw(a, i);
-		sr_slot_drop_queued(&a->slots[i], s, 0, 0);
+		sr_slot_drop_queued(&a->slots[i], &a->senv, s, 0, 0);
 		sr_slot_fs_stop(&a->slots[i], &s->run);
 		if (a->slots[i].busy && a->slots[i].owner == s) {
 			sr_slot_abort(&a->slots[i], &a->senv);
@@ -309,7 +309,7 @@ take_cancel(struct agent *a, struct session *s, const Shardrun__Cancel *c)
 	for (unsigned i = 0; i < a->cfg->slots; i++) {
 		struct sr_slot *sl = &a->slots[i];
 
-		sr_slot_drop_queued(sl, s, c->unit, c->attempt);
+		sr_slot_drop_queued(sl, &a->senv, s, c->unit, c->attempt);
 		if (sl->busy && sl->owner == s && sl->unit == c->unit &&
 		    sl->attempt == c->attempt) {
 			sr_slot_abort(sl, &a->senv);

@@ -173,9 +173,32 @@ add_env(struct sr_strv *env, const char *key, const char *val)
 	return (rv);
 }
 
+/* What a try's command line and environment are made of: the slot's
+ * current file, or a queued unit's first (a chained try). */
+struct try_spec {
+	const struct sr_slot_run *run;
+	const char *dir; /* the try's directory: log, JUnit, tmp */
+	const char *file;
+	const struct sr_strv *files; /* a bundle's; NULL: one file */
+	const struct sr_strv *selectors;
+	uint32_t attempt;
+	unsigned index; /* the slot's */
+};
+
+static struct try_spec
+slot_spec(const struct sr_slot *s)
+{
+	struct try_spec t = {s->run,        s->dir,     cur_file(s), NULL,
+	                     &s->selectors, s->attempt, s->index};
+
+	if (s->bundle)
+		t.files = &s->files;
+	return (t);
+}
+
 static int
-build_env(const struct sr_slot *s, const struct sr_slot_env *e, const char *tmp,
-          struct sr_strv *env)
+build_env(const struct try_spec *s, const struct sr_slot_env *e,
+          const char *tmp, struct sr_strv *env)
 {
 	char num[32];
 	int rv = 0;
@@ -188,7 +211,7 @@ build_env(const struct sr_slot *s, const struct sr_slot_env *e, const char *tmp,
 	if (rv == 0)
 		rv = add_env(env, "SHARDRUN_RUN_ID", s->run->run_id);
 	if (rv == 0) /* a bundle's first file */
-		rv = add_env(env, "SHARDRUN_FILE", cur_file(s));
+		rv = add_env(env, "SHARDRUN_FILE", s->file);
 	snprintf(num, sizeof(num), "%u", s->attempt);
 	if (rv == 0)
 		rv = add_env(env, "SHARDRUN_ATTEMPT", num);
@@ -217,26 +240,42 @@ dir_empty(const char *path)
 }
 
 /*
- * Each slot keeps one directory (log, JUnit report, private tmp) and
- * clears it before every attempt instead of making a new one: creating and
- * removing directories is a measurable share of a short file's cost.
+ * Each slot keeps three directories (log, JUnit report, private tmp): one
+ * for the running try, the others for tries chained behind it (spare_dir
+ * picks). A try clears its directory instead of making a new one:
+ * creating and removing directories is a measurable share of a short
+ * file's cost.
  */
+static const char *const dir_suffix[] = {"", ".b", ".c"};
+
+/* Make dir ready for a try: its tmp there and empty, no JUnit report. */
 static int
-make_dirs(struct sr_slot *s, const struct sr_slot_env *e, char *tmp,
-          size_t tmpsz)
+clear_dir(const char *dir, char *tmp, size_t tmpsz)
 {
 	char junit[PATH_MAX + 16];
 
-	if (snprintf(s->dir, sizeof(s->dir), "%s/slot-%u", e->tmp_root,
-	             s->index) >= (int) sizeof(s->dir) ||
-	    snprintf(tmp, tmpsz, "%s/tmp", s->dir) >= (int) tmpsz)
+	if (snprintf(tmp, tmpsz, "%s/tmp", dir) >= (int) tmpsz)
 		return (SR_ETOOBIG);
-	snprintf(junit, sizeof(junit), "%s/junit.xml", s->dir);
+	snprintf(junit, sizeof(junit), "%s/junit.xml", dir);
 	(void) unlink(junit);
 	if (dir_empty(tmp)) /* there, and as the last attempt left it */
 		return (0);
 	(void) sr_rmtree(tmp);
 	return (sr_mkdirs(tmp, 0700));
+}
+
+/* A plain try runs where the slot's last try ran. */
+static int
+make_dirs(struct sr_slot *s, const struct sr_slot_env *e, char *tmp,
+          size_t tmpsz)
+{
+	if (s->dir[0] == 0 &&
+	    snprintf(s->dir, sizeof(s->dir), "%s/slot-%u", e->tmp_root,
+	             s->index) >= (int) sizeof(s->dir)) {
+		s->dir[0] = 0;
+		return (SR_ETOOBIG);
+	}
+	return (clear_dir(s->dir, tmp, tmpsz));
 }
 
 static int
@@ -248,7 +287,7 @@ make_dirs_only(struct sr_slot *s, const struct sr_slot_env *e)
 }
 
 static int
-build_argv(const struct sr_slot *s, const struct sr_slot_env *e,
+build_argv(const struct try_spec *s, const struct sr_slot_env *e,
            const char *tmp, struct sr_strv *argv)
 {
 	struct sr_strv one;
@@ -257,21 +296,27 @@ build_argv(const struct sr_slot *s, const struct sr_slot_env *e,
 
 	snprintf(junit, sizeof(junit), "%s/junit.xml", s->dir);
 	sr_strv_init(&one);
-	if (s->selectors.n > 0 || s->bundle)
+	if (s->selectors->n > 0 || s->files != NULL)
 		return (sr_profile_argv(e->cfg->profile,
-		                        s->bundle ? &s->files : &s->selectors,
+		                        s->files ? s->files : s->selectors,
 		                        junit, tmp, argv));
-	if ((rv = sr_strv_push(&one, cur_file(s))) == 0)
+	if ((rv = sr_strv_push(&one, s->file)) == 0)
 		rv = sr_profile_argv(e->cfg->profile, &one, junit, tmp, argv);
 	sr_strv_free(&one);
 	return (rv);
 }
 
 static bool
+fs_wanted_for(const struct sr_slot_run *run, const struct sr_slot_env *e)
+{
+	return (run->forkserver &&
+	        strcmp(e->cfg->profile->name, "pytest") == 0);
+}
+
+static bool
 fs_wanted(const struct sr_slot *s, const struct sr_slot_env *e)
 {
-	return (s->run->forkserver &&
-	        strcmp(e->cfg->profile->name, "pytest") == 0);
+	return (fs_wanted_for(s->run, e));
 }
 
 /* pytest's own arguments: what follows "-m pytest" in the argv. */
@@ -355,6 +400,7 @@ spawn(struct sr_slot *s, const struct sr_slot_env *e, bool plain)
 	struct sr_spawn_req req = {0};
 	struct sr_strv argv;
 	struct sr_strv env;
+	struct try_spec t;
 	char tmp[PATH_MAX];
 	char log[PATH_MAX + 16];
 	int rv;
@@ -362,9 +408,10 @@ spawn(struct sr_slot *s, const struct sr_slot_env *e, bool plain)
 	sr_strv_init(&argv);
 	sr_strv_init(&env);
 	s->via_fs = false;
+	t = slot_spec(s);
 	if ((rv = make_dirs(s, e, tmp, sizeof(tmp))) == 0 &&
-	    (rv = build_argv(s, e, tmp, &argv)) == 0 &&
-	    (rv = build_env(s, e, tmp, &env)) == 0) {
+	    (rv = build_argv(&t, e, tmp, &argv)) == 0 &&
+	    (rv = build_env(&t, e, tmp, &env)) == 0) {
 		snprintf(log, sizeof(log), "%s/output.log", s->dir);
 		if (!plain && fs_launch(s, e, &argv, &env, log)) {
 			s->via_fs = true;
@@ -431,12 +478,186 @@ bundle_absent(struct sr_slot *s, const struct sr_slot_env *e)
 	return (false);
 }
 
+/* ---- tries chained behind the running one ---- */
+
+/* Kill the chained tries from ahead[from] on (the spawner drops those not
+ * started) and forget them. */
+static void
+ahead_cancel(struct sr_slot *s, const struct sr_slot_env *e, unsigned from)
+{
+	for (unsigned i = from; i < s->nahead; i++)
+		(void) sr_spawner_kill(e->cfg->spawner, s->ahead[i].id,
+		                       SIGKILL);
+	if (from < s->nahead)
+		s->nahead = from;
+}
+
+/* The exit codes after which the slot tries the same file again: a try
+ * chained behind one that ends so must not start. */
+static void
+hold_mask(const struct sr_slot_env *e, uint8_t hold[32])
+{
+	memset(hold, 0, 32);
+	for (int c = 0; c < 256; c++)
+		if (sr_profile_classify(e->cfg->profile, c) ==
+		    SR_EXIT_TRANSIENT)
+			hold[c / 8] |= (uint8_t) (1u << (c % 8));
+}
+
+/* A directory neither the running try nor a chained one uses. */
+static int
+spare_dir(const struct sr_slot *s, const struct sr_slot_env *e, char *dir)
+{
+	for (size_t k = 0; k < sizeof(dir_suffix) / sizeof(dir_suffix[0]);
+	     k++) {
+		bool used;
+
+		if (snprintf(dir, PATH_MAX, "%s/slot-%u%s", e->tmp_root,
+		             s->index, dir_suffix[k]) >= PATH_MAX)
+			return (SR_ETOOBIG);
+		used = strcmp(dir, s->dir) == 0;
+		for (unsigned i = 0; i < s->nahead && !used; i++)
+			used = strcmp(dir, s->ahead[i].dir) == 0;
+		if (!used)
+			return (0);
+	}
+	return (SR_EAGAIN);
+}
+
+/* Chain the first file of a (queued as n) behind the try `after`. */
+static int
+chain_spawn(struct sr_slot *s, const struct sr_slot_env *e,
+            const Shardrun__Assignment *a, const struct sr_slot_next *n,
+            uint64_t after)
+{
+	struct sr_spawn_req req = {0};
+	struct sr_slot_ahead *h = &s->ahead[s->nahead];
+	struct sr_strv sel;
+	struct sr_strv argv;
+	struct sr_strv env;
+	char tmp[PATH_MAX];
+	char log[PATH_MAX + 16];
+	struct try_spec t = {n->run, h->dir,     a->files[0], NULL,
+	                     &sel,   a->attempt, s->index};
+	int rv = 0;
+
+	sr_strv_init(&sel);
+	sr_strv_init(&argv);
+	sr_strv_init(&env);
+	for (size_t i = 0; i < a->n_selectors && rv == 0; i++)
+		rv = sr_strv_push(&sel, a->selectors[i]);
+	if (rv == 0 && (rv = spare_dir(s, e, h->dir)) == 0 &&
+	    (rv = clear_dir(h->dir, tmp, sizeof(tmp))) == 0 &&
+	    (rv = build_argv(&t, e, tmp, &argv)) == 0 &&
+	    (rv = build_env(&t, e, tmp, &env)) == 0) {
+		snprintf(log, sizeof(log), "%s/output.log", h->dir);
+		req.id = (*e->next_spawn_id)++;
+		req.lane = s->index + 1;
+		req.argv = (const char *const *) argv.v;
+		req.envp = (const char *const *) env.v;
+		req.cwd = e->cfg->workspace;
+		req.log = log;
+		req.after = after;
+		hold_mask(e, req.hold);
+		if ((rv = sr_spawner_spawn(e->cfg->spawner, &req)) == 0) {
+			h->id = req.id;
+			h->owner = n->owner;
+			h->unit = n->unit;
+			h->attempt = n->attempt;
+			h->whole = a->n_files == 1;
+			s->nahead++;
+		}
+	}
+	sr_strv_free(&sel);
+	sr_strv_free(&argv);
+	sr_strv_free(&env);
+	return (rv);
+}
+
+/* Chain queued unit next[nahead]'s first file, where it would start the
+ * plain way too: not a bundle, not through a fork server, not exclusive,
+ * its path inside the workspace. */
+static bool
+chain_one(struct sr_slot *s, const struct sr_slot_env *e)
+{
+	const struct sr_slot_next *n = &s->next[s->nahead];
+	uint64_t after =
+	    s->nahead > 0 ? s->ahead[s->nahead - 1].id : s->spawn_id;
+	Shardrun__Assignment *a;
+	char abs[PATH_MAX];
+	bool ok;
+
+	if ((a = shardrun__assignment__unpack(NULL, n->len, n->packed)) == NULL)
+		return (false);
+	ok = a->n_files > 0 && !a->exclusive &&
+	     !(a->bundle && a->n_files > 1) && !fs_wanted_for(n->run, e) &&
+	     sr_path_resolve(e->cfg->workspace, a->files[0], abs,
+	                     sizeof(abs)) == 0 &&
+	     chain_spawn(s, e, a, n, after) == 0;
+	shardrun__assignment__free_unpacked(a, NULL);
+	return (ok);
+}
+
+/* While a plain try runs its unit's last file, keep the next queued units'
+ * first files chained behind it, SR_SLOT_CHAIN deep. */
+static void
+chain_next(struct sr_slot *s, const struct sr_slot_env *e)
+{
+	if (!s->busy || s->cancelled || s->phase != PHASE_RUNNING ||
+	    s->via_fs || s->spawn_id == 0 || s->signalled ||
+	    (!s->bundle && s->idx + 1 < s->files.n))
+		return;
+	while (s->nahead < SR_SLOT_CHAIN && s->nahead < s->nnext &&
+	       (s->nahead == 0 || s->ahead[s->nahead - 1].whole) &&
+	       chain_one(s, e))
+		;
+}
+
+/* The try about to start was chained behind the last one, which has
+ * ended: the spawner has started it. Take it over. Chained tries for any
+ * other unit are not wanted any more. */
+static bool
+adopt_ahead(struct sr_slot *s, const struct sr_slot_env *e)
+{
+	struct sr_slot_ahead *h = &s->ahead[0];
+
+	if (s->nahead == 0)
+		return (false);
+	if (h->owner != s->owner || h->unit != s->unit ||
+	    h->attempt != s->attempt || s->idx != 0 || s->tries != 0) {
+		ahead_cancel(s, e, 0);
+		return (false);
+	}
+	s->spawn_id = h->id;
+	memcpy(s->dir, h->dir, sizeof(s->dir));
+	s->via_fs = false;
+	memmove(&s->ahead[0], &s->ahead[1],
+	        (--s->nahead) * sizeof(s->ahead[0]));
+	return (true);
+}
+
+static void
+begin_try(struct sr_slot *s)
+{
+	s->tries++;
+	s->started = sr_now();
+	s->signalled = false;
+	s->deadline = s->timeout_s > 0 ? s->started + s->timeout_s : 0;
+	s->kill_at = 0;
+}
+
 static void
 try_file(struct sr_slot *s, const struct sr_slot_env *e)
 {
 	char abs[PATH_MAX];
 	int rv;
 
+	if (adopt_ahead(s, e)) {
+		begin_try(s);
+		s->phase = PHASE_RUNNING;
+		chain_next(s, e);
+		return;
+	}
 	if (bundle_absent(s, e))
 		return;
 	rv = sr_path_resolve(e->cfg->workspace, cur_file(s), abs, sizeof(abs));
@@ -456,17 +677,33 @@ try_file(struct sr_slot *s, const struct sr_slot_env *e)
 	}
 	if (fs_should_wait(s, e))
 		return;
-	s->tries++;
-	s->started = sr_now();
-	s->signalled = false;
-	s->deadline = s->timeout_s > 0 ? s->started + s->timeout_s : 0;
-	s->kill_at = 0;
+	begin_try(s);
 	if ((rv = spawn(s, e, s->fs_waited_out)) != 0) {
 		finish(s, e, SHARDRUN__OUTCOME__ERROR, -1, 0,
 		       "could not hand the attempt to the spawner", 0);
 		return;
 	}
 	s->phase = PHASE_RUNNING;
+	chain_next(s, e);
+}
+
+void
+sr_slot_on_dropped(struct sr_slot *s, const struct sr_slot_env *e, uint64_t id)
+{
+	for (unsigned i = 0; i < s->nahead; i++)
+		if (s->ahead[i].id == id) { /* and those behind it */
+			s->nahead = i;
+			return;
+		}
+	/* Taken over before the word came that it never started (the try
+	 * before it had ended before the chain reached the spawner): start
+	 * it now. */
+	if (s->busy && s->phase == PHASE_RUNNING && !s->via_fs &&
+	    s->spawn_id == id) {
+		s->tries--;
+		try_file(s, e);
+		advance(s, e);
+	}
 }
 
 /* A transient exit (pytest's 4): judge presence over spaced checks. */
@@ -634,7 +871,8 @@ sr_slot_abort(struct sr_slot *s, const struct sr_slot_env *e)
 }
 
 int
-sr_slot_enqueue(struct sr_slot *s, const Shardrun__Assignment *a, void *owner,
+sr_slot_enqueue(struct sr_slot *s, const struct sr_slot_env *e,
+                const Shardrun__Assignment *a, void *owner,
                 const struct sr_slot_run *run)
 {
 	struct sr_slot_next *n;
@@ -652,6 +890,7 @@ sr_slot_enqueue(struct sr_slot *s, const Shardrun__Assignment *a, void *owner,
 	n->received = sr_now();
 	n->run = run;
 	s->nnext++;
+	chain_next(s, e);
 	return (0);
 }
 
@@ -682,21 +921,25 @@ sr_slot_start_next(struct sr_slot *s, const struct sr_slot_env *e)
 			s->owner = NULL;
 		shardrun__assignment__free_unpacked(a, NULL);
 	}
+	if (!s->busy)
+		ahead_cancel(s, e, 0); /* its unit could not be taken */
 	return (s->busy);
 }
 
 void
-sr_slot_drop_queued(struct sr_slot *s, const void *owner, uint32_t unit,
-                    uint32_t attempt)
+sr_slot_drop_queued(struct sr_slot *s, const struct sr_slot_env *e,
+                    const void *owner, uint32_t unit, uint32_t attempt)
 {
 	for (unsigned i = 0; i < s->nnext;) {
 		struct sr_slot_next *n = &s->next[i];
 
-		if ((owner == NULL || n->owner == owner) &&
-		    (unit == 0 || (n->unit == unit && n->attempt == attempt)))
-			drop_at(s, i);
-		else
+		if ((owner != NULL && n->owner != owner) ||
+		    (unit != 0 && (n->unit != unit || n->attempt != attempt))) {
 			i++;
+			continue;
+		}
+		ahead_cancel(s, e, i); /* ahead[k] is next[k]'s */
+		drop_at(s, i);
 	}
 }
 

@@ -10,7 +10,16 @@
  * their shares of the JUnit report (bundle.c). The caller drives it with
  * sr_slot_on_exit() and sr_slot_tick() and collects finished Results.
  *
- * Ownership: a slot owns its unit's strings and its attempt directory (made
+ * While a plain try runs the last file of its unit, the first files of the
+ * next queued units are chained behind it in the spawner (sr_slot_ahead),
+ * each behind the one before: each starts the moment the try before it
+ * ends, in a directory of its own, and the slot takes it over when it
+ * starts that unit - unless the try before is to be retried (the spawner
+ * then drops the chained ones) or a queued unit is cancelled first (the
+ * slot kills its try and those behind it). Two deep, so that the agent has
+ * a whole file's run to hear of an end and chain the next one.
+ *
+ * Ownership: a slot owns its unit's strings and its attempt directories (made
  * under tmp_root, removed when the file's result is built). Results handed
  * to the done callback are packed protobuf bytes the callee must copy.
  * One thread.
@@ -74,6 +83,19 @@ struct sr_slot_next {
 	double received;
 };
 
+/* The first try of a queued unit, chained behind the try before it
+ * (spawner.h, sr_spawn_req.after). */
+struct sr_slot_ahead {
+	uint64_t id; /* its spawn id */
+	const void *owner;
+	uint32_t unit;
+	uint32_t attempt;
+	bool whole; /* the unit's only file: the next unit may follow */
+	char dir[PATH_MAX];
+};
+
+#define SR_SLOT_CHAIN 2 /* chained tries, at most */
+
 struct sr_slot {
 	unsigned index;
 	bool busy;   /* holds a unit */
@@ -112,6 +134,8 @@ struct sr_slot {
 	const struct sr_slot_run *fs_run; /* the run the server was made for */
 	struct sr_slot_next next[SR_SLOT_QUEUE];
 	unsigned nnext;
+	struct sr_slot_ahead ahead[SR_SLOT_CHAIN]; /* of next[0], next[1] */
+	unsigned nahead;
 };
 
 /* bundle.c: the bundle on s is over; whole is its Result as one file's
@@ -134,8 +158,12 @@ void sr_slot_abort(struct sr_slot *s, const struct sr_slot_env *e);
 /* Release the unit's memory once its last result is out. */
 void sr_slot_release(struct sr_slot *s);
 /* Queue an assignment behind the running unit; SR_EAGAIN when full. */
-int sr_slot_enqueue(struct sr_slot *s, const Shardrun__Assignment *a,
-                    void *owner, const struct sr_slot_run *run);
+int sr_slot_enqueue(struct sr_slot *s, const struct sr_slot_env *e,
+                    const Shardrun__Assignment *a, void *owner,
+                    const struct sr_slot_run *run);
+/* The spawner dropped chained try id (SR_SPAWN_DROPPED). */
+void sr_slot_on_dropped(struct sr_slot *s, const struct sr_slot_env *e,
+                        uint64_t id);
 /* Start the next queued unit on an idle slot; false when none is left. */
 bool sr_slot_start_next(struct sr_slot *s, const struct sr_slot_env *e);
 /* The spawner saw the fork server's process end. */
@@ -150,7 +178,7 @@ void sr_slot_fs_prestart(struct sr_slot *s, const struct sr_slot_env *e,
 void sr_slot_fs_stop(struct sr_slot *s, const struct sr_slot_run *run);
 /* Forget queued units of this owner (NULL: all), or only the one with this
  * unit and attempt when unit != 0. */
-void sr_slot_drop_queued(struct sr_slot *s, const void *owner, uint32_t unit,
-                         uint32_t attempt);
+void sr_slot_drop_queued(struct sr_slot *s, const struct sr_slot_env *e,
+                         const void *owner, uint32_t unit, uint32_t attempt);
 
 #endif /* SR_SLOT_H */

@@ -64,8 +64,10 @@ struct arec {
 	struct arec *next;
 };
 
-/* Units estimated shorter than this may be queued behind a running one. */
-#define PREFETCH_S 0.5
+/* Units estimated shorter than this may be queued behind a running one;
+ * two of them behind one shorter than PREFETCH_DEEP_S. */
+#define PREFETCH_S      0.5
+#define PREFETCH_DEEP_S 0.05
 
 /*
  * Speculation (--speculate on): a slot with nothing left to take starts a

@@ -354,9 +354,25 @@ prefetchable(void *arg, const struct sr_unit *u)
 	        eligible(arg, u));
 }
 
+/* Whether slot s should get one more unit queued behind what it has: its
+ * last unit is short, and the queue shorter than one round trip may take
+ * to refill it. */
+static bool
+wants_more(const struct coord *c, const struct arec *a, unsigned s)
+{
+	const struct sr_unit *cur = sr_plan_unit(&c->plan, a->last[s]);
+
+	if (a->depth[s] == 0 || a->waiting[s] || cur == NULL ||
+	    cur->state != SR_UNIT_RUNNING || cur->weight >= PREFETCH_S)
+		return (false);
+	return (a->depth[s] < (cur->weight < PREFETCH_DEEP_S ? 4u : 2u));
+}
+
 /*
  * Short units: keep one more queued behind a busy slot's short unit, so
- * the slot does not idle through a round trip after every file. Only while
+ * the slot does not idle through a round trip after every file; two more
+ * behind units shorter than such a round trip, so that the agent can
+ * chain each file behind the one before it (agent/slot.h). Only while
  * plenty of work is left, so the end of the run stays dynamic.
  */
 static void
@@ -370,19 +386,16 @@ prefetch(struct coord *c, struct arec *a, struct pick *pk)
 	    c->plan.nheap < 2 * (size_t) c->prog.slots + 1)
 		return;
 	for (unsigned s = 0; s < a->slots; s++) {
-		struct sr_unit *cur = sr_plan_unit(&c->plan, a->last[s]);
-		struct sr_unit *u;
+		while (wants_more(c, a, s)) {
+			struct sr_unit *u =
+			    sr_co_take(c, a, s, prefetchable, pk, &wait);
 
-		if (a->depth[s] != 1 || a->waiting[s] || cur == NULL ||
-		    cur->state != SR_UNIT_RUNNING || cur->weight >= PREFETCH_S)
-			continue;
-		if ((u = sr_co_take(c, a, s, prefetchable, pk, &wait)) ==
-		    NULL) {
-			if (wait)
-				continue; /* another slot's, soon */
-			return;
+			if (u == NULL && wait)
+				break; /* another slot's, soon */
+			if (u == NULL)
+				return;
+			assign_taken(c, a, s, u);
 		}
-		assign_taken(c, a, s, u);
 	}
 }
 
