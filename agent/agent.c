@@ -522,7 +522,8 @@ agent_init(struct agent *a, const struct sr_agent_cfg *c)
 	if (rv == 0)
 		rv = sr_mkdirs(a->tmp_root, 0700);
 	a->senv = (struct sr_slot_env){
-	    c, a->tmp_root, &a->env, &a->next_spawn_id, on_slot_done, a};
+	    c, a->tmp_root, &a->env, &a->next_spawn_id, on_slot_done, a, {0}};
+	sr_slot_hold_mask(c->profile, a->senv.hold);
 	return (rv);
 }
 

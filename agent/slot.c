@@ -107,7 +107,7 @@ finish(struct sr_slot *s, const struct sr_slot_env *e, int outcome,
        int exit_code, int sig, const char *msg, long rss)
 {
 	Shardrun__Result r = SHARDRUN__RESULT__INIT;
-	double now = sr_now();
+	double now = s->ended > 0 ? s->ended : sr_now();
 	char *tail;
 	char *junit;
 
@@ -137,6 +137,7 @@ finish(struct sr_slot *s, const struct sr_slot_env *e, int outcome,
 	free(tail);
 	free(junit);
 	s->phase = PHASE_IDLE;
+	s->ended = 0;
 	s->idx = s->bundle ? s->files.n : s->idx + 1;
 }
 
@@ -492,15 +493,12 @@ ahead_cancel(struct sr_slot *s, const struct sr_slot_env *e, unsigned from)
 		s->nahead = from;
 }
 
-/* The exit codes after which the slot tries the same file again: a try
- * chained behind one that ends so must not start. */
-static void
-hold_mask(const struct sr_slot_env *e, uint8_t hold[32])
+void
+sr_slot_hold_mask(const struct sr_profile *p, uint8_t hold[32])
 {
 	memset(hold, 0, 32);
 	for (int c = 0; c < 256; c++)
-		if (sr_profile_classify(e->cfg->profile, c) ==
-		    SR_EXIT_TRANSIENT)
+		if (sr_profile_classify(p, c) == SR_EXIT_TRANSIENT)
 			hold[c / 8] |= (uint8_t) (1u << (c % 8));
 }
 
@@ -558,7 +556,7 @@ chain_spawn(struct sr_slot *s, const struct sr_slot_env *e,
 		req.cwd = e->cfg->workspace;
 		req.log = log;
 		req.after = after;
-		hold_mask(e, req.hold);
+		memcpy(req.hold, e->hold, sizeof(req.hold));
 		if ((rv = sr_spawner_spawn(e->cfg->spawner, &req)) == 0) {
 			h->id = req.id;
 			h->owner = n->owner;
@@ -641,6 +639,7 @@ begin_try(struct sr_slot *s)
 {
 	s->tries++;
 	s->started = sr_now();
+	s->ended = 0;
 	s->signalled = false;
 	s->deadline = s->timeout_s > 0 ? s->started + s->timeout_s : 0;
 	s->kill_at = 0;
@@ -698,12 +697,16 @@ sr_slot_on_dropped(struct sr_slot *s, const struct sr_slot_env *e, uint64_t id)
 	/* Taken over before the word came that it never started (the try
 	 * before it had ended before the chain reached the spawner): start
 	 * it now. */
-	if (s->busy && s->phase == PHASE_RUNNING && !s->via_fs &&
-	    s->spawn_id == id) {
-		s->tries--;
-		try_file(s, e);
-		advance(s, e);
+	if (!s->busy || s->phase != PHASE_RUNNING || s->via_fs ||
+	    s->spawn_id != id)
+		return;
+	if (s->cancelled) { /* killed meanwhile: there is nothing to wait for */
+		sr_slot_release(s);
+		return;
 	}
+	s->tries--;
+	try_file(s, e);
+	advance(s, e);
 }
 
 /* A transient exit (pytest's 4): judge presence over spaced checks. */
@@ -772,6 +775,11 @@ sr_slot_on_exit(struct sr_slot *s, const struct sr_slot_env *e,
 	if (s->cancelled) {
 		sr_slot_release(s);
 		return;
+	}
+	if (ev->started > 0) { /* the spawner's times: a chained try was
+		                  started before the slot took it over */
+		s->started = ev->started;
+		s->ended = ev->ended;
 	}
 	if (ev->err != 0) {
 		snprintf(msg, sizeof(msg), "cannot start %s: %s",

@@ -19,9 +19,10 @@
  * slot kills its try and those behind it). Two deep, so that the agent has
  * a whole file's run to hear of an end and chain the next one.
  *
- * Ownership: a slot owns its unit's strings and its attempt directories (made
- * under tmp_root, removed when the file's result is built). Results handed
- * to the done callback are packed protobuf bytes the callee must copy.
+ * Ownership: a slot owns its unit's strings and its attempt directories
+ * (made under tmp_root on first use, cleared before each try, kept for the
+ * next). Results handed to the done callback are packed protobuf bytes the
+ * callee must copy.
  * One thread.
  */
 #ifndef SR_SLOT_H
@@ -56,7 +57,12 @@ struct sr_slot_env {
 	uint64_t *next_spawn_id;
 	sr_slot_done_fn done; /* a file finished */
 	void *arg;
+	uint8_t hold[32]; /* sr_slot_hold_mask of the agent's profile */
 };
+
+/* The exit codes after which a slot tries the same file again (bit c for
+ * code c): a try chained behind one that ends so must not start. */
+void sr_slot_hold_mask(const struct sr_profile *p, uint8_t hold[32]);
 
 /* What a slot needs to know about the run a unit belongs to. Owned by the
  * agent's session; valid while any of its units is queued or running. */
@@ -116,6 +122,7 @@ struct sr_slot {
 	uint64_t spawn_id;
 	double first_start; /* first try of the current file */
 	double started;     /* current try */
+	double ended;       /* its end as the spawner saw it; 0: unknown */
 	double deadline;    /* 0: none */
 	double kill_at;     /* SIGKILL after the grace period */
 	bool signalled;     /* we sent a signal to this try */

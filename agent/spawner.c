@@ -134,9 +134,10 @@ take_frame(struct sr_buf *in, uint8_t **out, size_t *len)
 
 struct attempt {
 	uint64_t id;
-	pid_t pid;     /* main process, or the namespace's (or lane's) init */
-	int statusfd;  /* one-shot namespace: its init reports here */
-	unsigned lane; /* runs in lanes[lane - 1]; 0: not in a lane */
+	pid_t pid;      /* main process, or the namespace's (or lane's) init */
+	int statusfd;   /* one-shot namespace: its init reports here */
+	unsigned lane;  /* runs in lanes[lane - 1]; 0: not in a lane */
+	double started; /* sr_now() when it was started */
 };
 
 /* A lane's namespace outlives its attempts: its init starts one attempt
@@ -565,13 +566,19 @@ lane_init(void *arg)
 	_exit(0);
 }
 
+/* An event: u64 id, i32 wait status, i32 errno, i64 peak RSS, then the
+ * attempt's start and end (double, sr_now()). */
+#define EVENT_LEN (1 + 8 + 4 + 4 + 8 + 8 + 8)
+
 static void
-emit(struct helper *h, uint8_t type, uint64_t id, int status, int err, long rss)
+emit(struct helper *h, uint8_t type, uint64_t id, int status, int err, long rss,
+     double started)
 {
 	struct sr_buf b;
 	int32_t st = status;
 	int32_t e = err;
 	int64_t r = rss;
+	double ended = sr_now();
 
 	sr_buf_init(&b);
 	sr_buf_append(&b, &type, 1);
@@ -579,6 +586,8 @@ emit(struct helper *h, uint8_t type, uint64_t id, int status, int err, long rss)
 	sr_buf_append(&b, &st, sizeof(st));
 	sr_buf_append(&b, &e, sizeof(e));
 	sr_buf_append(&b, &r, sizeof(r));
+	sr_buf_append(&b, &started, sizeof(started));
+	sr_buf_append(&b, &ended, sizeof(ended));
 	(void) send_frame(h->fd, &b);
 	sr_buf_free(&b);
 }
@@ -621,7 +630,7 @@ chained_drop(struct helper *h, struct chained *c)
 	uint64_t id = c->id;
 
 	chained_remove(h, c, NULL);
-	emit(h, MSG_DROPPED, id, 0, 0, 0);
+	emit(h, MSG_DROPPED, id, 0, 0, 0, 0);
 	if ((c = chained_behind(h, id)) != NULL)
 		chained_drop(h, c);
 }
@@ -636,14 +645,16 @@ held(const uint8_t hold[32], int status, int err)
 	        (hold[code / 8] & (1u << (code % 8))) != 0);
 }
 
-/* Attempt id is over, with this status: what was chained behind it
- * starts at the end of this loop turn (run_ready), or is dropped. */
+/* Attempt id, started then, is over with this status: what was chained
+ * behind it starts at the end of this loop turn (run_ready), or is
+ * dropped. */
 static void
-emit_exit(struct helper *h, uint64_t id, int status, int err, long rss)
+emit_exit(struct helper *h, uint64_t id, int status, int err, long rss,
+          double started)
 {
 	struct chained *c;
 
-	emit(h, MSG_EXITED, id, status, err, rss);
+	emit(h, MSG_EXITED, id, status, err, rss, started);
 	if ((c = chained_behind(h, id)) == NULL)
 		return;
 	if (held(c->hold, status, err))
@@ -661,18 +672,23 @@ track(struct helper *h, uint64_t id, pid_t pid, int statusfd, unsigned lane)
 	h->att[h->natt].pid = pid;
 	h->att[h->natt].statusfd = statusfd;
 	h->att[h->natt].lane = lane;
+	h->att[h->natt].started = sr_now();
 	h->natt++;
 	return (0);
 }
 
-static void
+/* Forget attempt id; when it was started (now, if it was not tracked). */
+static double
 untrack(struct helper *h, uint64_t id)
 {
 	for (size_t i = 0; i < h->natt; i++)
 		if (h->att[i].id == id) {
+			double t = h->att[i].started;
+
 			h->att[i] = h->att[--h->natt];
-			return;
+			return (t);
 		}
+	return (sr_now());
 }
 
 static int
@@ -759,8 +775,8 @@ lane_reported(struct helper *h, struct lane *l)
 	if (!l->busy)
 		return;
 	l->busy = false;
-	untrack(h, l->id);
-	emit_exit(h, l->id, r.status, r.err, (long) r.rss_kb);
+	emit_exit(h, l->id, r.status, r.err, (long) r.rss_kb,
+	          untrack(h, l->id));
 }
 
 /* The init closed its socket (it is exiting, its namespace being
@@ -785,11 +801,12 @@ lane_died(struct helper *h, struct lane *l, int status)
 {
 	lane_reported(h, l);
 	if (l->busy) {
-		untrack(h, l->id);
+		double t = untrack(h, l->id);
+
 		if (WIFEXITED(status))
-			emit_exit(h, l->id, 0, EIO, 0);
+			emit_exit(h, l->id, 0, EIO, 0, t);
 		else
-			emit_exit(h, l->id, status, 0, 0);
+			emit_exit(h, l->id, status, 0, 0, t);
 	}
 	if (l->fd >= 0)
 		close(l->fd);
@@ -816,8 +833,11 @@ start_attempt(struct helper *h, const uint8_t *p, size_t len)
 	int statusfd = -1;
 	int rv;
 
-	if (parse_spawn(p, len, &hd, &a) != 0)
+	if (parse_spawn(p, len, &hd, &a) != 0) {
+		if (len >= SPAWN_HDR) /* its id is known: say so */
+			emit_exit(h, hd.id, 0, EINVAL, 0, sr_now());
 		return;
+	}
 	id = hd.id;
 	if (h->pidns && hd.lane > 0 && lane_spawn(h, hd.lane, id, p, len)) {
 		free_spawn(&a);
@@ -831,7 +851,7 @@ start_attempt(struct helper *h, const uint8_t *p, size_t len)
 	}
 	free_spawn(&a);
 	if (rv != 0 || track(h, id, pid, statusfd, 0) != 0)
-		emit_exit(h, id, 0, rv ? rv : ENOMEM, 0);
+		emit_exit(h, id, 0, rv ? rv : ENOMEM, 0, sr_now());
 }
 
 static struct attempt *
@@ -855,13 +875,13 @@ chain(struct helper *h, const struct spawn_hdr *hd, const uint8_t *p,
 	if ((find_id(h, hd->after) == NULL &&
 	     chained_of(h, hd->after) == NULL) ||
 	    chained_behind(h, hd->after) != NULL) {
-		emit(h, MSG_DROPPED, hd->id, 0, 0, 0);
+		emit(h, MSG_DROPPED, hd->id, 0, 0, 0, 0);
 		return;
 	}
 	if (sr_grow(&h->chain, &h->chcap, h->nchain, sizeof(*h->chain), 4) !=
 	        0 ||
 	    (h->chain[h->nchain].frame = malloc(len)) == NULL) {
-		emit(h, MSG_DROPPED, hd->id, 0, 0, 0);
+		emit(h, MSG_DROPPED, hd->id, 0, 0, 0, 0);
 		return;
 	}
 	c = &h->chain[h->nchain++];
@@ -886,11 +906,15 @@ on_spawn(struct helper *h, const uint8_t *p, size_t len)
 		start_attempt(h, p, len);
 }
 
-/* Start the chained requests whose attempt ended in this loop turn. */
+/* Start the chained requests whose attempt ended in this loop turn,
+ * again from the start after each: one that cannot start makes the one
+ * behind it ready, wherever that sits in the list. */
 static void
 run_ready(struct helper *h)
 {
-	for (size_t i = 0; i < h->nchain;) {
+	size_t i = 0;
+
+	while (i < h->nchain) {
 		uint8_t *frame;
 		size_t len = h->chain[i].len;
 
@@ -901,6 +925,7 @@ run_ready(struct helper *h)
 		chained_remove(h, &h->chain[i], &frame);
 		start_attempt(h, frame, len);
 		free(frame);
+		i = 0;
 	}
 }
 
@@ -1015,6 +1040,7 @@ reap(struct helper *h)
 		}
 		for (size_t i = 0; i < h->natt; i++) {
 			struct attempt *a = &h->att[i];
+			struct attempt done = *a;
 			int rep[2] = {status, 0};
 
 			if (a->pid != pid)
@@ -1029,8 +1055,9 @@ reap(struct helper *h)
 			} else {
 				kill(-pid, SIGKILL); /* leftovers in group */
 			}
-			emit_exit(h, a->id, rep[0], rep[1], ru.ru_maxrss);
 			h->att[i] = h->att[--h->natt];
+			emit_exit(h, done.id, rep[0], rep[1], ru.ru_maxrss,
+			          done.started);
 			break;
 		}
 	}
@@ -1343,7 +1370,7 @@ sr_spawner_read(struct sr_spawner *s, struct sr_spawn_ev *ev)
 	int64_t rss;
 
 	while (take_frame(&s->in, &m, &len)) {
-		if (len != 1 + 8 + 4 + 4 + 8 ||
+		if (len != EVENT_LEN ||
 		    (m[0] != MSG_EXITED && m[0] != MSG_DROPPED)) {
 			free(m);
 			continue;
@@ -1354,6 +1381,8 @@ sr_spawner_read(struct sr_spawner *s, struct sr_spawn_ev *ev)
 		memcpy(&st, m + 9, 4);
 		memcpy(&err, m + 13, 4);
 		memcpy(&rss, m + 17, 8);
+		memcpy(&ev->started, m + 25, 8);
+		memcpy(&ev->ended, m + 33, 8);
 		free(m);
 		ev->status = st;
 		ev->err = err;

@@ -44,6 +44,8 @@ struct sr_spawn_ev {
 	int status; /* wait status of the attempt's main process */
 	int err;    /* errno when it could not be started, else 0 */
 	long peak_rss_kb;
+	double started; /* sr_now() when the helper started it, and when it */
+	double ended;   /* saw its end (0 for DROPPED) */
 };
 
 struct sr_spawn_req {

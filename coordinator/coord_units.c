@@ -339,12 +339,14 @@ sr_co_assign(struct coord *c, struct arec *a, unsigned slot, struct sr_unit *u)
 	return (0);
 }
 
-/* Assign a unit taken from the queue, or put it back. */
-static void
+/* Assign a unit taken from the queue, or put it back (false). */
+static bool
 assign_taken(struct coord *c, struct arec *a, unsigned slot, struct sr_unit *u)
 {
-	if (sr_co_assign(c, a, slot, u) != 0)
-		(void) sr_plan_push(&c->plan, u);
+	if (sr_co_assign(c, a, slot, u) == 0)
+		return (true);
+	(void) sr_plan_push(&c->plan, u);
+	return (false);
 }
 
 static bool
@@ -354,15 +356,16 @@ prefetchable(void *arg, const struct sr_unit *u)
 	        eligible(arg, u));
 }
 
-/* Whether slot s should get one more unit queued behind what it has: its
- * last unit is short, and the queue shorter than one round trip may take
- * to refill it. */
+/* Whether slot s should get one more unit queued behind what it has: the
+ * unit it was given last (running or queued) is short, the slot holds
+ * fewer than a round trip may take to refill, and plenty is left. */
 static bool
 wants_more(const struct coord *c, const struct arec *a, unsigned s)
 {
 	const struct sr_unit *cur = sr_plan_unit(&c->plan, a->last[s]);
 
-	if (a->depth[s] == 0 || a->waiting[s] || cur == NULL ||
+	if (c->plan.nheap < 2 * (size_t) c->prog.slots + 1 ||
+	    a->depth[s] == 0 || a->waiting[s] || cur == NULL ||
 	    cur->state != SR_UNIT_RUNNING || cur->weight >= PREFETCH_S)
 		return (false);
 	return (a->depth[s] < (cur->weight < PREFETCH_DEEP_S ? 4u : 2u));
@@ -382,8 +385,7 @@ prefetch(struct coord *c, struct arec *a, struct pick *pk)
 	const struct sr_unit *top = sr_plan_peek(&c->plan);
 
 	if (a->exclusive || a->draining || top == NULL ||
-	    top->weight >= PREFETCH_S ||
-	    c->plan.nheap < 2 * (size_t) c->prog.slots + 1)
+	    top->weight >= PREFETCH_S)
 		return;
 	for (unsigned s = 0; s < a->slots; s++) {
 		while (wants_more(c, a, s)) {
@@ -394,7 +396,8 @@ prefetch(struct coord *c, struct arec *a, struct pick *pk)
 				break; /* another slot's, soon */
 			if (u == NULL)
 				return;
-			assign_taken(c, a, s, u);
+			if (!assign_taken(c, a, s, u))
+				return; /* out of memory: not now */
 		}
 	}
 }
