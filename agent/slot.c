@@ -559,6 +559,7 @@ chain_spawn(struct sr_slot *s, const struct sr_slot_env *e,
 		memcpy(req.hold, e->hold, sizeof(req.hold));
 		if ((rv = sr_spawner_spawn(e->cfg->spawner, &req)) == 0) {
 			h->id = req.id;
+			h->after = after;
 			h->owner = n->owner;
 			h->unit = n->unit;
 			h->attempt = n->attempt;
@@ -615,7 +616,7 @@ chain_next(struct sr_slot *s, const struct sr_slot_env *e)
  * ended: the spawner has started it. Take it over. Chained tries for any
  * other unit are not wanted any more. */
 static bool
-adopt_ahead(struct sr_slot *s, const struct sr_slot_env *e)
+adopt_ahead(struct sr_slot *s, const struct sr_slot_env *e, uint64_t *after)
 {
 	struct sr_slot_ahead *h = &s->ahead[0];
 
@@ -627,6 +628,7 @@ adopt_ahead(struct sr_slot *s, const struct sr_slot_env *e)
 		return (false);
 	}
 	s->spawn_id = h->id;
+	*after = h->after;
 	memcpy(s->dir, h->dir, sizeof(s->dir));
 	s->via_fs = false;
 	memmove(&s->ahead[0], &s->ahead[1],
@@ -649,10 +651,19 @@ static void
 try_file(struct sr_slot *s, const struct sr_slot_env *e)
 {
 	char abs[PATH_MAX];
+	uint64_t after;
 	int rv;
 
-	if (adopt_ahead(s, e)) {
+	if (adopt_ahead(s, e, &after)) {
 		begin_try(s);
+		/* It started when the try it followed ended: its deadline
+		 * counts from there. */
+		if (after == s->last_id && s->last_end > 0 &&
+		    s->last_end < s->started) {
+			s->started = s->last_end;
+			if (s->deadline > 0)
+				s->deadline = s->started + s->timeout_s;
+		}
 		s->phase = PHASE_RUNNING;
 		chain_next(s, e);
 		return;
@@ -780,6 +791,8 @@ sr_slot_on_exit(struct sr_slot *s, const struct sr_slot_env *e,
 		                  started before the slot took it over */
 		s->started = ev->started;
 		s->ended = ev->ended;
+		s->last_id = ev->id;
+		s->last_end = ev->ended;
 	}
 	if (ev->err != 0) {
 		snprintf(msg, sizeof(msg), "cannot start %s: %s",

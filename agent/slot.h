@@ -92,7 +92,8 @@ struct sr_slot_next {
 /* The first try of a queued unit, chained behind the try before it
  * (spawner.h, sr_spawn_req.after). */
 struct sr_slot_ahead {
-	uint64_t id; /* its spawn id */
+	uint64_t id;    /* its spawn id */
+	uint64_t after; /* the try it follows */
 	const void *owner;
 	uint32_t unit;
 	uint32_t attempt;
@@ -123,6 +124,9 @@ struct sr_slot {
 	double first_start; /* first try of the current file */
 	double started;     /* current try */
 	double ended;       /* its end as the spawner saw it; 0: unknown */
+	uint64_t last_id;   /* the last try whose end the slot heard of, */
+	double last_end;    /* and that end (when a try chained behind it
+	                       started) */
 	double deadline;    /* 0: none */
 	double kill_at;     /* SIGKILL after the grace period */
 	bool signalled;     /* we sent a signal to this try */
