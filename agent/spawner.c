@@ -192,8 +192,10 @@ struct helper {
 	struct sr_buf in;
 };
 
+/* A parsed SPAWN: the strings point into its payload, which must outlive
+ * it; ptrs (owned) holds argv and envp, each NULL-terminated. */
 struct spawn_args {
-	struct sr_strv parts; /* owns every string below */
+	char **ptrs;
 	char *cwd;
 	char *log;
 	char **argv;
@@ -266,33 +268,34 @@ static int
 parse_spawn(const uint8_t *p, size_t len, struct spawn_hdr *h,
             struct spawn_args *a)
 {
-	struct sr_strv *v = &a->parts;
-	const char *s;
-	const char *end = (const char *) p + len;
+	char *s;
+	char *end = (char *) p + len;
+	char **v;
+	size_t n = 0;
 	size_t argc;
 
 	if (parse_hdr(p, len, h) != 0)
 		return (SR_EPROTO);
-	sr_strv_init(v);
-	for (s = (const char *) p + SPAWN_HDR; s < end;) {
-		size_t n = strnlen(s, (size_t) (end - s));
-
-		if (sr_strv_pushn(v, s, n) != 0)
-			break;
-		s += n + 1;
-	}
-	if (v->n < 4 || (argc = strtoul(v->v[2], NULL, 10)) == 0 ||
-	    v->n < 4 + argc ||
-	    strtoul(v->v[3 + argc], NULL, 10) + 4 + argc != v->n) {
-		sr_strv_free(v);
+	for (s = (char *) p + SPAWN_HDR; s < end; s += strlen(s) + 1, n++)
+		if (memchr(s, 0, (size_t) (end - s)) == NULL)
+			return (SR_EPROTO); /* a string runs off the end */
+	if (n < 4 || (v = malloc((n + 1) * sizeof(*v))) == NULL)
+		return (SR_EPROTO);
+	n = 0;
+	for (s = (char *) p + SPAWN_HDR; s < end; s += strlen(s) + 1)
+		v[n++] = s;
+	v[n] = NULL; /* terminates envp */
+	if ((argc = strtoul(v[2], NULL, 10)) == 0 || n < 4 + argc ||
+	    strtoul(v[3 + argc], NULL, 10) + 4 + argc != n) {
+		free(v);
 		return (SR_EPROTO);
 	}
-	a->cwd = v->v[0];
-	a->log = v->v[1];
-	a->argv = v->v + 3;
-	free(v->v[3 + argc]);
-	v->v[3 + argc] = NULL; /* terminates argv; envp ends at v[n] */
-	a->envp = v->v + 4 + argc;
+	a->ptrs = v;
+	a->cwd = v[0];
+	a->log = v[1];
+	a->argv = v + 3;
+	v[3 + argc] = NULL; /* terminates argv */
+	a->envp = v + 4 + argc;
 	a->statusfd = -1;
 	return (0);
 }
@@ -300,7 +303,7 @@ parse_spawn(const uint8_t *p, size_t len, struct spawn_hdr *h,
 static void
 free_spawn(struct spawn_args *a)
 {
-	sr_strv_free(&a->parts);
+	free(a->ptrs);
 }
 
 static void
