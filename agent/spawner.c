@@ -597,11 +597,13 @@ emit(struct helper *h, uint8_t type, uint64_t id, int status, int err, long rss,
 
 /* ---- chained requests ---- */
 
+/* The chained request with this id, or (behind) the one chained behind
+ * attempt id. */
 static struct chained *
-chained_of(struct helper *h, uint64_t id)
+chained_find(struct helper *h, bool behind, uint64_t id)
 {
 	for (size_t i = 0; i < h->nchain; i++)
-		if (h->chain[i].id == id)
+		if ((behind ? h->chain[i].after : h->chain[i].id) == id)
 			return (&h->chain[i]);
 	return (NULL);
 }
@@ -617,15 +619,6 @@ chained_remove(struct helper *h, struct chained *c, uint8_t **frame)
 	*c = h->chain[--h->nchain];
 }
 
-static struct chained *
-chained_behind(struct helper *h, uint64_t after)
-{
-	for (size_t i = 0; i < h->nchain; i++)
-		if (h->chain[i].after == after)
-			return (&h->chain[i]);
-	return (NULL);
-}
-
 /* Drop a chained request, and what was chained behind it in turn. */
 static void
 chained_drop(struct helper *h, struct chained *c)
@@ -634,7 +627,7 @@ chained_drop(struct helper *h, struct chained *c)
 
 	chained_remove(h, c, NULL);
 	emit(h, MSG_DROPPED, id, 0, 0, 0, 0);
-	if ((c = chained_behind(h, id)) != NULL)
+	if ((c = chained_find(h, true, id)) != NULL)
 		chained_drop(h, c);
 }
 
@@ -658,7 +651,7 @@ emit_exit(struct helper *h, uint64_t id, int status, int err, long rss,
 	struct chained *c;
 
 	emit(h, MSG_EXITED, id, status, err, rss, started);
-	if ((c = chained_behind(h, id)) == NULL)
+	if ((c = chained_find(h, true, id)) == NULL)
 		return;
 	if (held(c->hold, status, err))
 		chained_drop(h, c);
@@ -876,8 +869,8 @@ chain(struct helper *h, const struct spawn_hdr *hd, const uint8_t *p,
 	struct chained *c;
 
 	if ((find_id(h, hd->after) == NULL &&
-	     chained_of(h, hd->after) == NULL) ||
-	    chained_behind(h, hd->after) != NULL) {
+	     chained_find(h, false, hd->after) == NULL) ||
+	    chained_find(h, true, hd->after) != NULL) {
 		emit(h, MSG_DROPPED, hd->id, 0, 0, 0, 0);
 		return;
 	}
@@ -966,7 +959,8 @@ on_kill(struct helper *h, const uint8_t *p, size_t len)
 		return;
 	memcpy(&id, p + 1, sizeof(id));
 	memcpy(&sig, p + 1 + sizeof(id), sizeof(sig));
-	if ((c = chained_of(h, id)) != NULL) { /* not started: never will */
+	if ((c = chained_find(h, false, id)) !=
+	    NULL) { /* not started: never will */
 		chained_drop(h, c);
 		return;
 	}

@@ -4,17 +4,19 @@
   overhead  files per second through the real protocol (authenticated,
             sealed) with /bin/true as the command, against the raw
             posix_spawn rate on the same number of lanes, measured in the
-            same run (bench/spawnrate.c); local mode and one agent over
-            loopback TCP; with PID namespaces and with process groups
+            same run (bench/spawnrate.c); on one lane and on two; local
+            mode and one agent over loopback TCP; with PID namespaces and
+            with process groups
   plan      planning time and peak memory for 1,000,000 files
             (bench/planbench.c)
   agents    one coordinator with 200 simulated agents connected over
             loopback TCP, all heartbeating: the coordinator's CPU over 10 s
             (bench/simagents.c)
 
-  micro.py [--quick] [--build DIR] [--markdown FILE]
+  micro.py [--quick] [--repeat N] [--build DIR] [--markdown FILE]
 
 --quick runs small sizes only, to check that everything works (CI).
+--repeat N takes the median of N interleaved runs per overhead row (3).
 """
 import argparse
 import json
@@ -96,8 +98,8 @@ def shardrun_rate(build, work, lanes, count, pidns, agent):
     return count / (time.monotonic() - t0)
 
 
-def overhead(build, quick):
-    lanes, count, reps = (2, 300, 1) if quick else (2, 3000, 3)
+def overhead(build, quick, repeat=3):
+    count, reps = (300, 1) if quick else (3000, repeat)
     work = tempfile.mkdtemp(prefix="sr-micro-")
     try:
         os.makedirs(os.path.join(work, "files"))
@@ -110,19 +112,20 @@ def overhead(build, quick):
         with open(os.path.join(work, "hist.json"), "w") as f:
             json.dump(hist, f)
         rows = []
-        for pidns in (True, False):
-            for agent in (False, True):
-                raw, ours = [], []
-                for _ in range(reps):  # interleaved: raw, then ours
-                    raw.append(spawn_rate(build, lanes, count, work))
-                    ours.append(shardrun_rate(build, work, lanes, count,
-                                              pidns, agent))
-                r, o = statistics.median(raw), statistics.median(ours)
-                rows.append(("%s, %s" % ("agent over TCP" if agent else
-                                         "local", "PID namespace" if pidns
-                                         else "process group"),
-                             r, o, o / r))
-        return {"lanes": lanes, "files": count, "repeat": reps, "rows": rows}
+        for lanes in (1, 2):
+            for pidns in (True, False):
+                for agent in (False, True):
+                    raw, ours = [], []
+                    for _ in range(reps):  # interleaved: raw, then ours
+                        raw.append(spawn_rate(build, lanes, count, work))
+                        ours.append(shardrun_rate(build, work, lanes, count,
+                                                  pidns, agent))
+                    r, o = statistics.median(raw), statistics.median(ours)
+                    rows.append((lanes, "%s, %s" % (
+                        "agent over TCP" if agent else "local",
+                        "PID namespace" if pidns else "process group"),
+                        r, o, o / r))
+        return {"files": count, "repeat": reps, "rows": rows}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -175,12 +178,13 @@ def agents(build, quick):
 
 def markdown(res):
     o = res["overhead"]
-    lines = ["### Per-file overhead (/bin/true, %d lanes, %d files, median "
-             "of %d)" % (o["lanes"], o["files"], o["repeat"]), "",
-             "| shardrun | raw posix_spawn files/s | shardrun files/s | "
-             "ratio |", "| --- | ---: | ---: | ---: |"]
-    for name, raw, ours, ratio in o["rows"]:
-        lines.append("| %s | %.0f | %.0f | %.2f |" % (name, raw, ours, ratio))
+    lines = ["### Per-file overhead (/bin/true, %d files, median of %d)" % (
+             o["files"], o["repeat"]), "",
+             "| lanes | shardrun | raw posix_spawn files/s | shardrun "
+             "files/s | ratio |", "| ---: | --- | ---: | ---: | ---: |"]
+    for lanes, name, raw, ours, ratio in o["rows"]:
+        lines.append("| %d | %s | %.0f | %.0f | %.2f |" % (
+            lanes, name, raw, ours, ratio))
     p = res["plan"]
     lines += ["", "### Planning %d files (%d slots)" % (p["files"],
                                                          p["slots"]), "",
@@ -204,10 +208,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--markdown")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
-    res = {"overhead": overhead(build, args.quick),
+    res = {"overhead": overhead(build, args.quick, args.repeat),
            "plan": plan(build, args.quick),
            "agents": agents(build, args.quick)}
     text = markdown(res)
@@ -216,7 +221,7 @@ def main():
         with open(args.markdown, "w") as f:
             f.write(text)
     ok = res["agents"]["up"] == res["agents"]["agents"] and all(
-        r[2] > 0 for r in res["overhead"]["rows"])
+        r[3] > 0 for r in res["overhead"]["rows"])
     return 0 if ok else 1
 
 

@@ -56,6 +56,10 @@ class Chain(srtest.TestCase):
             {"version": 1, "files": {
                 n: {"duration_s": d, "runs": 3} for n, d in est.items()}}))
 
+    def fresh_ws(self):
+        self.ws.cleanup()
+        self.ws = srtest.Workspace()
+
     def started(self):
         return sorted(n for n in os.listdir(self.ws.root)
                       if n.endswith(".started"))
@@ -72,8 +76,7 @@ class Chain(srtest.TestCase):
     def test_queued_files_start_while_the_agent_is_stopped(self):
         for mode, env in MODES:
             with self.subTest(mode=mode):
-                self.ws.cleanup()
-                self.ws = srtest.Workspace()
+                self.fresh_ws()
                 names = self.jobs(8, 0.4)
                 self.history({n: 0.01 for n in names})
                 out = self.ws.path("results.json")
@@ -114,8 +117,7 @@ class Chain(srtest.TestCase):
     def test_a_transient_exit_holds_the_chain(self):
         for mode, env in MODES:
             with self.subTest(mode=mode):
-                self.ws.cleanup()
-                self.ws = srtest.Workspace()
+                self.fresh_ws()
                 names = self.jobs(6, 0.05)
                 self.ws.write("jobs/a0.sh", FIRST_TRANSIENT)
                 est = {n: 0.01 for n in names}

@@ -302,6 +302,23 @@ in_dir(const char *name)
 	return (path);
 }
 
+/* A chained request that must never start: it would leave "started". */
+static void
+chain_never(struct sr_spawner *s, uint64_t id, uint64_t after, unsigned lane,
+            int hold)
+{
+	chain_sh(s, id, after, lane, hold, "touch started; exit 0");
+}
+
+/* No more events, no chained attempt marked "started" ran; stop s. */
+static void
+expect_none_started(struct sr_spawner *s)
+{
+	expect_no_event(s);
+	assert_int_equal(access(in_dir("started"), F_OK), -1);
+	sr_spawner_stop(s);
+}
+
 /* A chained attempt starts when the one before it ends, without a word
  * from the caller in between, and not before. */
 static void
@@ -340,18 +357,16 @@ test_chained_is_dropped_when_held(void **state)
 		uint64_t x = 80 + 10 * lane;
 
 		spawn_sh(s, x, lane, "sleep 0.1; exit 4");
-		chain_sh(s, x + 1, x, lane, 4, "touch started; exit 0");
+		chain_never(s, x + 1, x, lane, 4);
 		expect_exit(s, x, &st);
 		assert_int_equal(WEXITSTATUS(st), 4);
 		expect_dropped(s, x + 1);
-		chain_sh(s, x + 2, x, lane, -1, "touch started; exit 0");
+		chain_never(s, x + 2, x, lane, -1);
 		expect_dropped(s, x + 2);
-		chain_sh(s, x + 3, 999, lane, -1, "touch started; exit 0");
+		chain_never(s, x + 3, 999, lane, -1);
 		expect_dropped(s, x + 3);
 	}
-	expect_no_event(s);
-	assert_int_equal(access(in_dir("started"), F_OK), -1);
-	sr_spawner_stop(s);
+	expect_none_started(s);
 }
 
 /* A kill for a chained request that has not started drops it and spares
@@ -367,8 +382,8 @@ test_killing_a_chained_request_drops_it(void **state)
 		uint64_t x = 100 + 10 * lane;
 
 		spawn_sh(s, x, lane, "sleep 0.3; exit 2");
-		chain_sh(s, x + 1, x, lane, -1, "touch started; exit 0");
-		chain_sh(s, x + 2, x, lane, -1, "touch started; exit 0");
+		chain_never(s, x + 1, x, lane, -1);
+		chain_never(s, x + 2, x, lane, -1);
 		expect_dropped(s, x + 2);
 		assert_int_equal(sr_spawner_kill(s, x + 1, SIGKILL), 0);
 		expect_dropped(s, x + 1);
@@ -376,9 +391,7 @@ test_killing_a_chained_request_drops_it(void **state)
 		assert_true(WIFEXITED(st));
 		assert_int_equal(WEXITSTATUS(st), 2);
 	}
-	expect_no_event(s);
-	assert_int_equal(access(in_dir("started"), F_OK), -1);
-	sr_spawner_stop(s);
+	expect_none_started(s);
 }
 
 static int
