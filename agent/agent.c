@@ -23,9 +23,14 @@
 
 extern char **environ;
 
-#define RESEND_S    2.0
-#define HANDSHAKE_S 10.0
-#define HANGUPS_MAX 3u /* mid-handshake hang-ups before a CI agent gives up */
+/* A Result not acknowledged is sent again after four smoothed round trips
+ * (at least RESEND_MIN_S), twice as long each time, at most RESEND_MAX_S:
+ * a message lost on the way (pair1 drops one when a pipe's queue is full)
+ * costs about a round trip, not seconds. */
+#define RESEND_MIN_S 0.2
+#define RESEND_MAX_S 2.0
+#define HANDSHAKE_S  10.0
+#define HANGUPS_MAX  3u /* mid-handshake hang-ups before a CI agent gives up */
 
 int
 sr_ag_send(struct agent *a, struct session *s, Shardrun__Envelope *e)
@@ -140,8 +145,24 @@ pend_add(struct session *s, const Shardrun__Result *r)
 	p->unit = r->unit;
 	p->attempt = r->attempt;
 	p->index = r->index;
+	p->resent = false;
+	p->wait = RESEND_MAX_S;
+	if (s->srtt > 0 && (p->wait = 4 * s->srtt) < RESEND_MIN_S)
+		p->wait = RESEND_MIN_S;
+	if (p->wait > RESEND_MAX_S)
+		p->wait = RESEND_MAX_S;
 	s->npend++;
 	return (0);
+}
+
+void
+sr_ag_acked(struct session *s, const struct pending *p)
+{
+	double rtt = sr_now() - p->sent;
+
+	if (p->resent) /* which of its sends is acknowledged is not known */
+		return;
+	s->srtt = s->srtt > 0 ? 0.875 * s->srtt + 0.125 * rtt : rtt;
 }
 
 static void
@@ -333,9 +354,16 @@ session_timers(struct agent *a, double now)
 			s->last_hb = now;
 			heartbeat(a, s);
 		}
-		for (size_t i = 0; i < s->npend; i++)
-			if (now - s->pend[i].sent >= RESEND_S)
-				send_result(a, s, &s->pend[i]);
+		for (size_t i = 0; i < s->npend; i++) {
+			struct pending *p = &s->pend[i];
+
+			if (now - p->sent < p->wait)
+				continue;
+			p->resent = true;
+			p->wait = p->wait * 2 < RESEND_MAX_S ? p->wait * 2
+			                                     : RESEND_MAX_S;
+			send_result(a, s, p);
+		}
 		if (now - s->peer->last_rx > s->lost_s) {
 			sr_warn("coordinator %s silent for %.0fs: stopping "
 			        "its work",

@@ -21,7 +21,9 @@ struct pending {
 	uint32_t index;
 	uint8_t *packed; /* Shardrun__Result */
 	size_t len;
-	double sent; /* last sent; resent RESEND_S later until acknowledged */
+	double sent; /* last sent */
+	double wait; /* resent this long after, until acknowledged */
+	bool resent; /* its acknowledgement times no round trip */
 };
 
 struct session {
@@ -40,6 +42,7 @@ struct session {
 	double hb_s;
 	double lost_s;
 	double last_hb;
+	double srtt; /* smoothed round trip of a Result and its ack; 0: none */
 	uint64_t hb_seq;
 	struct pending *pend;
 	size_t npend;
@@ -69,6 +72,8 @@ struct agent {
 int sr_ag_send(struct agent *a, struct session *s, Shardrun__Envelope *e);
 void sr_ag_offer_all(struct agent *a);
 void sr_ag_withdraw(struct agent *a, unsigned slot);
+/* The coordinator acknowledged p (before it is freed). */
+void sr_ag_acked(struct session *s, const struct pending *p);
 
 /* prepare.c */
 /* Start preparing the workspace for this commit: SR_EAGAIN when there is

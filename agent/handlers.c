@@ -276,6 +276,7 @@ take_ack(struct agent *a, struct session *s, const Shardrun__ResultAck *k)
 
 		if (p->unit == k->unit && p->attempt == k->attempt &&
 		    p->index == k->index) {
+			sr_ag_acked(s, p);
 			free(p->packed);
 			s->pend[i] = s->pend[--s->npend];
 			return;
