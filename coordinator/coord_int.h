@@ -43,6 +43,8 @@ struct arec {
 	size_t nrunning;
 	size_t runcap;
 	bool exclusive; /* an exclusive unit runs there */
+	bool chains;    /* it starts files plainly, so chains them (no fork
+	                   servers): short units are worth queueing deeper */
 	bool draining;  /* takes nothing until idle (for an exclusive) */
 	uint8_t *depth; /* per slot: units assigned and not done */
 	uint32_t *last; /* per slot: the unit assigned last */

@@ -132,6 +132,8 @@ on_hello(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 	     (a->waited = calloc(h->slots, sizeof(*a->waited))) == NULL))
 		return;
 	a->slots = h->slots;
+	a->chains = !(c->cfg->forkserver && !h->forkserver_off &&
+	              strcmp(c->cfg->profile->name, "pytest") == 0);
 	a->hello = true;
 	unique_name(c, a, h->name);
 	c->nagents++;

@@ -358,17 +358,21 @@ prefetchable(void *arg, const struct sr_unit *u)
 
 /* Whether slot s should get one more unit queued behind what it has: the
  * unit it was given last (running or queued) is short, the slot holds
- * fewer than a round trip may take to refill, and plenty is left. */
+ * fewer than a round trip may take to refill, and plenty is left. Deeper
+ * where the agent chains files (agent/slot.h) and they are very short. */
 static bool
 wants_more(const struct coord *c, const struct arec *a, unsigned s)
 {
 	const struct sr_unit *cur = sr_plan_unit(&c->plan, a->last[s]);
+	bool deep;
 
 	if (c->plan.nheap < 2 * (size_t) c->prog.slots + 1 ||
 	    a->depth[s] == 0 || a->waiting[s] || cur == NULL ||
 	    cur->state != SR_UNIT_RUNNING || cur->weight >= PREFETCH_S)
 		return (false);
-	return (a->depth[s] < (cur->weight < PREFETCH_DEEP_S ? 4u : 2u));
+	deep =
+	    a->chains && cur->weight < PREFETCH_DEEP_S && !sr_unit_bundle(cur);
+	return (a->depth[s] < (deep ? 4u : 2u));
 }
 
 /*
