@@ -146,11 +146,10 @@ pend_add(struct session *s, const Shardrun__Result *r)
 	p->attempt = r->attempt;
 	p->index = r->index;
 	p->resent = false;
-	p->wait = RESEND_MAX_S;
-	if (s->srtt > 0 && (p->wait = 4 * s->srtt) < RESEND_MIN_S)
-		p->wait = RESEND_MIN_S;
-	if (p->wait > RESEND_MAX_S)
-		p->wait = RESEND_MAX_S;
+	p->wait = s->srtt > 0 ? 4 * s->srtt : RESEND_MAX_S;
+	p->wait = p->wait < RESEND_MIN_S   ? RESEND_MIN_S
+	          : p->wait > RESEND_MAX_S ? RESEND_MAX_S
+	                                   : p->wait;
 	s->npend++;
 	return (0);
 }
