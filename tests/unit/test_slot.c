@@ -22,7 +22,6 @@
 #include <cmocka.h>
 
 #include <limits.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +31,7 @@
 
 #include "slot.h"
 #include "spawner.h"
-#include "sr/err.h"
+#include "spawner_wait.h"
 #include "sr/profile.h"
 #include "sr/util.h"
 
@@ -258,17 +257,7 @@ enqueue(uint32_t unit, const char *file)
 static bool
 next_event(struct sr_spawn_ev *ev, int timeout_ms)
 {
-	struct pollfd p = {sr_spawner_fd(fx.cfg.spawner), POLLIN, 0};
-
-	for (;;) {
-		int rv = sr_spawner_read(fx.cfg.spawner, ev);
-
-		if (rv == 0)
-			return (true);
-		assert_int_equal(rv, SR_EAGAIN);
-		if (poll(&p, 1, timeout_ms) <= 0)
-			return (false);
-	}
+	return (next_spawner_event(fx.cfg.spawner, ev, timeout_ms));
 }
 
 /* What the agent does with a spawner event (agent.c, spawner_events),

@@ -14,7 +14,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -24,7 +23,7 @@
 #include <unistd.h>
 
 #include "spawner.h"
-#include "sr/err.h"
+#include "spawner_wait.h"
 #include "sr/util.h"
 
 struct mode {
@@ -89,29 +88,12 @@ chain_sh(struct sr_spawner *s, uint64_t id, uint64_t after, unsigned lane,
 	assert_int_equal(sr_spawner_spawn(s, &r), 0);
 }
 
-/* The next event within timeout_ms; false when none came. */
-static bool
-next_event(struct sr_spawner *s, struct sr_spawn_ev *ev, int timeout_ms)
-{
-	struct pollfd p = {sr_spawner_fd(s), POLLIN, 0};
-
-	for (;;) {
-		int rv = sr_spawner_read(s, ev);
-
-		if (rv == 0)
-			return (true);
-		assert_int_equal(rv, SR_EAGAIN);
-		if (poll(&p, 1, timeout_ms) <= 0)
-			return (false);
-	}
-}
-
 static void
 expect_exit(struct sr_spawner *s, uint64_t id, int *status)
 {
 	struct sr_spawn_ev ev;
 
-	assert_true(next_event(s, &ev, 20000));
+	assert_true(next_spawner_event(s, &ev, 20000));
 	assert_int_equal(ev.type, SR_SPAWN_EXITED);
 	assert_int_equal(ev.id, id);
 	assert_int_equal(ev.err, 0);
@@ -123,7 +105,7 @@ expect_dropped(struct sr_spawner *s, uint64_t id)
 {
 	struct sr_spawn_ev ev;
 
-	assert_true(next_event(s, &ev, 20000));
+	assert_true(next_spawner_event(s, &ev, 20000));
 	assert_int_equal(ev.type, SR_SPAWN_DROPPED);
 	assert_int_equal(ev.id, id);
 }
@@ -133,7 +115,7 @@ expect_no_event(struct sr_spawner *s)
 {
 	struct sr_spawn_ev ev;
 
-	assert_false(next_event(s, &ev, 300));
+	assert_false(next_spawner_event(s, &ev, 300));
 }
 
 /* The log's first line (attempts write what they want checked there). */
@@ -184,7 +166,7 @@ test_start_failure_is_an_error_event(void **state)
 		                         .lane = lane};
 
 		assert_int_equal(sr_spawner_spawn(s, &r), 0);
-		assert_true(next_event(s, &ev, 20000));
+		assert_true(next_spawner_event(s, &ev, 20000));
 		assert_int_equal(ev.id, 7 + lane);
 		assert_int_equal(ev.err, ENOENT);
 	}
@@ -284,7 +266,7 @@ test_peak_rss_is_the_attempts(void **state)
 		spawn_sh(s, 50 + lane, lane,
 		         "exec python3 -c 'b = bytearray(64 << 20); "
 		         "b[::4096] = bytes(len(b) // 4096)'");
-		assert_true(next_event(s, &ev, 20000));
+		assert_true(next_spawner_event(s, &ev, 20000));
 		assert_int_equal(ev.id, 50 + lane);
 		assert_int_equal(ev.err, 0);
 		assert_true(ev.peak_rss_kb > 64 * 1024);
