@@ -190,6 +190,7 @@ struct helper {
 	size_t nchain;
 	size_t chcap;
 	struct sr_buf in;
+	struct sr_buf out; /* events of this loop turn, sent at its end */
 };
 
 /* A parsed SPAWN: the strings point into its payload, which must outlive
@@ -573,26 +574,37 @@ lane_init(void *arg)
  * attempt's start and end (double, sr_now()). */
 #define EVENT_LEN (1 + 8 + 4 + 4 + 8 + 8 + 8)
 
+static uint8_t *
+put(uint8_t *p, const void *v, size_t n)
+{
+	memcpy(p, v, n);
+	return (p + n);
+}
+
+/* Queue an event for the end of this loop turn (helper_loop): the turn
+ * starts what it can before the agent hears of anything. */
 static void
 emit(struct helper *h, uint8_t type, uint64_t id, int status, int err, long rss,
      double started)
 {
-	struct sr_buf b;
+	uint8_t f[4 + EVENT_LEN];
+	uint32_t len = EVENT_LEN;
 	int32_t st = status;
 	int32_t e = err;
 	int64_t r = rss;
 	double ended = sr_now();
+	uint8_t *p = f;
 
-	sr_buf_init(&b);
-	sr_buf_append(&b, &type, 1);
-	sr_buf_append(&b, &id, sizeof(id));
-	sr_buf_append(&b, &st, sizeof(st));
-	sr_buf_append(&b, &e, sizeof(e));
-	sr_buf_append(&b, &r, sizeof(r));
-	sr_buf_append(&b, &started, sizeof(started));
-	sr_buf_append(&b, &ended, sizeof(ended));
-	(void) send_frame(h->fd, &b);
-	sr_buf_free(&b);
+	p = put(p, &len, 4);
+	p = put(p, &type, 1);
+	p = put(p, &id, 8);
+	p = put(p, &st, 4);
+	p = put(p, &e, 4);
+	p = put(p, &r, 8);
+	p = put(p, &started, 8);
+	(void) put(p, &ended, 8);
+	if (sr_buf_append(&h->out, f, sizeof(f)) != 0)
+		(void) send_all(h->fd, f, sizeof(f)); /* no memory: now */
 }
 
 /* ---- chained requests ---- */
@@ -1192,6 +1204,9 @@ helper_loop(struct helper *h)
 		}
 		reap(h);
 		run_ready(h);
+		if (h->out.len > 0)
+			(void) send_all(h->fd, h->out.p, h->out.len);
+		h->out.len = 0;
 	}
 }
 
@@ -1214,6 +1229,7 @@ helper_main(int fd)
 	h.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	h.pidns = getenv("SHARDRUN_NO_PIDNS") == NULL && probe_pidns();
 	sr_buf_init(&h.in);
+	sr_buf_init(&h.out);
 	(void) !write(fd, h.pidns ? "N" : "G", 1);
 	helper_loop(&h);
 }
