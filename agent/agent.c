@@ -32,9 +32,15 @@ extern char **environ;
 #define HANDSHAKE_S  10.0
 #define HANGUPS_MAX  3u /* mid-handshake hang-ups before a CI agent gives up */
 
+/* Results may wait in the outbox up to RESULT_HOLD_S while every slot has
+ * at least RESULT_HOLD_QUEUED units queued (see hold_results). */
+#define RESULT_HOLD_S      0.01
+#define RESULT_HOLD_QUEUED 2u
+
 int
 sr_ag_send(struct agent *a, struct session *s, Shardrun__Envelope *e)
 {
+	s->urgent = true;
 	return (sr_node_send(a->node, s->peer, e));
 }
 
@@ -164,6 +170,7 @@ sr_ag_acked(struct session *s, const struct pending *p)
 	s->srtt = s->srtt > 0 ? 0.875 * s->srtt + 0.125 * rtt : rtt;
 }
 
+/* A first send may wait in the outbox (hold_results); a resend may not. */
 static void
 send_result(struct agent *a, struct session *s, struct pending *p)
 {
@@ -175,7 +182,11 @@ send_result(struct agent *a, struct session *s, struct pending *p)
 		return;
 	e.body_case = SHARDRUN__ENVELOPE__BODY_RESULT;
 	e.result = r;
-	(void) sr_ag_send(a, s, &e);
+	if (p->resent)
+		s->urgent = true;
+	else if (s->held_since == 0)
+		s->held_since = p->sent;
+	(void) sr_node_send(a->node, s->peer, &e);
 	shardrun__result__free_unpacked(r, NULL);
 }
 
@@ -231,6 +242,7 @@ session_free(struct agent *a, struct session *s)
 	struct session **pp;
 
 	sr_ag_kill_session_work(a, s);
+	s->peer->hold = false;
 	for (pp = &a->sessions; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == s) {
 			*pp = s->next;
@@ -485,9 +497,52 @@ forkserver_events(struct agent *a, const struct pollfd *pfd)
 		}
 }
 
+/* Whether every slot is busy with at least RESULT_HOLD_QUEUED units queued
+ * behind its own: then the coordinator learning of a result a little later
+ * idles nothing. */
+static bool
+work_ahead(const struct agent *a)
+{
+	for (unsigned i = 0; i < a->cfg->slots; i++)
+		if (!a->slots[i].busy || a->slots[i].nnext < RESULT_HOLD_QUEUED)
+			return (false);
+	return (true);
+}
+
+/*
+ * Files of a few milliseconds end faster than messages cross nng's threads
+ * cheaply (each message wakes several of them). While every slot has work
+ * queued, a turn's first sends of Results wait in the outbox, at most
+ * RESULT_HOLD_S, and leave together, with whatever else is sent then.
+ * Anything else sent in a turn sends the outbox at its end. The poll
+ * timeout for the next turn (ms), at most max_ms.
+ */
+static int
+hold_results(struct agent *a, double now, int max_ms)
+{
+	bool ahead = work_ahead(a);
+	int ms = max_ms;
+
+	for (struct session *s = a->sessions; s != NULL; s = s->next) {
+		double left = s->held_since + RESULT_HOLD_S - now;
+
+		s->peer->hold =
+		    !s->urgent && s->held_since > 0 && left > 0 && ahead;
+		if (!s->peer->hold) {
+			s->urgent = false;
+			s->held_since = 0;
+		} else if (left * 1000 + 1 < ms) {
+			ms = (int) (left * 1000) + 1;
+		}
+	}
+	return (ms);
+}
+
 static void
 loop(struct agent *a)
 {
+	int timeout = 20;
+
 	unsigned n = a->cfg->slots;
 	struct pollfd *pfd = calloc(3 + n, sizeof(*pfd));
 	int fds[2];
@@ -506,7 +561,7 @@ loop(struct agent *a)
 		for (unsigned i = 0; i < n; i++)
 			pfd[3 + i] = (struct pollfd){
 			    sr_forksrv_fd(&a->slots[i].fs), POLLIN, 0};
-		(void) poll(pfd, 3 + n, 20);
+		(void) poll(pfd, 3 + n, timeout);
 		node_events(a);
 		spawner_events(a);
 		forkserver_events(a, pfd + 3);
@@ -516,6 +571,7 @@ loop(struct agent *a)
 		session_timers(a, now);
 		sr_node_expire(a->node, now, HANDSHAKE_S);
 		check_refused(a);
+		timeout = hold_results(a, now, 20);
 		sr_node_flush(a->node);
 	}
 	free(pfd);

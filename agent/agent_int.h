@@ -43,6 +43,8 @@ struct session {
 	double lost_s;
 	double last_hb;
 	double srtt; /* smoothed round trip of a Result and its ack; 0: none */
+	bool urgent; /* this turn sent more than first sends of Results */
+	double held_since; /* Results waiting in the outbox since; 0: none */
 	uint64_t hb_seq;
 	struct pending *pend;
 	size_t npend;

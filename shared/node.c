@@ -153,6 +153,8 @@ sr_node_close(struct sr_node *n)
 {
 	if (n == NULL)
 		return;
+	for (size_t i = 0; i < n->npeers; i++)
+		n->peers[i]->hold = false;
 	sr_node_flush(n);
 	if (n->multi != NULL)
 		nng_msg_free(n->multi);
@@ -699,7 +701,8 @@ void
 sr_node_flush(struct sr_node *n)
 {
 	for (size_t i = 0; i < n->npeers; i++)
-		(void) peer_flush(n, n->peers[i]);
+		if (!n->peers[i]->hold)
+			(void) peer_flush(n, n->peers[i]);
 }
 
 /* Room for nng's own header: a message over the receiver's limit would

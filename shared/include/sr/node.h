@@ -50,6 +50,7 @@ struct sr_peer {
 	double last_rx; /* monotonic time of the last valid frame */
 	char addr[96];  /* remote address, for logs */
 	void *user;     /* the owner's per-peer state */
+	bool hold;      /* owner: sr_node_flush leaves this outbox for later */
 	/* private to node.c */
 	struct sr_hs *hs;
 	struct sr_session sess;
@@ -94,7 +95,8 @@ void sr_node_fds(struct sr_node *n, int fds[2]);
 int sr_node_poll(struct sr_node *n, struct sr_event *ev);
 /* Seal one envelope for an authenticated peer, into its outbox. */
 int sr_node_send(struct sr_node *n, struct sr_peer *p, Shardrun__Envelope *e);
-/* Send every peer's outbox: one message per peer. Once per loop turn. */
+/* Send every peer's outbox not held (sr_peer.hold): one message per peer.
+ * Once per loop turn. */
 void sr_node_flush(struct sr_node *n);
 /* Close a peer's connection (its outbox is sent first; its SR_EV_DOWN
  * follows). */
