@@ -156,11 +156,15 @@ struct lane {
 
 /* What a lane's init reports per attempt: the main process's wait status
  * and peak RSS (its own and its reaped descendants'), or err when it could
- * not be started. */
+ * not be started; and whether it took over the request handed to it
+ * (lane_hand), started then: that one's own report follows. */
 struct lane_report {
 	int32_t status;
 	int32_t err;
 	int64_t rss_kb;
+	int32_t taken;
+	int32_t pad;
+	double next_started;
 };
 
 /* A SPAWN chained behind another attempt (running, or chained itself),
@@ -170,6 +174,8 @@ struct chained {
 	uint64_t after;
 	uint8_t hold[32];
 	bool ready;     /* `after` ended: start it at the loop's end */
+	bool handed;    /* sent to the init of the lane `after` runs in */
+	bool killed;    /* handed, then a KILL: drop it unless it started */
 	uint8_t *frame; /* the SPAWN payload, owned */
 	size_t len;
 };
@@ -425,6 +431,16 @@ probe_pidns(void)
 
 /* ---- lanes: a namespace kept for one slot's attempts ---- */
 
+/* The chain's rule, on the wait status of the attempt it followed. */
+static bool
+held(const uint8_t hold[32], int status, int err)
+{
+	int code = WEXITSTATUS(status);
+
+	return (err == 0 && WIFEXITED(status) &&
+	        (hold[code / 8] & (1u << (code % 8))) != 0);
+}
+
 static bool
 read_full(int fd, void *p, size_t n)
 {
@@ -486,11 +502,22 @@ lane_reap(pid_t main_pid, struct lane_report *r)
 	return (false);
 }
 
-/* A request while the attempt runs: a signal for it (KILL frames name
- * their attempt, so one meant for an attempt already over is ignored). */
+/* A request handed to a lane's init (lane_hand): it starts when the
+ * running attempt ends, unless held by its exit code or killed first. */
+struct lane_next {
+	uint8_t *p; /* the SPAWN payload, owned; NULL: none */
+	uint32_t len;
+	uint64_t id;
+	uint8_t hold[32];
+};
+
+/* A request while attempt id runs, or just after: a signal for it (KILL
+ * frames name their attempt, so one meant for an attempt already over is
+ * ignored), the request to start next, or a KILL for that one. */
 static void
-lane_request(int fd, uint64_t id)
+lane_request(int fd, uint64_t id, struct lane_next *next)
 {
+	struct spawn_hdr hd;
 	uint8_t *p;
 	uint32_t len;
 	uint64_t kid;
@@ -503,28 +530,49 @@ lane_request(int fd, uint64_t id)
 		memcpy(&sig, p + 1 + sizeof(kid), sizeof(sig));
 		if (kid == id)
 			kill(-1, sig);
+		if (next->p != NULL && kid == next->id) {
+			free(next->p);
+			next->p = NULL;
+		}
+	} else if (len > 0 && p[0] == MSG_SPAWN && next->p == NULL &&
+	           parse_hdr(p, len, &hd) == 0 && hd.after == id) {
+		*next = (struct lane_next){p, len, hd.id, {0}};
+		memcpy(next->hold, hd.hold, sizeof(next->hold));
+		return;
 	}
 	free(p);
 }
 
-/* One attempt in a lane: start it from the SPAWN payload, then reap what
- * ends and pass on the helper's signals until its main process ends. */
-static void
-lane_run(int fd, int sigfd, const uint8_t *p, size_t len, struct lane_report *r)
+/* Start an attempt from its SPAWN payload: its main process, or -1 with
+ * r->err set. */
+static pid_t
+lane_begin(const uint8_t *p, size_t len, uint64_t *id, struct lane_report *r)
 {
-	struct signalfd_siginfo si;
 	struct spawn_args a;
 	struct spawn_hdr hd;
-	pid_t main_pid;
+	pid_t main_pid = -1;
 
 	memset(r, 0, sizeof(*r));
 	if (parse_spawn(p, len, &hd, &a) != 0) {
 		r->err = EINVAL;
-		return;
+		*id = len >= SPAWN_HDR ? hd.id : 0;
+		return (-1);
 	}
+	*id = hd.id;
 	r->err = do_posix_spawn(&a, &main_pid);
 	free_spawn(&a);
-	while (r->err == 0) {
+	return (r->err == 0 ? main_pid : -1);
+}
+
+/* Reap what ends and pass on the helper's requests until the attempt's
+ * main process ends. */
+static void
+lane_watch(int fd, int sigfd, pid_t main_pid, uint64_t id,
+           struct lane_report *r, struct lane_next *next)
+{
+	struct signalfd_siginfo si;
+
+	for (;;) {
 		struct pollfd pf[2] = {{fd, POLLIN, 0}, {sigfd, POLLIN, 0}};
 
 		if (poll(pf, 2, -1) < 0)
@@ -534,17 +582,77 @@ lane_run(int fd, int sigfd, const uint8_t *p, size_t len, struct lane_report *r)
 		if (lane_reap(main_pid, r))
 			return;
 		if (pf[0].revents & (POLLIN | POLLHUP | POLLERR))
-			lane_request(fd, hd.id);
+			lane_request(fd, id, next);
 	}
 }
 
-/* A lane's init: one attempt at a time, each followed by an empty
- * namespace; ends when the helper closes the channel. */
+/* The attempt is over and its namespace empty: take what the helper sent
+ * meanwhile, and start the request handed over (next, consumed) unless
+ * the attempt's exit holds it. Returns its main process (-1: none, or it
+ * failed to start: then *nr says why). */
+static pid_t
+lane_follow(int fd, uint64_t id, struct lane_next *next, struct lane_report *r,
+            uint64_t *nid, struct lane_report *nr)
+{
+	struct pollfd pf = {fd, POLLIN, 0};
+	pid_t pid;
+
+	while (poll(&pf, 1, 0) > 0)
+		lane_request(fd, id, next);
+	if (next->p == NULL)
+		return (-1);
+	if (held(next->hold, r->status, r->err)) {
+		free(next->p);
+		next->p = NULL;
+		return (-1);
+	}
+	r->taken = 1;
+	r->next_started = sr_now();
+	pid = lane_begin(next->p, next->len, nid, nr);
+	free(next->p);
+	next->p = NULL;
+	return (pid);
+}
+
+/* One attempt after another from a plain SPAWN: each followed by an
+ * empty namespace, then the request handed over for it if any, started
+ * before the report of the one it followed. */
+static void
+lane_attempts(int fd, int sigfd, const uint8_t *p, size_t len)
+{
+	struct lane_report r;
+	struct lane_report nr;
+	uint64_t id;
+	uint64_t nid = 0;
+	pid_t pid = lane_begin(p, len, &id, &r);
+
+	for (;;) {
+		struct lane_next next = {0};
+		pid_t npid;
+
+		if (pid > 0)
+			lane_watch(fd, sigfd, pid, id, &r, &next);
+		empty_namespace();
+		npid = lane_follow(fd, id, &next, &r, &nid, &nr);
+		if (write(fd, &r, sizeof(r)) != (ssize_t) sizeof(r))
+			_exit(0);
+		if (!r.taken)
+			return;
+		pid = npid;
+		id = nid;
+		r = nr;
+	}
+}
+
+/* A lane's init: attempts one at a time, each followed by an empty
+ * namespace; ends when the helper closes the channel. A SPAWN still
+ * chained (handed over too late to follow its attempt) is not started:
+ * the helper sends it again, plain. */
 static int
 lane_init(void *arg)
 {
 	int fd = *(int *) arg;
-	struct lane_report r;
+	struct spawn_hdr hd;
 	sigset_t chld;
 	uint8_t *p;
 	uint32_t len;
@@ -557,15 +665,10 @@ lane_init(void *arg)
 	if ((sigfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC)) < 0)
 		_exit(1);
 	while (read_frame(fd, &p, &len)) {
-		if (len == 0 || p[0] != MSG_SPAWN) { /* a late KILL */
-			free(p);
-			continue;
-		}
-		lane_run(fd, sigfd, p, len, &r);
-		free(p);
-		empty_namespace();
-		if (write(fd, &r, sizeof(r)) != (ssize_t) sizeof(r))
-			break;
+		if (len > 0 && p[0] == MSG_SPAWN &&
+		    (parse_hdr(p, len, &hd) != 0 || hd.after == 0))
+			lane_attempts(fd, sigfd, p, len);
+		free(p); /* else a late KILL, or a late handed request */
 	}
 	_exit(0);
 }
@@ -641,16 +744,6 @@ chained_drop(struct helper *h, struct chained *c)
 	emit(h, MSG_DROPPED, id, 0, 0, 0, 0);
 	if ((c = chained_find(h, true, id)) != NULL)
 		chained_drop(h, c);
-}
-
-/* The chain's rule, on the wait status of the attempt it followed. */
-static bool
-held(const uint8_t hold[32], int status, int err)
-{
-	int code = WEXITSTATUS(status);
-
-	return (err == 0 && WIFEXITED(status) &&
-	        (hold[code / 8] & (1u << (code % 8))) != 0);
 }
 
 /* Attempt id, started then, is over with this status: what was chained
@@ -747,6 +840,25 @@ lane_kill(struct lane *l)
 	l->dying = true;
 }
 
+/* Hand the request chained behind lane l's attempt to its init now: the
+ * init starts it the moment that attempt ends and its namespace is empty,
+ * unless the attempt's exit code holds it (lane_follow), and says so in
+ * the attempt's report. A frame that cannot be sent kills the lane. */
+static void
+lane_hand(struct helper *h, struct lane *l)
+{
+	struct chained *c = chained_find(h, true, l->id);
+	struct sr_buf b;
+
+	if (c == NULL || c->handed || !l->busy || l->dying || l->fd < 0)
+		return;
+	b = (struct sr_buf){c->frame, c->len, c->len};
+	if (send_frame(l->fd, &b) == 0)
+		c->handed = true;
+	else
+		lane_kill(l);
+}
+
 /* Run the attempt in its lane; false when the lane cannot take it (busy,
  * dying, or its init could not be started): the caller makes a namespace
  * of its own for it. */
@@ -767,24 +879,72 @@ lane_spawn(struct helper *h, unsigned n, uint64_t id, const uint8_t *p,
 	}
 	l->busy = true;
 	l->id = id;
+	lane_hand(h, l);
 	return (true);
 }
 
-/* The lane's report arrived: its attempt is over. A report is 16 bytes
- * written at once to a stream socket: it arrives whole or not at all. */
+/* The init took the handed request c over as its attempt's successor:
+ * c now runs in the lane. What is chained behind it is handed on. */
 static void
+lane_take_over(struct helper *h, struct lane *l, struct chained *c,
+               double started)
+{
+	uint64_t id = c->id;
+	unsigned n = (unsigned) (l - h->lanes) + 1;
+
+	chained_remove(h, c, NULL);
+	l->busy = true;
+	l->id = id;
+	if (track(h, id, l->pid, -1, n) != 0) {
+		lane_kill(l); /* it could not be signalled: end it now */
+		return;
+	}
+	h->att[h->natt - 1].started = started;
+	lane_hand(h, l);
+}
+
+/* Lane l's attempt is over (r: its report; NULL when its init died
+ * without one: status then). What was handed to the init for after it
+ * was taken over, or comes back: dropped if it was killed meanwhile,
+ * else started or dropped by emit_exit's rule, as if never handed. */
+static void
+lane_over(struct helper *h, struct lane *l, const struct lane_report *r,
+          int status, int err)
+{
+	uint64_t id = l->id;
+	double started = untrack(h, id);
+	struct chained *c = chained_find(h, true, id);
+
+	l->busy = false;
+	if (c == NULL || !c->handed) {
+		emit_exit(h, id, status, err, r ? (long) r->rss_kb : 0,
+		          started);
+		return;
+	}
+	c->handed = false;
+	emit(h, MSG_EXITED, id, status, err, r ? (long) r->rss_kb : 0, started);
+	if (r != NULL && r->taken)
+		lane_take_over(h, l, c, r->next_started);
+	else if (c->killed || held(c->hold, status, err))
+		chained_drop(h, c);
+	else
+		c->ready = true;
+}
+
+/* A report from the lane's init: true when one was read. A report is 32
+ * bytes written at once to a stream socket: it arrives whole or not at
+ * all. */
+static bool
 lane_reported(struct helper *h, struct lane *l)
 {
 	struct lane_report r;
 
 	if (l->fd < 0 ||
 	    recv(l->fd, &r, sizeof(r), MSG_DONTWAIT) != (ssize_t) sizeof(r))
-		return;
-	if (!l->busy)
-		return;
-	l->busy = false;
-	emit_exit(h, l->id, r.status, r.err, (long) r.rss_kb,
-	          untrack(h, l->id));
+		return (false);
+	if (l->busy)
+		lane_over(h, l, &r, r.status, r.err);
+	return (true);
 }
 
 /* The init closed its socket (it is exiting, its namespace being
@@ -793,7 +953,9 @@ lane_reported(struct helper *h, struct lane *l)
 static void
 lane_hangup(struct helper *h, struct lane *l)
 {
-	lane_reported(h, l);
+	l->dying = true;
+	while (lane_reported(h, l))
+		;
 	close(l->fd);
 	l->fd = -1;
 	l->dying = true;
@@ -807,14 +969,14 @@ lane_hangup(struct helper *h, struct lane *l)
 static void
 lane_died(struct helper *h, struct lane *l, int status)
 {
-	lane_reported(h, l);
+	l->dying = true; /* reaped: nothing more is sent to it */
+	while (lane_reported(h, l))
+		;
 	if (l->busy) {
-		double t = untrack(h, l->id);
-
 		if (WIFEXITED(status))
-			emit_exit(h, l->id, 0, EIO, 0, t);
+			lane_over(h, l, NULL, 0, EIO);
 		else
-			emit_exit(h, l->id, status, 0, 0, t);
+			lane_over(h, l, NULL, status, 0);
 	}
 	if (l->fd >= 0)
 		close(l->fd);
@@ -879,6 +1041,7 @@ chain(struct helper *h, const struct spawn_hdr *hd, const uint8_t *p,
       size_t len)
 {
 	struct chained *c;
+	struct attempt *a;
 
 	if ((find_id(h, hd->after) == NULL &&
 	     chained_find(h, false, hd->after) == NULL) ||
@@ -896,9 +1059,11 @@ chain(struct helper *h, const struct spawn_hdr *hd, const uint8_t *p,
 	c->id = hd->id;
 	c->after = hd->after;
 	memcpy(c->hold, hd->hold, sizeof(c->hold));
-	c->ready = false;
+	c->ready = c->handed = c->killed = false;
 	memcpy(c->frame, p, len);
 	c->len = len;
+	if ((a = find_id(h, hd->after)) != NULL && a->lane > 0)
+		lane_hand(h, &h->lanes[a->lane - 1]);
 }
 
 static void
@@ -931,6 +1096,8 @@ run_ready(struct helper *h)
 			continue;
 		}
 		chained_remove(h, &h->chain[i], &frame);
+		memset(frame + 13, 0,
+		       8); /* plain now: a lane's init starts it */
 		start_attempt(h, frame, len);
 		free(frame);
 		i = 0;
@@ -971,8 +1138,15 @@ on_kill(struct helper *h, const uint8_t *p, size_t len)
 		return;
 	memcpy(&id, p + 1, sizeof(id));
 	memcpy(&sig, p + 1 + sizeof(id), sizeof(sig));
-	if ((c = chained_find(h, false, id)) !=
-	    NULL) { /* not started: never will */
+	if ((c = chained_find(h, false, id)) != NULL && c->handed) {
+		/* The init drops it, or kills it if it took it over: its
+		 * attempt's report tells (lane_over). */
+		c->killed = true;
+		if ((a = find_id(h, c->after)) != NULL && a->lane > 0)
+			lane_signal(&h->lanes[a->lane - 1], p, 0);
+		return;
+	}
+	if (c != NULL) { /* not started: never will */
 		chained_drop(h, c);
 		return;
 	}
@@ -1164,7 +1338,8 @@ lanes_in(struct helper *h, const struct pollfd *pfd, size_t n)
 		if (l == NULL)
 			continue;
 		if (pfd[i].revents & POLLIN)
-			lane_reported(h, l);
+			while (lane_reported(h, l))
+				;
 		if (pfd[i].revents & (POLLHUP | POLLERR))
 			lane_hangup(h, l);
 	}
@@ -1296,6 +1471,12 @@ bool
 sr_spawner_pidns(const struct sr_spawner *s)
 {
 	return (s->pidns);
+}
+
+pid_t
+sr_spawner_pid(const struct sr_spawner *s)
+{
+	return (s->pid);
 }
 
 static int

@@ -64,7 +64,10 @@ struct sr_spawn_req {
 	 * (the caller will try that attempt again first). A chained attempt
 	 * that does not start (held; `after` neither running nor chained when
 	 * the request came; killed while it waited; behind one dropped) gets
-	 * one SR_SPAWN_DROPPED event instead of EXITED. */
+	 * one SR_SPAWN_DROPPED event instead of EXITED. In a lane of PID
+	 * namespace mode the helper hands the request to the lane's init,
+	 * which starts it without waking the helper; one killed there is
+	 * dropped when `after` ends (its DROPPED follows after's EXITED). */
 	uint64_t after;
 	uint8_t hold[32]; /* bit c: exit code c holds the chain */
 };
@@ -77,6 +80,8 @@ int sr_spawner_start(struct sr_spawner **sp);
 void sr_spawner_stop(struct sr_spawner *s);
 int sr_spawner_fd(const struct sr_spawner *s);
 bool sr_spawner_pidns(const struct sr_spawner *s);
+/* The helper's process id (for tests). */
+pid_t sr_spawner_pid(const struct sr_spawner *s);
 int sr_spawner_spawn(struct sr_spawner *s, const struct sr_spawn_req *r);
 /* Signal an attempt: its namespace or its process group. */
 int sr_spawner_kill(struct sr_spawner *s, uint64_t id, int sig);

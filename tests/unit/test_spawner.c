@@ -353,7 +353,8 @@ test_chained_is_dropped_when_held(void **state)
 
 /* A kill for a chained request that has not started drops it and spares
  * the attempt it waits for; a second request behind the same attempt is
- * dropped at once. */
+ * dropped at once. One handed to a lane's init (PID namespaces) is
+ * dropped when the attempt it waits for ends; otherwise at once. */
 static void
 test_killing_a_chained_request_drops_it(void **state)
 {
@@ -362,18 +363,98 @@ test_killing_a_chained_request_drops_it(void **state)
 
 	for (unsigned lane = 0; lane <= 1; lane++) {
 		uint64_t x = 100 + 10 * lane;
+		bool handed = lane > 0 && sr_spawner_pidns(s);
 
 		spawn_sh(s, x, lane, "sleep 0.3; exit 2");
 		chain_never(s, x + 1, x, lane, -1);
 		chain_never(s, x + 2, x, lane, -1);
 		expect_dropped(s, x + 2);
 		assert_int_equal(sr_spawner_kill(s, x + 1, SIGKILL), 0);
-		expect_dropped(s, x + 1);
+		if (!handed)
+			expect_dropped(s, x + 1);
 		expect_exit(s, x, &st);
 		assert_true(WIFEXITED(st));
 		assert_int_equal(WEXITSTATUS(st), 2);
+		if (handed)
+			expect_dropped(s, x + 1);
 	}
 	expect_none_started(s);
+}
+
+/* Whether a file exists within timeout_ms. */
+static bool
+appears(const char *path, int timeout_ms)
+{
+	for (int t = 0; t < timeout_ms; t += 10) {
+		if (access(path, F_OK) == 0)
+			return (true);
+		usleep(10000);
+	}
+	return (false);
+}
+
+/* In a lane, the init starts the request handed to it when its attempt
+ * ends, by itself: it runs while the helper is stopped. */
+static void
+test_a_lane_starts_its_handed_request_itself(void **state)
+{
+	struct sr_spawner *s = start(state);
+	bool ran;
+	int st;
+
+	if (!sr_spawner_pidns(s)) {
+		sr_spawner_stop(s);
+		skip(); /* no lanes without PID namespaces */
+	}
+	unlink(in_dir("b-ran"));
+	spawn_sh(s, 200, 1, "sleep 0.3");
+	chain_sh(s, 201, 200, 1, -1, "touch b-ran");
+	usleep(100000); /* the helper hands it to the lane meanwhile */
+	assert_int_equal(kill(sr_spawner_pid(s), SIGSTOP), 0);
+	ran = appears(in_dir("b-ran"), 3000);
+	assert_int_equal(kill(sr_spawner_pid(s), SIGCONT), 0);
+	assert_true(ran);
+	expect_exit(s, 200, &st);
+	assert_int_equal(WEXITSTATUS(st), 0);
+	expect_exit(s, 201, &st);
+	assert_int_equal(WEXITSTATUS(st), 0);
+	unlink(in_dir("b-ran"));
+	expect_no_event(s);
+	sr_spawner_stop(s);
+}
+
+/* A kill for a handed request that its lane's init has already started
+ * reaches it: one EXITED, killed. */
+static void
+test_killing_a_handed_request_the_init_started(void **state)
+{
+	struct sr_spawner *s = start(state);
+	bool up;
+	int st;
+
+	if (!sr_spawner_pidns(s)) {
+		sr_spawner_stop(s);
+		skip();
+	}
+	unlink(in_dir("b-up"));
+	spawn_sh(s, 210, 1, "sleep 0.2");
+	chain_sh(s, 211, 210, 1, -1, "touch b-up; sleep 30");
+	usleep(100000);
+	assert_int_equal(kill(sr_spawner_pid(s), SIGSTOP), 0);
+	up = appears(in_dir("b-up"), 3000);
+	/* Sent while the helper is stopped: it reads it after the report
+	 * that says the init took 211 over. */
+	assert_int_equal(sr_spawner_kill(s, 211, SIGKILL), 0);
+	assert_int_equal(kill(sr_spawner_pid(s), SIGCONT), 0);
+	assert_true(up);
+	expect_exit(s, 210, &st);
+	assert_int_equal(WEXITSTATUS(st), 0);
+	expect_exit(s, 211, &st);
+	assert_true(WIFSIGNALED(st));
+	assert_int_equal(WTERMSIG(st), SIGKILL);
+	unlink(in_dir("b-up"));
+	expect_no_event(s);
+	sr_spawner_stop(s);
 }
 
 static int
@@ -412,6 +493,8 @@ main(void)
 	    BOTH(test_chained_starts_when_the_first_ends),
 	    BOTH(test_chained_is_dropped_when_held),
 	    BOTH(test_killing_a_chained_request_drops_it),
+	    BOTH(test_a_lane_starts_its_handed_request_itself),
+	    BOTH(test_killing_a_handed_request_the_init_started),
 	};
 
 	return (cmocka_run_group_tests(tests, setup, teardown));
