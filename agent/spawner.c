@@ -10,7 +10,11 @@
  * on its socket and answers each SPAWN with one struct lane_report.
  * A SPAWN may be chained behind an attempt (spawner.h): the helper keeps
  * it and starts it in the loop turn that reaps that attempt, unless the
- * attempt's exit code is one the caller retries.
+ * attempt's exit code is one the caller retries. Behind an attempt in a
+ * lane, it is also handed to the lane's init (lane_hand), which starts it
+ * itself and says so in the attempt's report; the helper keeps the
+ * request's state until then (lane_over). A loop turn's events leave at
+ * its end, after what it could start has started.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -173,6 +177,7 @@ struct chained {
 	uint64_t id;
 	uint64_t after;
 	uint8_t hold[32];
+	unsigned lane;  /* the lane it asks for (0: none) */
 	bool ready;     /* `after` ended: start it at the loop's end */
 	bool handed;    /* sent to the init of the lane `after` runs in */
 	bool killed;    /* handed, then a KILL: drop it unless it started */
@@ -257,18 +262,27 @@ struct spawn_hdr {
 	uint8_t hold[32];
 };
 
-#define SPAWN_HDR (1 + 8 + 4 + 8 + 32)
+enum { HDR_ID = 1, HDR_LANE = 9, HDR_AFTER = 13, HDR_HOLD = 21 };
+#define SPAWN_HDR (HDR_HOLD + 32)
 
 static int
 parse_hdr(const uint8_t *p, size_t len, struct spawn_hdr *h)
 {
 	if (len < SPAWN_HDR)
 		return (SR_EPROTO);
-	memcpy(&h->id, p + 1, 8);
-	memcpy(&h->lane, p + 9, 4);
-	memcpy(&h->after, p + 13, 8);
-	memcpy(h->hold, p + 21, 32);
+	memcpy(&h->id, p + HDR_ID, 8);
+	memcpy(&h->lane, p + HDR_LANE, 4);
+	memcpy(&h->after, p + HDR_AFTER, 8);
+	memcpy(h->hold, p + HDR_HOLD, 32);
 	return (0);
+}
+
+/* A chained SPAWN made plain, to start now: a lane's init starts only
+ * plain ones (a chained one there is a late handover, lane_init). */
+static void
+unchain(uint8_t *p)
+{
+	memset(p + HDR_AFTER, 0, 8);
 }
 
 static int
@@ -587,60 +601,51 @@ lane_watch(int fd, int sigfd, pid_t main_pid, uint64_t id,
 }
 
 /* The attempt is over and its namespace empty: take what the helper sent
- * meanwhile, and start the request handed over (next, consumed) unless
- * the attempt's exit holds it. Returns its main process (-1: none, or it
- * failed to start: then *nr says why). */
-static pid_t
-lane_follow(int fd, uint64_t id, struct lane_next *next, struct lane_report *r,
-            uint64_t *nid, struct lane_report *nr)
+ * meanwhile. Whether the request handed over (next) follows it: not when
+ * the attempt's exit code holds it. The report says so before the init
+ * starts it, so an init that dies in between never ran it unannounced. */
+static bool
+lane_follow(int fd, uint64_t id, struct lane_next *next, struct lane_report *r)
 {
 	struct pollfd pf = {fd, POLLIN, 0};
-	pid_t pid;
 
 	while (poll(&pf, 1, 0) > 0)
 		lane_request(fd, id, next);
-	if (next->p == NULL)
-		return (-1);
-	if (held(next->hold, r->status, r->err)) {
+	if (next->p != NULL && held(next->hold, r->status, r->err)) {
 		free(next->p);
 		next->p = NULL;
-		return (-1);
 	}
+	if (next->p == NULL)
+		return (false);
 	r->taken = 1;
 	r->next_started = sr_now();
-	pid = lane_begin(next->p, next->len, nid, nr);
-	free(next->p);
-	next->p = NULL;
-	return (pid);
+	return (true);
 }
 
 /* One attempt after another from a plain SPAWN: each followed by an
- * empty namespace, then the request handed over for it if any, started
- * before the report of the one it followed. */
+ * empty namespace, its report, and the request handed over for it if
+ * any. */
 static void
 lane_attempts(int fd, int sigfd, const uint8_t *p, size_t len)
 {
 	struct lane_report r;
-	struct lane_report nr;
 	uint64_t id;
-	uint64_t nid = 0;
 	pid_t pid = lane_begin(p, len, &id, &r);
 
 	for (;;) {
 		struct lane_next next = {0};
-		pid_t npid;
+		bool take;
 
 		if (pid > 0)
 			lane_watch(fd, sigfd, pid, id, &r, &next);
 		empty_namespace();
-		npid = lane_follow(fd, id, &next, &r, &nid, &nr);
+		take = lane_follow(fd, id, &next, &r);
 		if (write(fd, &r, sizeof(r)) != (ssize_t) sizeof(r))
 			_exit(0);
-		if (!r.taken)
+		if (!take)
 			return;
-		pid = npid;
-		id = nid;
-		r = nr;
+		pid = lane_begin(next.p, next.len, &id, &r);
+		free(next.p);
 	}
 }
 
@@ -677,6 +682,14 @@ lane_init(void *arg)
  * attempt's start and end (double, sr_now()). */
 #define EVENT_LEN (1 + 8 + 4 + 4 + 8 + 8 + 8)
 
+static void
+send_events(struct helper *h)
+{
+	if (h->out.len > 0)
+		(void) send_all(h->fd, h->out.p, h->out.len);
+	h->out.len = 0;
+}
+
 static uint8_t *
 put(uint8_t *p, const void *v, size_t n)
 {
@@ -706,8 +719,10 @@ emit(struct helper *h, uint8_t type, uint64_t id, int status, int err, long rss,
 	p = put(p, &r, 8);
 	p = put(p, &started, 8);
 	(void) put(p, &ended, 8);
-	if (sr_buf_append(&h->out, f, sizeof(f)) != 0)
-		(void) send_all(h->fd, f, sizeof(f)); /* no memory: now */
+	if (sr_buf_append(&h->out, f, sizeof(f)) != 0) { /* no memory: now */
+		send_events(h);
+		(void) send_all(h->fd, f, sizeof(f));
+	}
 }
 
 /* ---- chained requests ---- */
@@ -850,7 +865,9 @@ lane_hand(struct helper *h, struct lane *l)
 	struct chained *c = chained_find(h, true, l->id);
 	struct sr_buf b;
 
-	if (c == NULL || c->handed || !l->busy || l->dying || l->fd < 0)
+	if (c == NULL || c->handed ||
+	    c->lane != (unsigned) (l - h->lanes) + 1 || !l->busy || l->dying ||
+	    l->fd < 0)
 		return;
 	b = (struct sr_buf){c->frame, c->len, c->len};
 	if (send_frame(l->fd, &b) == 0)
@@ -958,7 +975,6 @@ lane_hangup(struct helper *h, struct lane *l)
 		;
 	close(l->fd);
 	l->fd = -1;
-	l->dying = true;
 }
 
 /* The lane's init is reaped (killed to end its attempt, or failed): the
@@ -1057,6 +1073,7 @@ chain(struct helper *h, const struct spawn_hdr *hd, const uint8_t *p,
 	}
 	c = &h->chain[h->nchain++];
 	c->id = hd->id;
+	c->lane = hd->lane;
 	c->after = hd->after;
 	memcpy(c->hold, hd->hold, sizeof(c->hold));
 	c->ready = c->handed = c->killed = false;
@@ -1096,8 +1113,7 @@ run_ready(struct helper *h)
 			continue;
 		}
 		chained_remove(h, &h->chain[i], &frame);
-		memset(frame + 13, 0,
-		       8); /* plain now: a lane's init starts it */
+		unchain(frame);
 		start_attempt(h, frame, len);
 		free(frame);
 		i = 0;
@@ -1113,16 +1129,30 @@ signal_attempt(const struct helper *h, const struct attempt *a, int sig)
 		kill(-a->pid, sig);
 }
 
-/* A signal for a lane's attempt travels as the KILL frame itself (the
- * init passes it to its namespace if that attempt still runs); SIGKILL,
- * or a frame that cannot be sent, kills the init and so the namespace. */
-static void
-lane_signal(struct lane *l, const uint8_t *frame, int sig)
+/* Pass a KILL frame to a lane's init: it signals its namespace if the
+ * attempt the frame names is the one running, and drops the request
+ * handed to it if the frame names that one. */
+static int
+lane_tell(struct lane *l, const uint8_t *frame)
 {
 	size_t n = 1 + sizeof(uint64_t) + sizeof(int32_t);
 	struct sr_buf b = {(uint8_t *) frame, n, n};
 
-	if (sig == SIGKILL || l->fd < 0 || send_frame(l->fd, &b) != 0)
+	return (l->fd < 0 ? SR_ECLOSED : send_frame(l->fd, &b));
+}
+
+/* A signal for a lane's attempt. SIGKILL kills the init and so the
+ * namespace - unless a request is handed to the init: the init may have
+ * started it already (its report not read yet), so the frame goes, and
+ * the init kills only what the frame names. A frame that cannot be sent
+ * kills the init. */
+static void
+lane_signal(struct helper *h, struct lane *l, const uint8_t *frame, int sig)
+{
+	struct chained *c = chained_find(h, true, l->id);
+	bool followed = c != NULL && c->handed;
+
+	if ((sig == SIGKILL && !followed) || lane_tell(l, frame) != 0)
 		lane_kill(l);
 }
 
@@ -1143,7 +1173,7 @@ on_kill(struct helper *h, const uint8_t *p, size_t len)
 		 * attempt's report tells (lane_over). */
 		c->killed = true;
 		if ((a = find_id(h, c->after)) != NULL && a->lane > 0)
-			lane_signal(&h->lanes[a->lane - 1], p, 0);
+			(void) lane_tell(&h->lanes[a->lane - 1], p);
 		return;
 	}
 	if (c != NULL) { /* not started: never will */
@@ -1153,7 +1183,7 @@ on_kill(struct helper *h, const uint8_t *p, size_t len)
 	if ((a = find_id(h, id)) == NULL)
 		return;
 	if (a->lane > 0)
-		lane_signal(&h->lanes[a->lane - 1], p, sig);
+		lane_signal(h, &h->lanes[a->lane - 1], p, sig);
 	else
 		signal_attempt(h, a, sig);
 }
@@ -1281,6 +1311,7 @@ finish(struct helper *h)
 {
 	pid_t pid;
 
+	send_events(h); /* a parent still there reads them */
 	for (size_t i = 0; i < h->nlanes; i++)
 		if (h->lanes[i].pid > 0)
 			kill(h->lanes[i].pid, SIGKILL);
@@ -1379,9 +1410,7 @@ helper_loop(struct helper *h)
 		}
 		reap(h);
 		run_ready(h);
-		if (h->out.len > 0)
-			(void) send_all(h->fd, h->out.p, h->out.len);
-		h->out.len = 0;
+		send_events(h);
 	}
 }
 

@@ -21,7 +21,8 @@
  *
  * A request may be chained behind a running attempt of the same caller
  * (sr_spawn_req.after): the helper starts it the moment that attempt is
- * reaped, so a slot's next file does not wait for the agent to hear of
+ * reaped (in a lane, the lane's init does, the moment its namespace is
+ * empty), so a slot's next file does not wait for the agent to hear of
  * the last one's end and answer.
  *
  * Ownership: the handle belongs to one thread (the agent's); requests are

@@ -457,6 +457,92 @@ test_killing_a_handed_request_the_init_started(void **state)
 	sr_spawner_stop(s);
 }
 
+/* Two deep in a lane: the init takes the first chained request over,
+ * and the one behind it is handed on and follows in turn. */
+static void
+test_two_deep_in_a_lane(void **state)
+{
+	struct sr_spawner *s = start(state);
+	char buf[64];
+	int st;
+
+	unlink(logpath);
+	spawn_sh(s, 220, 1, "sleep 0.2");
+	chain_sh(s, 221, 220, 1, -1, "echo b >> order");
+	chain_sh(s, 222, 221, 1, -1, "echo c >> order; exit 3");
+	expect_exit(s, 220, &st);
+	expect_exit(s, 221, &st);
+	assert_int_equal(WEXITSTATUS(st), 0);
+	expect_exit(s, 222, &st);
+	assert_int_equal(WEXITSTATUS(st), 3);
+	expect_no_event(s);
+	{
+		FILE *f = fopen(in_dir("order"), "r");
+		size_t n;
+
+		assert_non_null(f);
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		buf[n] = 0;
+		fclose(f);
+	}
+	assert_string_equal(buf, "b\nc\n");
+	unlink(in_dir("order"));
+	sr_spawner_stop(s);
+}
+
+/* SIGKILL for an attempt that has just ended, read by the helper before
+ * the report that says its lane's init started the next one: the next
+ * one is spared (and runs once). The helper is held up by a burst of
+ * other requests while the first attempt ends, so that the kill is read
+ * in a turn that began before the report came. */
+static void
+test_a_kill_for_an_ended_attempt_spares_the_next(void **state)
+{
+	struct sr_spawner *s = start(state);
+	const int burst = 60; /* frames the channel holds while stopped */
+	struct sr_spawn_ev ev;
+	bool a_seen = false;
+	int st_b = -1;
+	int n = 0;
+
+	unlink(in_dir("count"));
+	spawn_sh(s, 230, 1, "sleep 0.3");
+	chain_sh(s, 231, 230, 1, -1, "echo x >> count; sleep 0.3");
+	usleep(100000);
+	assert_int_equal(kill(sr_spawner_pid(s), SIGSTOP), 0);
+	for (int i = 0; i < burst; i++)
+		spawn_sh(s, 1000 + (uint64_t) i, 0, "exit 0");
+	assert_int_equal(sr_spawner_kill(s, 230, SIGKILL), 0);
+	usleep(170000); /* the burst still runs when 230 ends */
+	assert_int_equal(kill(sr_spawner_pid(s), SIGCONT), 0);
+	while (n < burst + 2 && next_spawner_event(s, &ev, 20000)) {
+		assert_int_equal(ev.type, SR_SPAWN_EXITED);
+		if (ev.id == 230)
+			a_seen = true;
+		if (ev.id == 231)
+			st_b = ev.status;
+		n++;
+	}
+	assert_int_equal(n, burst + 2);
+	assert_true(a_seen);
+	assert_true(WIFEXITED(st_b));
+	assert_int_equal(WEXITSTATUS(st_b), 0);
+	{
+		FILE *f = fopen(in_dir("count"), "r");
+		char line[16];
+		int lines = 0;
+
+		assert_non_null(f);
+		while (fgets(line, sizeof(line), f) != NULL)
+			lines++;
+		fclose(f);
+		assert_int_equal(lines, 1);
+	}
+	unlink(in_dir("count"));
+	expect_no_event(s);
+	sr_spawner_stop(s);
+}
+
 static int
 setup(void **state)
 {
@@ -495,6 +581,8 @@ main(void)
 	    BOTH(test_killing_a_chained_request_drops_it),
 	    BOTH(test_a_lane_starts_its_handed_request_itself),
 	    BOTH(test_killing_a_handed_request_the_init_started),
+	    BOTH(test_two_deep_in_a_lane),
+	    BOTH(test_a_kill_for_an_ended_attempt_spares_the_next),
 	};
 
 	return (cmocka_run_group_tests(tests, setup, teardown));
