@@ -76,8 +76,9 @@ struct sr_slot_run {
 };
 
 /* An assignment waiting for its slot (the coordinator prefetches short
- * units so a slot never idles through a round trip). */
-#define SR_SLOT_QUEUE 4
+ * units so a slot never idles through a round trip: up to five behind
+ * the running one). One more is declined. */
+#define SR_SLOT_QUEUE 8
 
 struct sr_slot_next {
 	uint8_t *packed; /* Shardrun__Assignment */

@@ -67,9 +67,11 @@ struct arec {
 };
 
 /* Units estimated shorter than this may be queued behind a running one;
- * two of them behind one shorter than PREFETCH_DEEP_S. */
+ * three of them behind one shorter than PREFETCH_DEEP_S, five behind one
+ * shorter than PREFETCH_TINY_S (where the agent chains files). */
 #define PREFETCH_S      0.5
 #define PREFETCH_DEEP_S 0.05
+#define PREFETCH_TINY_S 0.01
 
 /*
  * Speculation (--speculate on): a slot with nothing left to take starts a

@@ -372,15 +372,19 @@ wants_more(const struct coord *c, const struct arec *a, unsigned s)
 		return (false);
 	deep =
 	    a->chains && cur->weight < PREFETCH_DEEP_S && !sr_unit_bundle(cur);
-	return (a->depth[s] < (deep ? 4u : 2u));
+	if (!deep)
+		return (a->depth[s] < 2u);
+	return (a->depth[s] < (cur->weight < PREFETCH_TINY_S ? 6u : 4u));
 }
 
 /*
  * Short units: keep one more queued behind a busy slot's short unit, so
- * the slot does not idle through a round trip after every file; two more
+ * the slot does not idle through a round trip after every file; three
  * behind units shorter than such a round trip, so that the agent can
- * chain each file behind the one before it (agent/slot.h). Only while
- * plenty of work is left, so the end of the run stays dynamic.
+ * chain each file behind the one before it (agent/slot.h); five behind
+ * units of a few milliseconds, so that the agent can hold their results
+ * for a few files and send them together (agent.c, hold_results). Only
+ * while plenty of work is left, so the end of the run stays dynamic.
  */
 static void
 prefetch(struct coord *c, struct arec *a, struct pick *pk)
