@@ -33,6 +33,7 @@ sr_ag_send_hello(struct agent *a, struct session *s)
 	h.profile = (char *) a->cfg->profile->name;
 	h.pid = (uint32_t) getpid();
 	h.forkserver_off = !a->cfg->forkserver;
+	h.queue = SR_SLOT_QUEUE;
 	e.body_case = SHARDRUN__ENVELOPE__BODY_HELLO;
 	e.hello = &h;
 	(void) sr_ag_send(a, s, &e);

@@ -46,6 +46,7 @@ struct arec {
 	bool chains;    /* it starts files plainly, so chains them (no fork
 	                   servers): short units are worth queueing deeper */
 	bool draining;  /* takes nothing until idle (for an exclusive) */
+	unsigned queue; /* units a slot holds queued behind its running one */
 	uint8_t *depth; /* per slot: units assigned and not done */
 	uint32_t *last; /* per slot: the unit assigned last */
 	/* Affinity (above), where fork servers keep configurations and the

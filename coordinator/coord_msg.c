@@ -132,6 +132,7 @@ on_hello(struct coord *c, struct arec *a, const Shardrun__Envelope *env)
 	     (a->waited = calloc(h->slots, sizeof(*a->waited))) == NULL))
 		return;
 	a->slots = h->slots;
+	a->queue = h->queue > 0 ? h->queue : 3;
 	a->chains = !(c->cfg->forkserver && !h->forkserver_off &&
 	              strcmp(c->cfg->profile->name, "pytest") == 0);
 	a->hello = true;

@@ -374,7 +374,8 @@ wants_more(const struct coord *c, const struct arec *a, unsigned s)
 	    a->chains && cur->weight < PREFETCH_DEEP_S && !sr_unit_bundle(cur);
 	if (!deep)
 		return (a->depth[s] < 2u);
-	return (a->depth[s] < (cur->weight < PREFETCH_TINY_S ? 6u : 4u));
+	return (a->depth[s] < (cur->weight < PREFETCH_TINY_S ? 6u : 4u) &&
+	        a->depth[s] <= a->queue);
 }
 
 /*
