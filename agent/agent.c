@@ -35,7 +35,7 @@ extern char **environ;
 /* Results may wait in the outbox up to RESULT_HOLD_S while every slot has
  * at least RESULT_HOLD_QUEUED units queued (see hold_results). */
 #define RESULT_HOLD_S      0.01
-#define RESULT_HOLD_QUEUED 2u
+#define RESULT_HOLD_QUEUED 1u
 
 int
 sr_ag_send(struct agent *a, struct session *s, Shardrun__Envelope *e)

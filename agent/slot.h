@@ -76,7 +76,7 @@ struct sr_slot_run {
 };
 
 /* An assignment waiting for its slot (the coordinator prefetches short
- * units so a slot never idles through a round trip: up to five behind
+ * units so a slot never idles through a round trip: up to seven behind
  * the running one). One more is declined. Said in Hello.queue. */
 #define SR_SLOT_QUEUE 8
 

@@ -68,7 +68,7 @@ struct arec {
 };
 
 /* Units estimated shorter than this may be queued behind a running one;
- * three of them behind one shorter than PREFETCH_DEEP_S, five behind one
+ * three of them behind one shorter than PREFETCH_DEEP_S, seven behind one
  * shorter than PREFETCH_TINY_S (where the agent chains files). */
 #define PREFETCH_S      0.5
 #define PREFETCH_DEEP_S 0.05

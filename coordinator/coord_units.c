@@ -374,7 +374,7 @@ wants_more(const struct coord *c, const struct arec *a, unsigned s)
 	    a->chains && cur->weight < PREFETCH_DEEP_S && !sr_unit_bundle(cur);
 	if (!deep)
 		return (a->depth[s] < 2u);
-	return (a->depth[s] < (cur->weight < PREFETCH_TINY_S ? 6u : 4u) &&
+	return (a->depth[s] < (cur->weight < PREFETCH_TINY_S ? 8u : 4u) &&
 	        a->depth[s] <= a->queue);
 }
 
@@ -382,7 +382,7 @@ wants_more(const struct coord *c, const struct arec *a, unsigned s)
  * Short units: keep one more queued behind a busy slot's short unit, so
  * the slot does not idle through a round trip after every file; three
  * behind units shorter than such a round trip, so that the agent can
- * chain each file behind the one before it (agent/slot.h); five behind
+ * chain each file behind the one before it (agent/slot.h); seven behind
  * units of a few milliseconds, so that the agent can hold their results
  * for a few files and send them together (agent.c, hold_results). Only
  * while plenty of work is left, so the end of the run stays dynamic.
