@@ -13,10 +13,14 @@
             loopback TCP, all heartbeating: the coordinator's CPU over 10 s
             (bench/simagents.c)
 
-  micro.py [--quick] [--repeat N] [--build DIR] [--markdown FILE]
+  micro.py [--quick] [--repeat N] [--build DIR] [--against DIR]
+           [--markdown FILE]
 
 --quick runs small sizes only, to check that everything works (CI).
 --repeat N takes the median of N interleaved runs per overhead row (3).
+--against DIR also runs another build's binaries (another revision, built
+in DIR) in the overhead rows, interleaved with this one's, and gives its
+ratio beside.
 """
 import argparse
 import json
@@ -98,7 +102,7 @@ def shardrun_rate(build, work, lanes, count, pidns, agent):
     return count / (time.monotonic() - t0)
 
 
-def overhead(build, quick, repeat=3):
+def overhead(build, quick, repeat=3, against=None):
     count, reps = (300, 1) if quick else (3000, repeat)
     work = tempfile.mkdtemp(prefix="sr-micro-")
     try:
@@ -115,17 +119,22 @@ def overhead(build, quick, repeat=3):
         for lanes in (1, 2):
             for pidns in (True, False):
                 for agent in (False, True):
-                    raw, ours = [], []
+                    raw, ours, theirs = [], [], []
                     for _ in range(reps):  # interleaved: raw, then ours
                         raw.append(spawn_rate(build, lanes, count, work))
                         ours.append(shardrun_rate(build, work, lanes, count,
                                                   pidns, agent))
+                        if against:
+                            theirs.append(shardrun_rate(
+                                against, work, lanes, count, pidns, agent))
                     r, o = statistics.median(raw), statistics.median(ours)
                     rows.append((lanes, "%s, %s" % (
                         "agent over TCP" if agent else "local",
                         "PID namespace" if pidns else "process group"),
-                        r, o, o / r))
-        return {"files": count, "repeat": reps, "rows": rows}
+                        r, o, o / r,
+                        statistics.median(theirs) / r if against else None))
+        return {"files": count, "repeat": reps, "rows": rows,
+                "against": against}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -181,10 +190,14 @@ def markdown(res):
     lines = ["### Per-file overhead (/bin/true, %d files, median of %d)" % (
              o["files"], o["repeat"]), "",
              "| lanes | shardrun | raw posix_spawn files/s | shardrun "
-             "files/s | ratio |", "| ---: | --- | ---: | ---: | ---: |"]
-    for lanes, name, raw, ours, ratio in o["rows"]:
+             "files/s | ratio |" + (" --against ratio |" if o["against"]
+                                    else ""),
+             "| ---: | --- | ---: | ---: | ---: |" +
+             (" ---: |" if o["against"] else "")]
+    for lanes, name, raw, ours, ratio, theirs in o["rows"]:
         lines.append("| %d | %s | %.0f | %.0f | %.2f |" % (
-            lanes, name, raw, ours, ratio))
+            lanes, name, raw, ours, ratio) +
+            (" %.2f |" % theirs if theirs is not None else ""))
     p = res["plan"]
     lines += ["", "### Planning %d files (%d slots)" % (p["files"],
                                                          p["slots"]), "",
@@ -209,10 +222,12 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--against")
     ap.add_argument("--markdown")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
-    res = {"overhead": overhead(build, args.quick, args.repeat),
+    against = os.path.abspath(args.against) if args.against else None
+    res = {"overhead": overhead(build, args.quick, args.repeat, against),
            "plan": plan(build, args.quick),
            "agents": agents(build, args.quick)}
     text = markdown(res)
