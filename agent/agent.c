@@ -541,11 +541,10 @@ hold_results(struct agent *a, double now, int max_ms)
 static void
 loop(struct agent *a)
 {
-	int timeout = 20;
-
 	unsigned n = a->cfg->slots;
 	struct pollfd *pfd = calloc(3 + n, sizeof(*pfd));
 	int fds[2];
+	int timeout = 20; /* ms; shorter while Results are held */
 
 	if (pfd == NULL) {
 		a->status = SR_ENOMEM;
