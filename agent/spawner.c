@@ -7,7 +7,8 @@
  * The helper is single-threaded: poll() on the channel, a signalfd for
  * SIGCHLD and each lane's socket. A lane's init (PID namespace mode) is a
  * long-lived clone of the helper that takes the same SPAWN and KILL frames
- * on its socket and answers each SPAWN with one struct lane_report.
+ * on its socket and answers each SPAWN with one struct lane_report; the
+ * code that runs in the namespaces is in spawner_ns.c.
  * A SPAWN may be chained behind an attempt (spawner.h): the helper keeps
  * it and starts it in the loop turn that reaps that attempt, unless the
  * attempt's exit code is one the caller retries. Behind an attempt in a
@@ -20,9 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,19 +33,10 @@
 #include <unistd.h>
 
 #include "spawner.h"
+#include "spawner_int.h"
 #include "sr/err.h"
 #include "sr/log.h"
 #include "sr/util.h"
-
-enum {
-	MSG_SPAWN = 1,
-	MSG_KILL = 2,
-	MSG_SWEEP = 3,
-	MSG_EXITED = 4,
-	MSG_DROPPED = 5,
-};
-
-#define MAX_MSG (8u * 1024u * 1024u)
 
 struct sr_spawner {
 	int fd;
@@ -158,19 +148,6 @@ struct lane {
 	uint64_t id; /* the attempt running in it */
 };
 
-/* What a lane's init reports per attempt: the main process's wait status
- * and peak RSS (its own and its reaped descendants'), or err when it could
- * not be started; and whether it took over the request handed to it
- * (lane_hand), started then: that one's own report follows. */
-struct lane_report {
-	int32_t status;
-	int32_t err;
-	int64_t rss_kb;
-	int32_t taken;
-	int32_t pad;
-	double next_started;
-};
-
 /* A SPAWN chained behind another attempt (running, or chained itself),
  * waiting for its end. */
 struct chained {
@@ -204,478 +181,12 @@ struct helper {
 	struct sr_buf out; /* events of this loop turn, sent at its end */
 };
 
-/* A parsed SPAWN: the strings point into its payload, which must outlive
- * it; ptrs (owned) holds argv and envp, each NULL-terminated. */
-struct spawn_args {
-	char **ptrs;
-	char *cwd;
-	char *log;
-	char **argv;
-	char **envp;
-	int statusfd; /* ns mode: write end */
-};
-
-static int
-do_posix_spawn(const struct spawn_args *a, pid_t *pid)
-{
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
-	sigset_t all;
-	sigset_t none;
-	int rv;
-
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&at);
-	/* Reset only what the helper changed (sigdefault costs a sigaction
-	 * per signal in the child): ignored SIGINT and SIGPIPE, and the
-	 * blocked signals, which the empty mask releases. */
-	sigemptyset(&all);
-	sigaddset(&all, SIGINT);
-	sigaddset(&all, SIGPIPE);
-	sigaddset(&all, SIGTERM);
-	sigaddset(&all, SIGHUP);
-	sigaddset(&all, SIGCHLD);
-	sigemptyset(&none);
-	posix_spawnattr_setsigdefault(&at, &all);
-	posix_spawnattr_setsigmask(&at, &none);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID |
-	                                  POSIX_SPAWN_SETSIGDEF |
-	                                  POSIX_SPAWN_SETSIGMASK);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(
-	    &fa, 1, a->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
-	posix_spawn_file_actions_adddup2(&fa, 1, 2);
-	posix_spawn_file_actions_addchdir_np(&fa, a->cwd);
-	rv = posix_spawnp(pid, a->argv[0], &fa, &at, a->argv, a->envp);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&at);
-	return (rv);
-}
-
-/* A SPAWN payload: u64 id, u32 lane, u64 after, the 32-byte hold mask,
- * then NUL-separated strings: cwd, log, argc (decimal), argv..., envc,
- * envp... */
-struct spawn_hdr {
-	uint64_t id;
-	uint32_t lane;
-	uint64_t after;
-	uint8_t hold[32];
-};
-
-enum { HDR_ID = 1, HDR_LANE = 9, HDR_AFTER = 13, HDR_HOLD = 21 };
-#define SPAWN_HDR (HDR_HOLD + 32)
-
-static int
-parse_hdr(const uint8_t *p, size_t len, struct spawn_hdr *h)
-{
-	if (len < SPAWN_HDR)
-		return (SR_EPROTO);
-	memcpy(&h->id, p + HDR_ID, 8);
-	memcpy(&h->lane, p + HDR_LANE, 4);
-	memcpy(&h->after, p + HDR_AFTER, 8);
-	memcpy(h->hold, p + HDR_HOLD, 32);
-	return (0);
-}
-
 /* A chained SPAWN made plain, to start now: a lane's init starts only
  * plain ones (a chained one there is a late handover, lane_init). */
 static void
 unchain(uint8_t *p)
 {
 	memset(p + HDR_AFTER, 0, 8);
-}
-
-static int
-parse_spawn(const uint8_t *p, size_t len, struct spawn_hdr *h,
-            struct spawn_args *a)
-{
-	char *s;
-	char *end = (char *) p + len;
-	char **v;
-	size_t n = 0;
-	size_t argc;
-
-	if (parse_hdr(p, len, h) != 0)
-		return (SR_EPROTO);
-	for (s = (char *) p + SPAWN_HDR; s < end; s += strlen(s) + 1, n++)
-		if (memchr(s, 0, (size_t) (end - s)) == NULL)
-			return (SR_EPROTO); /* a string runs off the end */
-	if (n < 4 || (v = malloc((n + 1) * sizeof(*v))) == NULL)
-		return (SR_EPROTO);
-	n = 0;
-	for (s = (char *) p + SPAWN_HDR; s < end; s += strlen(s) + 1)
-		v[n++] = s;
-	v[n] = NULL; /* terminates envp */
-	if ((argc = strtoul(v[2], NULL, 10)) == 0 || n < 4 + argc ||
-	    strtoul(v[3 + argc], NULL, 10) + 4 + argc != n) {
-		free(v);
-		return (SR_EPROTO);
-	}
-	a->ptrs = v;
-	a->cwd = v[0];
-	a->log = v[1];
-	a->argv = v + 3;
-	v[3 + argc] = NULL; /* terminates argv */
-	a->envp = v + 4 + argc;
-	a->statusfd = -1;
-	return (0);
-}
-
-static void
-free_spawn(struct spawn_args *a)
-{
-	free(a->ptrs);
-}
-
-static void
-init_forward(int sig)
-{
-	/* PID 1 of the attempt's namespace: pass the signal to everyone. */
-	kill(-1, sig);
-}
-
-/* Close every descriptor above 2 but fd. */
-static void
-keep_only(int fd)
-{
-	if (fd > 3)
-		close_range(3, (unsigned) fd - 1, 0);
-	close_range((unsigned) fd + 1, ~0U, 0);
-}
-
-/* First steps of a namespace's init: die with the helper, keep only its
- * own descriptor (not the helper's channel, its signalfd or other
- * attempts' channels), forward the signals that end an attempt. */
-static void
-become_init(int keep)
-{
-	struct sigaction sa;
-	sigset_t none;
-
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	keep_only(keep);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = init_forward;
-	sa.sa_flags = SA_RESTART;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	/* The helper blocks SIGTERM and friends (it reads them from a
-	 * signalfd); the init must receive them to forward them. */
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-}
-
-/* Reap children until the main process ends; its wait status. */
-static int
-wait_main(pid_t main_pid, int *status)
-{
-	pid_t w;
-
-	while ((w = waitpid(-1, status, 0)) != main_pid)
-		if (w < 0 && errno != EINTR)
-			return (errno);
-	return (0);
-}
-
-/* The init of a namespace for one attempt (no lane): start the attempt,
- * reap everything, report the main process's status, exit (the kernel then
- * kills the rest). */
-static int
-ns_init(void *arg)
-{
-	struct spawn_args *a = arg;
-	pid_t main_pid;
-	int report[2] = {0, 0};
-
-	become_init(a->statusfd);
-	report[1] = do_posix_spawn(a, &main_pid);
-	if (report[1] != 0) {
-		(void) !write(a->statusfd, report, sizeof(report));
-		_exit(127);
-	}
-	if (wait_main(main_pid, &report[0]) != 0)
-		_exit(126);
-	(void) !write(a->statusfd, report, sizeof(report));
-	_exit(0);
-}
-
-static char ns_stack[256 * 1024] __attribute__((aligned(16)));
-
-static pid_t
-spawn_in_ns(struct spawn_args *a, int *statusfd)
-{
-	int p[2];
-	pid_t pid;
-
-	if (pipe2(p, O_CLOEXEC) != 0)
-		return (-1);
-	a->statusfd = p[1];
-	pid = clone(ns_init, ns_stack + sizeof(ns_stack),
-	            CLONE_NEWPID | SIGCHLD, a);
-	close(p[1]);
-	if (pid < 0) {
-		close(p[0]);
-		return (-1);
-	}
-	*statusfd = p[0];
-	return (pid);
-}
-
-static bool
-probe_pidns(void)
-{
-	struct spawn_args a = {0};
-	char *argv[] = {"true", NULL};
-	char *envp[] = {"PATH=/usr/bin:/bin", NULL};
-	int fd;
-	int st;
-	pid_t pid;
-
-	a.cwd = "/";
-	a.log = "/dev/null";
-	a.argv = argv;
-	a.envp = envp;
-	if ((pid = spawn_in_ns(&a, &fd)) < 0)
-		return (false);
-	waitpid(pid, &st, 0);
-	close(fd);
-	return (WIFEXITED(st) && WEXITSTATUS(st) == 0);
-}
-
-/* ---- lanes: a namespace kept for one slot's attempts ---- */
-
-/* The chain's rule, on the wait status of the attempt it followed. */
-static bool
-held(const uint8_t hold[32], int status, int err)
-{
-	int code = WEXITSTATUS(status);
-
-	return (err == 0 && WIFEXITED(status) &&
-	        (hold[code / 8] & (1u << (code % 8))) != 0);
-}
-
-static bool
-read_full(int fd, void *p, size_t n)
-{
-	char *c = p;
-
-	while (n > 0) {
-		ssize_t r = read(fd, c, n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return (false);
-		c += r;
-		n -= (size_t) r;
-	}
-	return (true);
-}
-
-/* Kill and reap every process of the namespace but its init. The kill is
- * repeated before each wait, so a process forked while the last one was
- * delivered cannot hold the wait forever. */
-static void
-empty_namespace(void)
-{
-	for (;;) {
-		kill(-1, SIGKILL);
-		if (waitpid(-1, NULL, 0) < 0 && errno == ECHILD)
-			return;
-	}
-}
-
-/* A frame from the helper (malloc'd); false when the helper is gone. */
-static bool
-read_frame(int fd, uint8_t **p, uint32_t *len)
-{
-	if (!read_full(fd, len, sizeof(*len)) || *len > MAX_MSG ||
-	    (*p = malloc(*len ? *len : 1)) == NULL)
-		return (false);
-	if (read_full(fd, *p, *len))
-		return (true);
-	free(*p);
-	return (false);
-}
-
-/* Reap what has ended; true once the main process has, with its report. */
-static bool
-lane_reap(pid_t main_pid, struct lane_report *r)
-{
-	struct rusage ru;
-	int status;
-	pid_t w;
-
-	while ((w = wait4(-1, &status, WNOHANG, &ru)) > 0)
-		if (w == main_pid) {
-			r->status = status;
-			r->rss_kb = ru.ru_maxrss;
-			return (true);
-		}
-	return (false);
-}
-
-/* A request handed to a lane's init (lane_hand): it starts when the
- * running attempt ends, unless held by its exit code or killed first. */
-struct lane_next {
-	uint8_t *p; /* the SPAWN payload, owned; NULL: none */
-	uint32_t len;
-	uint64_t id;
-	uint8_t hold[32];
-};
-
-/* A request while attempt id runs, or just after: a signal for it (KILL
- * frames name their attempt, so one meant for an attempt already over is
- * ignored), the request to start next, or a KILL for that one. */
-static void
-lane_request(int fd, uint64_t id, struct lane_next *next)
-{
-	struct spawn_hdr hd;
-	uint8_t *p;
-	uint32_t len;
-	uint64_t kid;
-	int32_t sig;
-
-	if (!read_frame(fd, &p, &len))
-		_exit(0); /* the helper is gone */
-	if (len == 1 + sizeof(kid) + sizeof(sig) && p[0] == MSG_KILL) {
-		memcpy(&kid, p + 1, sizeof(kid));
-		memcpy(&sig, p + 1 + sizeof(kid), sizeof(sig));
-		if (kid == id)
-			kill(-1, sig);
-		if (next->p != NULL && kid == next->id) {
-			free(next->p);
-			next->p = NULL;
-		}
-	} else if (len > 0 && p[0] == MSG_SPAWN && next->p == NULL &&
-	           parse_hdr(p, len, &hd) == 0 && hd.after == id) {
-		*next = (struct lane_next){p, len, hd.id, {0}};
-		memcpy(next->hold, hd.hold, sizeof(next->hold));
-		return;
-	}
-	free(p);
-}
-
-/* Start an attempt from its SPAWN payload: its main process, or -1 with
- * r->err set. */
-static pid_t
-lane_begin(const uint8_t *p, size_t len, uint64_t *id, struct lane_report *r)
-{
-	struct spawn_args a;
-	struct spawn_hdr hd;
-	pid_t main_pid = -1;
-
-	memset(r, 0, sizeof(*r));
-	if (parse_spawn(p, len, &hd, &a) != 0) {
-		r->err = EINVAL;
-		*id = len >= SPAWN_HDR ? hd.id : 0;
-		return (-1);
-	}
-	*id = hd.id;
-	r->err = do_posix_spawn(&a, &main_pid);
-	free_spawn(&a);
-	return (r->err == 0 ? main_pid : -1);
-}
-
-/* Reap what ends and pass on the helper's requests until the attempt's
- * main process ends. */
-static void
-lane_watch(int fd, int sigfd, pid_t main_pid, uint64_t id,
-           struct lane_report *r, struct lane_next *next)
-{
-	struct signalfd_siginfo si;
-
-	for (;;) {
-		struct pollfd pf[2] = {{fd, POLLIN, 0}, {sigfd, POLLIN, 0}};
-
-		if (poll(pf, 2, -1) < 0)
-			continue;
-		while (read(sigfd, &si, sizeof(si)) == sizeof(si))
-			;
-		if (lane_reap(main_pid, r))
-			return;
-		if (pf[0].revents & (POLLIN | POLLHUP | POLLERR))
-			lane_request(fd, id, next);
-	}
-}
-
-/* The attempt is over and its namespace empty: take what the helper sent
- * meanwhile. Whether the request handed over (next) follows it: not when
- * the attempt's exit code holds it. The report says so before the init
- * starts it, so an init that dies in between never ran it unannounced. */
-static bool
-lane_follow(int fd, uint64_t id, struct lane_next *next, struct lane_report *r)
-{
-	struct pollfd pf = {fd, POLLIN, 0};
-
-	while (poll(&pf, 1, 0) > 0)
-		lane_request(fd, id, next);
-	if (next->p != NULL && held(next->hold, r->status, r->err)) {
-		free(next->p);
-		next->p = NULL;
-	}
-	if (next->p == NULL)
-		return (false);
-	r->taken = 1;
-	r->next_started = sr_now();
-	return (true);
-}
-
-/* One attempt after another from a plain SPAWN: each followed by an
- * empty namespace, its report, and the request handed over for it if
- * any. */
-static void
-lane_attempts(int fd, int sigfd, const uint8_t *p, size_t len)
-{
-	struct lane_report r;
-	uint64_t id;
-	pid_t pid = lane_begin(p, len, &id, &r);
-
-	for (;;) {
-		struct lane_next next = {0};
-		bool take;
-
-		if (pid > 0)
-			lane_watch(fd, sigfd, pid, id, &r, &next);
-		empty_namespace();
-		take = lane_follow(fd, id, &next, &r);
-		if (write(fd, &r, sizeof(r)) != (ssize_t) sizeof(r))
-			_exit(0);
-		if (!take)
-			return;
-		pid = lane_begin(next.p, next.len, &id, &r);
-		free(next.p);
-	}
-}
-
-/* A lane's init: attempts one at a time, each followed by an empty
- * namespace; ends when the helper closes the channel. A SPAWN still
- * chained (handed over too late to follow its attempt) is not started:
- * the helper sends it again, plain. */
-static int
-lane_init(void *arg)
-{
-	int fd = *(int *) arg;
-	struct spawn_hdr hd;
-	sigset_t chld;
-	uint8_t *p;
-	uint32_t len;
-	int sigfd;
-
-	become_init(fd);
-	sigemptyset(&chld);
-	sigaddset(&chld, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &chld, NULL);
-	if ((sigfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC)) < 0)
-		_exit(1);
-	while (read_frame(fd, &p, &len)) {
-		if (len > 0 && p[0] == MSG_SPAWN &&
-		    (parse_hdr(p, len, &hd) != 0 || hd.after == 0))
-			lane_attempts(fd, sigfd, p, len);
-		free(p); /* else a late KILL, or a late handed request */
-	}
-	_exit(0);
 }
 
 /* An event: u64 id, i32 wait status, i32 errno, i64 peak RSS, then the
@@ -773,7 +284,7 @@ emit_exit(struct helper *h, uint64_t id, int status, int err, long rss,
 	emit(h, MSG_EXITED, id, status, err, rss, started);
 	if ((c = chained_find(h, true, id)) == NULL)
 		return;
-	if (held(c->hold, status, err))
+	if (sp_held(c->hold, status, err))
 		chained_drop(h, c);
 	else
 		c->ready = true;
@@ -815,8 +326,7 @@ lane_start(struct lane *l)
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
 		return (SR_EIO);
-	pid = clone(lane_init, ns_stack + sizeof(ns_stack),
-	            CLONE_NEWPID | SIGCHLD, &sv[1]);
+	pid = sp_lane_clone(&sv[1]);
 	close(sv[1]);
 	if (pid < 0) {
 		close(sv[0]);
@@ -942,7 +452,7 @@ lane_over(struct helper *h, struct lane *l, const struct lane_report *r,
 	emit(h, MSG_EXITED, id, status, err, r ? (long) r->rss_kb : 0, started);
 	if (r != NULL && r->taken)
 		lane_take_over(h, l, c, r->next_started);
-	else if (c->killed || held(c->hold, status, err))
+	else if (c->killed || sp_held(c->hold, status, err))
 		chained_drop(h, c);
 	else
 		c->ready = true;
@@ -1019,23 +529,23 @@ start_attempt(struct helper *h, const uint8_t *p, size_t len)
 	int statusfd = -1;
 	int rv;
 
-	if (parse_spawn(p, len, &hd, &a) != 0) {
+	if (sp_parse_spawn(p, len, &hd, &a) != 0) {
 		if (len >= SPAWN_HDR) /* its id is known: say so */
 			emit_exit(h, hd.id, 0, EINVAL, 0, sr_now());
 		return;
 	}
 	id = hd.id;
 	if (h->pidns && hd.lane > 0 && lane_spawn(h, hd.lane, id, p, len)) {
-		free_spawn(&a);
+		sp_free_spawn(&a);
 		return;
 	}
 	if (h->pidns) {
-		pid = spawn_in_ns(&a, &statusfd);
+		pid = sp_spawn_in_ns(&a, &statusfd);
 		rv = pid < 0 ? errno : 0;
 	} else {
-		rv = do_posix_spawn(&a, &pid);
+		rv = sp_posix_spawn(&a, &pid);
 	}
-	free_spawn(&a);
+	sp_free_spawn(&a);
 	if (rv != 0 || track(h, id, pid, statusfd, 0) != 0)
 		emit_exit(h, id, 0, rv ? rv : ENOMEM, 0, sr_now());
 }
@@ -1088,7 +598,7 @@ on_spawn(struct helper *h, const uint8_t *p, size_t len)
 {
 	struct spawn_hdr hd;
 
-	if (parse_hdr(p, len, &hd) != 0)
+	if (sp_parse_hdr(p, len, &hd) != 0)
 		return;
 	if (hd.after != 0)
 		chain(h, &hd, p, len);
@@ -1431,7 +941,7 @@ helper_main(int fd)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	h.fd = fd;
 	h.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-	h.pidns = getenv("SHARDRUN_NO_PIDNS") == NULL && probe_pidns();
+	h.pidns = getenv("SHARDRUN_NO_PIDNS") == NULL && sp_probe_pidns();
 	sr_buf_init(&h.in);
 	sr_buf_init(&h.out);
 	(void) !write(fd, h.pidns ? "N" : "G", 1);
