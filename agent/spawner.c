@@ -5,10 +5,10 @@
  * payload[0] is the type. Requests: SPAWN, KILL, SWEEP. Events: EXITED,
  * DROPPED (a chained SPAWN that never started).
  * The helper is single-threaded: poll() on the channel, a signalfd for
- * SIGCHLD and each lane's socket. A lane's init (PID namespace mode) is a
- * long-lived clone of the helper that takes the same SPAWN and KILL frames
- * on its socket and answers each SPAWN with one struct lane_report; the
- * code that runs in the namespaces is in spawner_ns.c.
+ * SIGCHLD and each lane's socket. A lane (a namespace's init, or a plain
+ * process with process groups) is a long-lived clone of the helper that
+ * takes the same SPAWN and KILL frames on its socket and answers each
+ * SPAWN with one struct lane_report; its code is in spawner_ns.c.
  * A SPAWN may be chained behind an attempt (spawner.h): the helper keeps
  * it and starts it in the loop turn that reaps that attempt, unless the
  * attempt's exit code is one the caller retries. Behind an attempt in a
@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -138,9 +139,14 @@ struct attempt {
  * at a time, and when the attempt's main process ends it kills and reaps
  * everything else in the namespace before reporting, so the next attempt
  * starts in an empty namespace - the isolation of a namespace per attempt
- * without creating one (and forking the helper) every time. */
+ * without creating one (and forking the helper) every time. With process
+ * groups a lane is a plain process that kills each attempt's group when
+ * its main process ends. Either way a slot's attempts follow each other
+ * without the helper (the one process every other lane waits on). */
 struct lane {
-	pid_t pid;   /* its init; 0: none yet, or reaped */
+	pid_t pid;   /* its init (or process); 0: none yet, or reaped */
+	pid_t *main; /* process groups: the running attempt's pid, written by
+	              * the lane (a shared page, owned; NULL with namespaces) */
 	int fd;      /* the helper's end of the init's socket; -1 once the
 	              * init hung up. Closed by lane_hangup or lane_died. */
 	bool busy;   /* an attempt runs: one report (or the init's death) due */
@@ -318,18 +324,44 @@ untrack(struct helper *h, uint64_t id)
 	return (sr_now());
 }
 
+/* Process groups: the page a lane writes its running attempt's pid to. */
 static int
-lane_start(struct lane *l)
+lane_map(struct lane *l)
+{
+	void *p = mmap(NULL, sizeof(*l->main), PROT_READ | PROT_WRITE,
+	               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return (SR_ENOMEM);
+	l->main = p;
+	return (0);
+}
+
+static void
+lane_unmap(struct lane *l)
+{
+	if (l->main != NULL)
+		munmap(l->main, sizeof(*l->main));
+	l->main = NULL;
+}
+
+static int
+lane_start(struct lane *l, bool pidns)
 {
 	int sv[2];
 	pid_t pid;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+	if (!pidns && lane_map(l) != 0)
+		return (SR_ENOMEM);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+		lane_unmap(l);
 		return (SR_EIO);
-	pid = sp_lane_clone(&sv[1]);
+	}
+	pid = sp_lane_clone(sv[1], pidns, l->main);
 	close(sv[1]);
 	if (pid < 0) {
 		close(sv[0]);
+		lane_unmap(l);
 		return (SR_EIO);
 	}
 	fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
@@ -353,7 +385,7 @@ lane_get(struct helper *h, unsigned n)
 		h->lanes[h->nlanes++].fd = -1;
 	}
 	l = &h->lanes[n - 1];
-	if (l->pid == 0 && lane_start(l) != 0)
+	if (l->pid == 0 && lane_start(l, h->pidns) != 0)
 		return (NULL);
 	return (l);
 }
@@ -487,15 +519,31 @@ lane_hangup(struct helper *h, struct lane *l)
 	l->fd = -1;
 }
 
+/* A lane without a namespace died: its attempt, now the helper's orphan
+ * if it still runs, is killed with its group. */
+static void
+lane_orphan_kill(struct lane *l)
+{
+	pid_t pid = l->main ? __atomic_load_n(l->main, __ATOMIC_ACQUIRE) : 0;
+
+	if (pid > 0) {
+		kill(-pid, SIGKILL);
+		kill(pid, SIGKILL);
+	}
+	lane_unmap(l);
+}
+
 /* The lane's init is reaped (killed to end its attempt, or failed): the
- * kernel has emptied its namespace. A report written before it died
- * still counts; else a killed init's signal is the attempt's, and an init
- * that exited by itself is an error of ours, never the attempt's exit
- * code. The peak RSS of a killed attempt is not known (0). */
+ * kernel has emptied its namespace (a lane without one: its attempt is
+ * killed here). A report written before it died still counts; else a
+ * killed init's signal is the attempt's, and an init that exited by
+ * itself is an error of ours, never the attempt's exit code. The peak RSS
+ * of a killed attempt is not known (0). */
 static void
 lane_died(struct helper *h, struct lane *l, int status)
 {
 	l->dying = true; /* reaped: nothing more is sent to it */
+	lane_orphan_kill(l);
 	while (lane_reported(h, l))
 		;
 	if (l->busy) {
@@ -535,7 +583,7 @@ start_attempt(struct helper *h, const uint8_t *p, size_t len)
 		return;
 	}
 	id = hd.id;
-	if (h->pidns && hd.lane > 0 && lane_spawn(h, hd.lane, id, p, len)) {
+	if (hd.lane > 0 && lane_spawn(h, hd.lane, id, p, len)) {
 		sp_free_spawn(&a);
 		return;
 	}
@@ -654,15 +702,17 @@ lane_tell(struct lane *l, const uint8_t *frame)
 /* A signal for a lane's attempt. SIGKILL kills the init and so the
  * namespace - unless a request is handed to the init: the init may have
  * started it already (its report not read yet), so the frame goes, and
- * the init kills only what the frame names. A frame that cannot be sent
- * kills the init. */
+ * the init kills only what the frame names. A lane without a namespace
+ * always gets the frame and signals the attempt's group. A frame that
+ * cannot be sent kills the lane. */
 static void
 lane_signal(struct helper *h, struct lane *l, const uint8_t *frame, int sig)
 {
 	struct chained *c = chained_find(h, true, l->id);
 	bool followed = c != NULL && c->handed;
 
-	if ((sig == SIGKILL && !followed) || lane_tell(l, frame) != 0)
+	if ((sig == SIGKILL && !followed && h->pidns) ||
+	    lane_tell(l, frame) != 0)
 		lane_kill(l);
 }
 

@@ -12,18 +12,23 @@
  * Where the kernel allows it (root, or CAP_SYS_ADMIN), each attempt runs
  * under a tiny init of ours as PID 1 of a PID namespace: when the attempt's
  * main process exits, everything left in the namespace is killed, double-
- * forked daemons included, before its exit is reported. A lane's namespace
- * and init (sr_spawn_req.lane) serve its attempts one after another; other
- * attempts get a namespace of their own, whose init exits with them. Inits
- * die with the spawner (PR_SET_PDEATHSIG). Elsewhere an attempt is its
- * process group: killed after every attempt, and escaped orphans (reparented
- * to the spawner) are killed by sr_spawner_sweep() and at exit.
+ * forked daemons included, before its exit is reported. Elsewhere an
+ * attempt is its process group: killed when its main process ends, and
+ * escaped orphans (reparented to the spawner) are killed by
+ * sr_spawner_sweep() and at exit.
+ *
+ * A lane (sr_spawn_req.lane, a slot) is a process of its own that starts
+ * the lane's attempts one after another: the init of a namespace it keeps
+ * for them, emptied between them, or with process groups a plain process.
+ * Other attempts get a namespace of their own, whose init exits with them,
+ * or are started by the helper. Lanes and inits die with the spawner
+ * (PR_SET_PDEATHSIG); a lane that dies takes its attempt with it.
  *
  * A request may be chained behind a running attempt of the same caller
  * (sr_spawn_req.after): the helper starts it the moment that attempt is
- * reaped (in a lane, the lane's init does, the moment its namespace is
- * empty), so a slot's next file does not wait for the agent to hear of
- * the last one's end and answer.
+ * reaped (in a lane, the lane does, the moment its namespace is empty or
+ * its process group killed), so a slot's next file does not wait for the
+ * agent to hear of the last one's end and answer.
  *
  * Ownership: the handle belongs to one thread (the agent's); requests are
  * asynchronous, and their results arrive as events on sr_spawner_fd().
@@ -55,9 +60,10 @@ struct sr_spawn_req {
 	const char *const *envp;
 	const char *cwd;
 	const char *log; /* stdout+stderr, created/truncated */
-	/* With PID namespaces: attempts of one lane (from 1; a slot) share a
-	 * namespace emptied between them, one at a time; 0, or a lane still
-	 * busy: a namespace of the attempt's own. */
+	/* Attempts of one lane (from 1; a slot) run one at a time in its
+	 * process (with PID namespaces: in a namespace emptied between them);
+	 * 0, or a lane still busy: started by the helper (in a namespace of
+	 * the attempt's own). */
 	unsigned lane;
 	/* Chained (not 0): start once attempt `after` (running, or chained
 	 * itself) has ended, at once, without a round trip through the
@@ -65,10 +71,10 @@ struct sr_spawn_req {
 	 * (the caller will try that attempt again first). A chained attempt
 	 * that does not start (held; `after` neither running nor chained when
 	 * the request came; killed while it waited; behind one dropped) gets
-	 * one SR_SPAWN_DROPPED event instead of EXITED. In a lane of PID
-	 * namespace mode the helper hands the request to the lane's init,
-	 * which starts it without waking the helper; one killed there is
-	 * dropped when `after` ends (its DROPPED follows after's EXITED). */
+	 * one SR_SPAWN_DROPPED event instead of EXITED. In a lane the helper
+	 * hands the request to the lane's process, which starts it without
+	 * waking the helper; one killed there is dropped when `after` ends
+	 * (its DROPPED follows after's EXITED). */
 	uint64_t after;
 	uint8_t hold[32]; /* bit c: exit code c holds the chain */
 };

@@ -1,8 +1,8 @@
 /*
  * spawner_int.h - what the spawner's helper (spawner.c) shares with the
- * processes it makes in PID namespaces (spawner_ns.c): the request types,
- * the SPAWN payload, a lane's report, and starting attempts. Private to
- * the spawner; callers use spawner.h.
+ * processes it clones (spawner_ns.c: namespace inits, lanes): the request
+ * types, the SPAWN payload, a lane's report, and starting attempts.
+ * Private to the spawner; callers use spawner.h.
  */
 #ifndef SR_SPAWNER_INT_H
 #define SR_SPAWNER_INT_H
@@ -77,8 +77,10 @@ bool sp_probe_pidns(void);
 /* The chain's rule, on the wait status of the attempt it followed:
  * whether its exit code is one of the hold mask's. */
 bool sp_held(const uint8_t hold[32], int status, int err);
-/* Start a lane's init in a new PID namespace; *fd is its end of the
- * helper's socket (the helper closes its copy). Its pid, or -1. */
-pid_t sp_lane_clone(int *fd);
+/* Start a lane: the init of a new PID namespace (pidns), or a plain
+ * process that writes its running attempt's pid to *main (a page shared
+ * with the helper; 0 between attempts). fd is its end of the helper's
+ * socket (the helper closes its copy). Its pid, or -1. */
+pid_t sp_lane_clone(int fd, bool pidns, pid_t *main);
 
 #endif /* SR_SPAWNER_INT_H */

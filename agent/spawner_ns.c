@@ -1,12 +1,14 @@
 /*
- * spawner_ns.c - what runs in the PID namespaces the spawner's helper
- * makes: the init of a namespace made for one attempt, and a lane's init,
- * which keeps one namespace for a slot's attempts one after another,
- * empties it between them, starts the request the helper handed it
- * (spawner.h, chained requests) the moment its attempt ends, and reports
- * each attempt (struct lane_report). Also parsing a SPAWN and starting an
- * attempt, which the helper does too. Everything here runs in processes
- * cloned from the single-threaded helper.
+ * spawner_ns.c - what runs in the processes the spawner's helper clones:
+ * the init of a PID namespace made for one attempt, and a lane, which
+ * starts a slot's attempts one after another, starts the request the
+ * helper handed it (spawner.h, chained requests) the moment its attempt
+ * ends, and reports each attempt (struct lane_report). A lane is the init
+ * of a PID namespace it keeps for the slot and empties between attempts;
+ * where namespaces are refused, a plain process whose attempts are their
+ * process groups, each killed when its main process ends. Also parsing a
+ * SPAWN and starting an attempt, which the helper does too. Everything
+ * here runs in processes cloned from the single-threaded helper.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -233,7 +235,20 @@ sp_probe_pidns(void)
 	return (WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
-/* ---- lanes: a namespace kept for one slot's attempts ---- */
+/* ---- lanes: one slot's attempts, one after another ---- */
+
+/* What kind of lane this process is: set once, when it starts. */
+static bool lane_ns;     /* the init of the slot's PID namespace */
+static pid_t *lane_main; /* else: where the helper reads the running
+                          * attempt's pid, to kill its group should this
+                          * process die first (a page shared with it) */
+
+static void
+lane_set_main(pid_t pid)
+{
+	if (lane_main != NULL)
+		__atomic_store_n(lane_main, pid, __ATOMIC_RELEASE);
+}
 
 /* The chain's rule, on the wait status of the attempt it followed. */
 bool
@@ -289,14 +304,26 @@ read_frame(int fd, uint8_t **p, uint32_t *len)
 	return (false);
 }
 
-/* Reap what has ended; true once the main process has, with its report. */
+/* Reap what has ended; true once the main process has, with its report.
+ * With process groups, the attempt's group is killed first, while its
+ * main process, ended but not reaped, still holds the group's id. */
 static bool
 lane_reap(pid_t main_pid, struct lane_report *r)
 {
 	struct rusage ru;
+	siginfo_t si;
 	int status;
 	pid_t w;
 
+	if (!lane_ns) {
+		si.si_pid = 0;
+		if (waitid(P_PID, (id_t) main_pid, &si,
+		           WEXITED | WNOHANG | WNOWAIT) != 0 ||
+		    si.si_pid == 0)
+			return (false);
+		kill(-main_pid, SIGKILL);
+		lane_set_main(0);
+	}
 	while ((w = wait4(-1, &status, WNOHANG, &ru)) > 0)
 		if (w == main_pid) {
 			r->status = status;
@@ -315,11 +342,12 @@ struct lane_next {
 	uint8_t hold[32];
 };
 
-/* A request while attempt id runs, or just after: a signal for it (KILL
- * frames name their attempt, so one meant for an attempt already over is
- * ignored), the request to start next, or a KILL for that one. */
+/* A request while attempt id runs (main_pid), or just after (0): a signal
+ * for it (KILL frames name their attempt, so one meant for an attempt
+ * already over is ignored), the request to start next, or a KILL for that
+ * one. The signal goes to the namespace, or the attempt's process group. */
 static void
-lane_request(int fd, uint64_t id, struct lane_next *next)
+lane_request(int fd, uint64_t id, pid_t main_pid, struct lane_next *next)
 {
 	struct spawn_hdr hd;
 	uint8_t *p;
@@ -332,8 +360,8 @@ lane_request(int fd, uint64_t id, struct lane_next *next)
 	if (len == 1 + sizeof(kid) + sizeof(sig) && p[0] == MSG_KILL) {
 		memcpy(&kid, p + 1, sizeof(kid));
 		memcpy(&sig, p + 1 + sizeof(kid), sizeof(sig));
-		if (kid == id)
-			kill(-1, sig);
+		if (kid == id && main_pid > 0)
+			kill(lane_ns ? -1 : -main_pid, sig);
 		if (next->p != NULL && kid == next->id) {
 			free(next->p);
 			next->p = NULL;
@@ -365,7 +393,10 @@ lane_begin(const uint8_t *p, size_t len, uint64_t *id, struct lane_report *r)
 	*id = hd.id;
 	r->err = sp_posix_spawn(&a, &main_pid);
 	sp_free_spawn(&a);
-	return (r->err == 0 ? main_pid : -1);
+	if (r->err != 0)
+		return (-1);
+	lane_set_main(main_pid);
+	return (main_pid);
 }
 
 /* Reap what ends and pass on the helper's requests until the attempt's
@@ -386,7 +417,7 @@ lane_watch(int fd, int sigfd, pid_t main_pid, uint64_t id,
 		if (lane_reap(main_pid, r))
 			return;
 		if (pf[0].revents & (POLLIN | POLLHUP | POLLERR))
-			lane_request(fd, id, next);
+			lane_request(fd, id, main_pid, next);
 	}
 }
 
@@ -400,7 +431,7 @@ lane_follow(int fd, uint64_t id, struct lane_next *next, struct lane_report *r)
 	struct pollfd pf = {fd, POLLIN, 0};
 
 	while (poll(&pf, 1, 0) > 0)
-		lane_request(fd, id, next);
+		lane_request(fd, id, 0, next);
 	if (next->p != NULL && sp_held(next->hold, r->status, r->err)) {
 		free(next->p);
 		next->p = NULL;
@@ -413,8 +444,8 @@ lane_follow(int fd, uint64_t id, struct lane_next *next, struct lane_report *r)
 }
 
 /* One attempt after another from a plain SPAWN: each followed by an
- * empty namespace, its report, and the request handed over for it if
- * any. */
+ * empty namespace (with process groups, lane_reap killed its group), its
+ * report, and the request handed over for it if any. */
 static void
 lane_attempts(int fd, int sigfd, const uint8_t *p, size_t len)
 {
@@ -428,7 +459,8 @@ lane_attempts(int fd, int sigfd, const uint8_t *p, size_t len)
 
 		if (pid > 0)
 			lane_watch(fd, sigfd, pid, id, &r, &next);
-		empty_namespace();
+		if (lane_ns)
+			empty_namespace();
 		take = lane_follow(fd, id, &next, &r);
 		if (write(fd, &r, sizeof(r)) != (ssize_t) sizeof(r))
 			_exit(0);
@@ -439,21 +471,38 @@ lane_attempts(int fd, int sigfd, const uint8_t *p, size_t len)
 	}
 }
 
-/* A lane's init: attempts one at a time, each followed by an empty
- * namespace; ends when the helper closes the channel. A SPAWN still
- * chained (handed over too late to follow its attempt) is not started:
- * the helper sends it again, plain. */
+struct lane_arg {
+	int fd;
+	bool ns;
+	pid_t *main;
+};
+
+/* A lane: attempts one at a time, each followed by an empty namespace (or
+ * its process group killed); ends when the helper closes the channel. A
+ * SPAWN still chained (handed over too late to follow its attempt) is not
+ * started: the helper sends it again, plain. A lane without a namespace
+ * keeps the helper's signal handling (SIGINT ignored, SIGTERM and SIGHUP
+ * blocked): the helper ends it; signals meant for attempts go to their
+ * groups. */
 static int
 lane_init(void *arg)
 {
-	int fd = *(int *) arg;
+	const struct lane_arg *la = arg;
+	int fd = la->fd;
 	struct spawn_hdr hd;
 	sigset_t chld;
 	uint8_t *p;
 	uint32_t len;
 	int sigfd;
 
-	become_init(fd);
+	lane_ns = la->ns;
+	lane_main = la->main;
+	if (lane_ns) {
+		become_init(fd);
+	} else {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		keep_only(fd);
+	}
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &chld, NULL);
@@ -469,8 +518,10 @@ lane_init(void *arg)
 }
 
 pid_t
-sp_lane_clone(int *fd)
+sp_lane_clone(int fd, bool pidns, pid_t *main)
 {
+	struct lane_arg a = {fd, pidns, main};
+
 	return (clone(lane_init, ns_stack + sizeof(ns_stack),
-	              CLONE_NEWPID | SIGCHLD, fd));
+	              (pidns ? CLONE_NEWPID : 0) | SIGCHLD, &a));
 }

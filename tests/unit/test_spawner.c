@@ -353,8 +353,8 @@ test_chained_is_dropped_when_held(void **state)
 
 /* A kill for a chained request that has not started drops it and spares
  * the attempt it waits for; a second request behind the same attempt is
- * dropped at once. One handed to a lane's init (PID namespaces) is
- * dropped when the attempt it waits for ends; otherwise at once. */
+ * dropped at once. One handed to a lane is dropped when the attempt it
+ * waits for ends; otherwise at once. */
 static void
 test_killing_a_chained_request_drops_it(void **state)
 {
@@ -363,7 +363,7 @@ test_killing_a_chained_request_drops_it(void **state)
 
 	for (unsigned lane = 0; lane <= 1; lane++) {
 		uint64_t x = 100 + 10 * lane;
-		bool handed = lane > 0 && sr_spawner_pidns(s);
+		bool handed = lane > 0;
 
 		spawn_sh(s, x, lane, "sleep 0.3; exit 2");
 		chain_never(s, x + 1, x, lane, -1);
@@ -393,8 +393,8 @@ appears(const char *path, int timeout_ms)
 	return (false);
 }
 
-/* In a lane, the init starts the request handed to it when its attempt
- * ends, by itself: it runs while the helper is stopped. */
+/* A lane starts the request handed to it when its attempt ends, by
+ * itself: it runs while the helper is stopped. */
 static void
 test_a_lane_starts_its_handed_request_itself(void **state)
 {
@@ -402,10 +402,6 @@ test_a_lane_starts_its_handed_request_itself(void **state)
 	bool ran;
 	int st;
 
-	if (!sr_spawner_pidns(s)) {
-		sr_spawner_stop(s);
-		skip(); /* no lanes without PID namespaces */
-	}
 	unlink(in_dir("b-ran"));
 	spawn_sh(s, 200, 1, "sleep 0.3");
 	chain_sh(s, 201, 200, 1, -1, "touch b-ran");
@@ -423,8 +419,8 @@ test_a_lane_starts_its_handed_request_itself(void **state)
 	sr_spawner_stop(s);
 }
 
-/* A kill for a handed request that its lane's init has already started
- * reaches it: one EXITED, killed. */
+/* A kill for a handed request that its lane has already started reaches
+ * it: one EXITED, killed. */
 static void
 test_killing_a_handed_request_the_init_started(void **state)
 {
@@ -432,10 +428,6 @@ test_killing_a_handed_request_the_init_started(void **state)
 	bool up;
 	int st;
 
-	if (!sr_spawner_pidns(s)) {
-		sr_spawner_stop(s);
-		skip();
-	}
 	unlink(in_dir("b-up"));
 	spawn_sh(s, 210, 1, "sleep 0.2");
 	chain_sh(s, 211, 210, 1, -1, "touch b-up; sleep 30");
@@ -543,6 +535,87 @@ test_a_kill_for_an_ended_attempt_spares_the_next(void **state)
 	sr_spawner_stop(s);
 }
 
+/* The first pid in pid's children (0: none yet). */
+static pid_t
+first_child(pid_t pid)
+{
+	char path[64];
+	int child = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pid, pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return (0);
+	if (fscanf(f, "%d", &child) != 1)
+		child = 0;
+	fclose(f);
+	return (child);
+}
+
+/* Poll for pid's first child, up to 3 s. */
+static pid_t
+wait_child(pid_t pid)
+{
+	pid_t c = 0;
+
+	for (int t = 0; t < 300 && (c = first_child(pid)) == 0; t++)
+		usleep(10000);
+	return (c);
+}
+
+/* Whether pid ends (gone, or a zombie) within timeout_ms. */
+static bool
+ends(pid_t pid, int timeout_ms)
+{
+	char path[64];
+	char buf[256];
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	for (int t = 0; t < timeout_ms; t += 10) {
+		FILE *f = fopen(path, "r");
+		char *rp = NULL;
+
+		if (f == NULL)
+			return (true);
+		if (fgets(buf, sizeof(buf), f) != NULL)
+			rp = strrchr(buf, ')');
+		fclose(f);
+		if (rp != NULL && rp[1] == ' ' && rp[2] == 'Z')
+			return (true);
+		usleep(10000);
+	}
+	return (false);
+}
+
+/* A lane that dies takes its attempt with it, whatever the attempt
+ * started: one EXITED (killed), every process of it ends, and the lane's
+ * next attempt runs. */
+static void
+test_a_dead_lane_takes_its_attempt(void **state)
+{
+	struct sr_spawner *s = start(state);
+	pid_t lane;
+	pid_t main_pid;
+	pid_t bg;
+	int st;
+
+	spawn_sh(s, 240, 1, "sleep 600 & exec sleep 601");
+	assert_true((lane = wait_child(sr_spawner_pid(s))) > 0);
+	assert_true((main_pid = wait_child(lane)) > 0);
+	assert_true((bg = wait_child(main_pid)) > 0);
+	assert_int_equal(kill(lane, SIGKILL), 0);
+	expect_exit(s, 240, &st);
+	assert_true(WIFSIGNALED(st));
+	assert_int_equal(WTERMSIG(st), SIGKILL);
+	assert_true(ends(main_pid, 3000));
+	assert_true(ends(bg, 3000));
+	spawn_sh(s, 241, 1, "exit 6");
+	expect_exit(s, 241, &st);
+	assert_int_equal(WEXITSTATUS(st), 6);
+	expect_no_event(s);
+	sr_spawner_stop(s);
+}
+
 static int
 setup(void **state)
 {
@@ -583,6 +656,7 @@ main(void)
 	    BOTH(test_killing_a_handed_request_the_init_started),
 	    BOTH(test_two_deep_in_a_lane),
 	    BOTH(test_a_kill_for_an_ended_attempt_spares_the_next),
+	    BOTH(test_a_dead_lane_takes_its_attempt),
 	};
 
 	return (cmocka_run_group_tests(tests, setup, teardown));
