@@ -120,13 +120,15 @@ def overhead(build, quick, repeat=3, against=None):
             for pidns in (True, False):
                 for agent in (False, True):
                     raw, ours, theirs = [], [], []
-                    for _ in range(reps):  # interleaved: raw, then ours
+                    for i in range(reps):
+                        # Interleaved: raw, then ours and theirs, which
+                        # goes first alternating.
                         raw.append(spawn_rate(build, lanes, count, work))
-                        ours.append(shardrun_rate(build, work, lanes, count,
-                                                  pidns, agent))
-                        if against:
-                            theirs.append(shardrun_rate(
-                                against, work, lanes, count, pidns, agent))
+                        runs = [(ours, build), (theirs, against)]
+                        for out, b in runs[::-1] if i % 2 else runs:
+                            if b:
+                                out.append(shardrun_rate(
+                                    b, work, lanes, count, pidns, agent))
                     r, o = statistics.median(raw), statistics.median(ours)
                     rows.append((lanes, "%s, %s" % (
                         "agent over TCP" if agent else "local",
