@@ -22,7 +22,9 @@
  * for them, emptied between them, or with process groups a plain process.
  * Other attempts get a namespace of their own, whose init exits with them,
  * or are started by the helper. Lanes and inits die with the spawner
- * (PR_SET_PDEATHSIG); a lane that dies takes its attempt with it.
+ * (an init by PR_SET_PDEATHSIG, a lane without a namespace when its channel
+ * closes, killing its attempt's group first); a lane that dies takes its
+ * attempt with it.
  *
  * A request may be chained behind a running attempt of the same caller
  * (sr_spawn_req.after): the helper starts it the moment that attempt is

@@ -250,6 +250,73 @@ lane_set_main(pid_t pid)
 		__atomic_store_n(lane_main, pid, __ATOMIC_RELEASE);
 }
 
+/* An attempt being started by a lane without a namespace (lane_spawn):
+ * the child shares the lane's memory until it execs. */
+struct lane_child {
+	const struct spawn_args *a;
+	pid_t lane;
+	int err; /* written by the child when it cannot exec */
+};
+
+/* The child's side of sp_posix_spawn (the same session, signals and
+ * descriptors), first tied to the lane: it dies with the lane, and the
+ * helper can read its pid from the shared page before it runs anything.
+ * So a lane killed at any point leaves no attempt of its own running. */
+static int
+lane_child_main(void *arg)
+{
+	struct lane_child *c = arg;
+	const int sigs[] = {SIGINT, SIGPIPE, SIGTERM, SIGHUP, SIGCHLD};
+	sigset_t none;
+	int fd;
+
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != c->lane ||
+	    setsid() < 0)
+		goto fail;
+	lane_set_main(getpid());
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		signal(sigs[i], SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if ((fd = open("/dev/null", O_RDONLY)) < 0 || dup2(fd, 0) < 0)
+		goto fail;
+	close(fd);
+	if ((fd = open(c->a->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND,
+	               0600)) < 0 ||
+	    dup2(fd, 1) < 0 || dup2(1, 2) < 0)
+		goto fail;
+	close(fd);
+	if (chdir(c->a->cwd) != 0)
+		goto fail;
+	execvpe(c->a->argv[0], c->a->argv, c->a->envp);
+fail:
+	c->err = errno ? errno : EIO;
+	_exit(127);
+}
+
+static char child_stack[128 * 1024] __attribute__((aligned(16)));
+
+/* Start an attempt as sp_posix_spawn does, the way a lane without a
+ * namespace must (lane_child_main). 0 or an errno. */
+static int
+lane_spawn_plain(const struct spawn_args *a, pid_t *pid)
+{
+	struct lane_child c = {a, getpid(), 0};
+	pid_t p = clone(lane_child_main, child_stack + sizeof(child_stack),
+	                CLONE_VM | CLONE_VFORK | SIGCHLD, &c);
+
+	if (p < 0)
+		return (errno);
+	if (c.err != 0) { /* it ran nothing; its pid may be on the page */
+		lane_set_main(0);
+		while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
+			;
+		return (c.err);
+	}
+	*pid = p;
+	return (0);
+}
+
 /* The chain's rule, on the wait status of the attempt it followed. */
 bool
 sp_held(const uint8_t hold[32], int status, int err)
@@ -355,8 +422,11 @@ lane_request(int fd, uint64_t id, pid_t main_pid, struct lane_next *next)
 	uint64_t kid;
 	int32_t sig;
 
-	if (!read_frame(fd, &p, &len))
-		_exit(0); /* the helper is gone */
+	if (!read_frame(fd, &p, &len)) { /* the helper is gone */
+		if (!lane_ns && main_pid > 0)
+			kill(-main_pid, SIGKILL);
+		_exit(0);
+	}
 	if (len == 1 + sizeof(kid) + sizeof(sig) && p[0] == MSG_KILL) {
 		memcpy(&kid, p + 1, sizeof(kid));
 		memcpy(&sig, p + 1 + sizeof(kid), sizeof(sig));
@@ -391,12 +461,10 @@ lane_begin(const uint8_t *p, size_t len, uint64_t *id, struct lane_report *r)
 		return (-1);
 	}
 	*id = hd.id;
-	r->err = sp_posix_spawn(&a, &main_pid);
+	r->err = lane_ns ? sp_posix_spawn(&a, &main_pid)
+	                 : lane_spawn_plain(&a, &main_pid);
 	sp_free_spawn(&a);
-	if (r->err != 0)
-		return (-1);
-	lane_set_main(main_pid);
-	return (main_pid);
+	return (r->err == 0 ? main_pid : -1);
 }
 
 /* Reap what ends and pass on the helper's requests until the attempt's
@@ -482,8 +550,9 @@ struct lane_arg {
  * SPAWN still chained (handed over too late to follow its attempt) is not
  * started: the helper sends it again, plain. A lane without a namespace
  * keeps the helper's signal handling (SIGINT ignored, SIGTERM and SIGHUP
- * blocked): the helper ends it; signals meant for attempts go to their
- * groups. */
+ * blocked), and no death signal: when the helper dies, the lane sees its
+ * channel close and kills its attempt's group before it exits (its
+ * attempt's main process dies with it anyway, lane_child_main). */
 static int
 lane_init(void *arg)
 {
@@ -500,7 +569,6 @@ lane_init(void *arg)
 	if (lane_ns) {
 		become_init(fd);
 	} else {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		keep_only(fd);
 	}
 	sigemptyset(&chld);

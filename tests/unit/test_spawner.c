@@ -14,11 +14,13 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -616,6 +618,69 @@ test_a_dead_lane_takes_its_attempt(void **state)
 	sr_spawner_stop(s);
 }
 
+/* A lane killed while its attempt is still being set up (here: blocked
+ * opening its log, a FIFO nobody reads) takes the attempt with it: the
+ * attempt has not told the lane its pid yet. */
+static void
+test_a_lane_dying_mid_start_takes_its_attempt(void **state)
+{
+	struct sr_spawner *s = start(state);
+	const char *argv[] = {"/bin/sh", "-c", "exec sleep 602", NULL};
+	const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
+	char fifo[96];
+	struct sr_spawn_req r = {.id = 250,
+	                         .argv = argv,
+	                         .envp = envp,
+	                         .cwd = dir,
+	                         .log = fifo,
+	                         .lane = 1};
+	pid_t lane;
+	pid_t child;
+	int st;
+	int fd;
+
+	snprintf(fifo, sizeof(fifo), "%s", in_dir("fifo"));
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(sr_spawner_spawn(s, &r), 0);
+	assert_true((lane = wait_child(sr_spawner_pid(s))) > 0);
+	assert_true((child = wait_child(lane)) > 0);
+	usleep(100000); /* it blocks in open() */
+	assert_int_equal(kill(lane, SIGKILL), 0);
+	expect_exit(s, 250, &st);
+	assert_true(WIFSIGNALED(st));
+	assert_true(ends(child, 3000));
+	/* A survivor would now go on to run. */
+	fd = open(fifo, O_RDONLY | O_NONBLOCK);
+	usleep(100000);
+	assert_true(ends(child, 100));
+	if (fd >= 0)
+		close(fd);
+	unlink(fifo);
+	expect_no_event(s);
+	sr_spawner_stop(s);
+}
+
+/* A helper killed outright takes the attempts of its lanes with it,
+ * whatever they started. */
+static void
+test_a_dead_helper_takes_the_lanes_attempts(void **state)
+{
+	struct sr_spawner *s = start(state);
+	pid_t lane;
+	pid_t main_pid;
+	pid_t bg;
+
+	spawn_sh(s, 260, 1, "sleep 600 & exec sleep 603");
+	assert_true((lane = wait_child(sr_spawner_pid(s))) > 0);
+	assert_true((main_pid = wait_child(lane)) > 0);
+	assert_true((bg = wait_child(main_pid)) > 0);
+	assert_int_equal(kill(sr_spawner_pid(s), SIGKILL), 0);
+	assert_true(ends(lane, 3000));
+	assert_true(ends(main_pid, 3000));
+	assert_true(ends(bg, 3000));
+	sr_spawner_stop(s);
+}
+
 static int
 setup(void **state)
 {
@@ -657,6 +722,8 @@ main(void)
 	    BOTH(test_two_deep_in_a_lane),
 	    BOTH(test_a_kill_for_an_ended_attempt_spares_the_next),
 	    BOTH(test_a_dead_lane_takes_its_attempt),
+	    BOTH(test_a_lane_dying_mid_start_takes_its_attempt),
+	    BOTH(test_a_dead_helper_takes_the_lanes_attempts),
 	};
 
 	return (cmocka_run_group_tests(tests, setup, teardown));
