@@ -151,6 +151,7 @@ struct lane {
 	              * init hung up. Closed by lane_hangup or lane_died. */
 	bool busy;   /* an attempt runs: one report (or the init's death) due */
 	bool dying;  /* the init was killed or hung up: no new attempt */
+	bool reaped; /* being closed (lane_died): its pid is no longer ours */
 	uint64_t id; /* the attempt running in it */
 };
 
@@ -393,7 +394,8 @@ lane_get(struct helper *h, unsigned n)
 static void
 lane_kill(struct lane *l)
 {
-	kill(l->pid, SIGKILL); /* reaped, and the lane closed, by reap() */
+	if (!l->reaped)
+		kill(l->pid, SIGKILL); /* reaped, and closed, by reap() */
 	l->dying = true;
 }
 
@@ -542,7 +544,7 @@ lane_orphan_kill(struct lane *l)
 static void
 lane_died(struct helper *h, struct lane *l, int status)
 {
-	l->dying = true; /* reaped: nothing more is sent to it */
+	l->dying = l->reaped = true; /* nothing more is sent to it */
 	lane_orphan_kill(l);
 	while (lane_reported(h, l))
 		;
@@ -798,6 +800,24 @@ sweep(struct helper *h)
 	return (killed);
 }
 
+/* The next child that has ended, not reaped yet (0: none). An attempt
+ * the helper started as a process group has its group killed now, while
+ * its main process, unreaped, still holds the group's id. */
+static pid_t
+peek_ended(struct helper *h)
+{
+	siginfo_t si;
+
+	si.si_pid = 0;
+	if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0)
+		return (0);
+	for (size_t i = 0; si.si_pid > 0 && i < h->natt; i++)
+		if (h->att[i].pid == si.si_pid && h->att[i].statusfd < 0 &&
+		    h->att[i].lane == 0)
+			kill(-si.si_pid, SIGKILL); /* leftovers in group */
+	return (si.si_pid);
+}
+
 static void
 reap(struct helper *h)
 {
@@ -806,7 +826,9 @@ reap(struct helper *h)
 	int status;
 	pid_t pid;
 
-	while ((pid = wait4(-1, &status, WNOHANG, &ru)) > 0) {
+	while ((pid = peek_ended(h)) > 0) {
+		if (wait4(pid, &status, 0, &ru) != pid)
+			break;
 		if ((l = lane_of_pid(h, pid)) != NULL) {
 			lane_died(h, l, status);
 			continue;
@@ -825,8 +847,6 @@ reap(struct helper *h)
 					rep[1] = 0;
 				}
 				close(a->statusfd);
-			} else {
-				kill(-pid, SIGKILL); /* leftovers in group */
 			}
 			h->att[i] = h->att[--h->natt];
 			emit_exit(h, done.id, rep[0], rep[1], ru.ru_maxrss,
