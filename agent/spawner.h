@@ -57,8 +57,11 @@ struct sr_spawn_ev {
 };
 
 struct sr_spawn_req {
-	uint64_t id;             /* caller's key, unique while running */
-	const char *const *argv; /* argv[0] is searched in PATH of envp */
+	uint64_t id; /* caller's key, unique while running */
+	/* argv[0] is searched in the PATH of the caller's environment, at
+	 * sr_spawner_start() (posix_spawnp, execvpe), not envp's: the agent
+	 * passes its own environment in envp, so the two agree. */
+	const char *const *argv;
 	const char *const *envp;
 	const char *cwd;
 	const char *log; /* stdout+stderr, created/truncated */
