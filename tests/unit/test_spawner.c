@@ -383,16 +383,29 @@ test_killing_a_chained_request_drops_it(void **state)
 	expect_none_started(s);
 }
 
-/* Whether a file exists within timeout_ms. */
+/* Whether done(arg) holds within timeout_ms (checked every 10 ms). */
 static bool
-appears(const char *path, int timeout_ms)
+within(int timeout_ms, bool (*done)(const void *), const void *arg)
 {
 	for (int t = 0; t < timeout_ms; t += 10) {
-		if (access(path, F_OK) == 0)
+		if (done(arg))
 			return (true);
 		usleep(10000);
 	}
 	return (false);
+}
+
+static bool
+exists(const void *path)
+{
+	return (access(path, F_OK) == 0);
+}
+
+/* Whether a file exists within timeout_ms. */
+static bool
+appears(const char *path, int timeout_ms)
+{
+	return (within(timeout_ms, exists, path));
 }
 
 /* A lane starts the request handed to it when its attempt ends, by
@@ -565,28 +578,29 @@ wait_child(pid_t pid)
 	return (c);
 }
 
+/* Whether *pid is gone, or a zombie. */
+static bool
+gone(const void *pid)
+{
+	char path[64];
+	char buf[256];
+	char *rp = NULL;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", *(const pid_t *) pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return (true);
+	if (fgets(buf, sizeof(buf), f) != NULL)
+		rp = strrchr(buf, ')');
+	fclose(f);
+	return (rp != NULL && rp[1] == ' ' && rp[2] == 'Z');
+}
+
 /* Whether pid ends (gone, or a zombie) within timeout_ms. */
 static bool
 ends(pid_t pid, int timeout_ms)
 {
-	char path[64];
-	char buf[256];
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	for (int t = 0; t < timeout_ms; t += 10) {
-		FILE *f = fopen(path, "r");
-		char *rp = NULL;
-
-		if (f == NULL)
-			return (true);
-		if (fgets(buf, sizeof(buf), f) != NULL)
-			rp = strrchr(buf, ')');
-		fclose(f);
-		if (rp != NULL && rp[1] == ' ' && rp[2] == 'Z')
-			return (true);
-		usleep(10000);
-	}
-	return (false);
+	return (within(timeout_ms, gone, &pid));
 }
 
 /* A lane that dies takes its attempt with it, whatever the attempt
@@ -619,8 +633,8 @@ test_a_dead_lane_takes_its_attempt(void **state)
 }
 
 /* A lane killed while its attempt is still being set up (here: blocked
- * opening its log, a FIFO nobody reads) takes the attempt with it: the
- * attempt has not told the lane its pid yet. */
+ * opening its log, a FIFO nobody reads; the lane waits for it to exec)
+ * takes the attempt with it. */
 static void
 test_a_lane_dying_mid_start_takes_its_attempt(void **state)
 {
