@@ -424,6 +424,8 @@ fill_info(struct coord *c, struct sr_run_info *ri)
 	ri->interrupted = c->status == SR_ECLOSED;
 	ri->backups = c->nbackups;
 	ri->backup_wins = c->nbackup_wins;
+	ri->messages_in = c->node ? sr_node_stats(c->node)->messages_in : 0;
+	ri->messages_out = c->node ? sr_node_stats(c->node)->messages_out : 0;
 }
 
 int

@@ -297,6 +297,10 @@ sr_report_json(const struct sr_suite *s, const struct sr_run_info *ri,
 	                           json_integer((json_int_t) ri->backups));
 	(void) json_object_set_new(root, "backup_wins",
 	                           json_integer((json_int_t) ri->backup_wins));
+	(void) json_object_set_new(
+	    root, "messages",
+	    json_pack("{s:I, s:I}", "received", (json_int_t) ri->messages_in,
+	              "sent", (json_int_t) ri->messages_out));
 	text = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(12));
 	json_decref(root);
 	if (text == NULL)

@@ -28,6 +28,7 @@
 #ifndef SR_REPORT_H
 #define SR_REPORT_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "sr/profile.h"
@@ -41,6 +42,8 @@ struct sr_run_info {
 	int interrupted;      /* Ctrl-C: files without a result are listed */
 	unsigned backups;     /* speculative backup attempts started */
 	unsigned backup_wins; /* ... that answered before the original */
+	uint64_t messages_in; /* messages the coordinator received, and sent */
+	uint64_t messages_out;
 };
 
 /* counts[SR_FINAL_*] for the suite. */

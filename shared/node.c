@@ -308,6 +308,7 @@ raw_send(struct sr_node *n, uint32_t id, const uint8_t *f, size_t len)
 		nng_msg_free(m);
 		return (rv == NNG_ECLOSED ? SR_ECLOSED : SR_EIO);
 	}
+	n->stats.messages_out++;
 	return (0);
 }
 
@@ -644,6 +645,7 @@ next_message(struct sr_node *n, struct sr_event *ev)
 				return (0);
 		if ((rv = nng_recvmsg(n->sock, &m, NNG_FLAG_NONBLOCK)) != 0)
 			return (rv == NNG_ECLOSED ? SR_ECLOSED : SR_EAGAIN);
+		n->stats.messages_in++;
 		if (nng_msg_len(m) > 0 &&
 		    *(uint8_t *) nng_msg_body(m) == SR_FRAME_MULTI) {
 			n->multi = m;

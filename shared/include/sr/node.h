@@ -68,7 +68,8 @@ struct sr_event {
 	Shardrun__Envelope *env; /* SR_EV_MSG only */
 };
 
-/* Counters of refused input; read them for logs and tests. */
+/* Counters of refused input, and of the messages that came and went;
+ * read them for logs, reports and tests. */
 struct sr_node_stats {
 	uint64_t bad_frames;         /* garbage, truncated, wrong kind */
 	uint64_t auth_failures;      /* handshake refused, tampered frames */
@@ -78,6 +79,9 @@ struct sr_node_stats {
 	uint64_t oversized;          /* frames over SR_MAX_FRAME */
 	uint64_t handshake_failures; /* handshakes that failed, any reason */
 	uint64_t handshake_hangups;  /* the peer closed during the handshake */
+	uint64_t messages_in;        /* nng messages received (one may carry
+	                              * several frames, sr_node_flush) */
+	uint64_t messages_out;       /* nng messages sent */
 };
 
 struct sr_node;
