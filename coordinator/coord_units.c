@@ -214,9 +214,11 @@ bundle_lost(struct coord *c, struct sr_unit *u)
 
 /* The unit's agent is gone: files without a result this attempt go back to
  * the queue. Losing an agent counts as a restart of the file that was
- * running, so a file that kills its agent every time still ends. */
+ * running (ran: the unit was its slot's oldest without a verdict), so a
+ * file that kills its agent every time still ends; units queued behind it
+ * go back uncharged. */
 static void
-unit_lost(struct coord *c, struct sr_unit *u)
+unit_lost(struct coord *c, struct sr_unit *u, bool ran)
 {
 	const char *name = ((struct arec *) u->agent)->name;
 	bool first = true;
@@ -232,12 +234,14 @@ unit_lost(struct coord *c, struct sr_unit *u)
 
 		if (*sr_unit_got(u, i) || f->final != SR_FINAL_PENDING)
 			continue;
+		first = first && ran;
 		if (first && *restarts_of(f, u) >= c->cfg->max_restarts) {
 			struct sr_attempt at = {0};
 
 			at.outcome = SHARDRUN__OUTCOME__CRASHED;
 			at.exit_code = -1;
 			at.agent = (char *) name;
+			at.slot = (int) u->slot;
 			at.message = "its agent was lost on every attempt";
 			at.start_s = u->dispatched - c->t0;
 			at.part = sr_unit_part(u);
@@ -253,12 +257,42 @@ unit_lost(struct coord *c, struct sr_unit *u)
 	sr_co_unit_done(c, u);
 }
 
+/* Whether u is the oldest unit without a verdict on its slot of agent a:
+ * the one the slot was running, as far as the coordinator can tell. A slot
+ * runs its units in the order they came; one behind may have started
+ * unannounced only if the result of the one before is still on its way,
+ * and then the one before is charged, as it would be anyway. */
+static bool
+slot_head(struct coord *c, const struct arec *a, const struct sr_unit *u)
+{
+	for (size_t i = 0; i < a->nrunning; i++) {
+		const struct sr_unit *o = sr_plan_unit(&c->plan, a->running[i]);
+
+		if (o != u && o->slot == u->slot &&
+		    o->dispatched < u->dispatched)
+			return (false);
+	}
+	return (true);
+}
+
 void
 sr_co_agent_lost(struct coord *c, struct arec *a, const char *why)
 {
 	sr_warn("agent %s lost (%s): requeueing its work", a->name, why);
-	while (a->nrunning > 0)
-		unit_lost(c, sr_plan_unit(&c->plan, a->running[0]));
+	/* Youngest first: a slot's older units are still listed when the
+	 * ones behind them are judged. */
+	while (a->nrunning > 0) {
+		struct sr_unit *u = sr_plan_unit(&c->plan, a->running[0]);
+
+		for (size_t i = 1; i < a->nrunning; i++) {
+			struct sr_unit *o =
+			    sr_plan_unit(&c->plan, a->running[i]);
+
+			if (o->dispatched > u->dispatched)
+				u = o;
+		}
+		unit_lost(c, u, slot_head(c, a, u));
+	}
 	if (a->hello) {
 		c->nagents--;
 		c->prog.slots -= a->slots;

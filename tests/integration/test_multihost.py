@@ -200,6 +200,30 @@ class MultiHost(srtest.TestCase):
                                         "0"])
         self.assertTrue(any(f["bundled"] for f in res["files"]), res)
 
+    def test_agent_killed_mid_run_charges_only_what_ran(self):
+        # Files of 0.25 s: each slot holds one queued behind its running
+        # one. A lost agent counts a restart against what each of its
+        # slots ran, not against what waited behind: with no restart
+        # allowed, at most two files (a2's two slots) end "crashed", each
+        # one a2 ran; the files queued there run elsewhere and pass.
+        self.suite(48, 0.25)
+        hist = {"version": 1, "files": {
+            "tests/test_%02d.py" % i: {"duration_s": 0.25, "runs": 1}
+            for i in range(48)}}
+        self.ws.write(".shardrun/durations.json", json.dumps(hist))
+        c = self.coordinator(extra=["--max-restarts", "0"])
+        agents = [self.agent(i) for i in (1, 2, 3)]
+        self.wait_for_completions(3)
+        agents[1].send_signal(signal.SIGKILL)
+        code, out, err, res = self.finish(c)
+        self.assertIn("agent a2 lost", err)
+        self.assertEqual(len(res["files"]), 48)
+        crashed = [f for f in res["files"] if f["outcome"] != "passed"]
+        self.assertLessEqual(len(crashed), 2, crashed)
+        for f in crashed:
+            self.assertEqual((f["outcome"], f["agent"]), ("crashed", "a2"))
+        self.assertEqual(code, 1 if crashed else 0, err)
+
     def test_backup_attempt_goes_to_another_agent(self):
         # What stalls an attempt is often its machine: when its own agent
         # and another one both have an idle slot, the backup goes to the
