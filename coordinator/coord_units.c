@@ -107,6 +107,18 @@ reruns_of(struct sr_file *f, const struct sr_unit *u)
 	return (f->parts ? &f->parts->reruns[sr_unit_part(u)] : &f->reruns);
 }
 
+/* How many more losses of an agent that held a file than --max-restarts
+ * allows end it, even where it never was its slot's oldest unit: the
+ * files an agent may have started unannounced behind that one (it chains
+ * two deep, agent/slot.h). */
+#define LOST_SLACK 2u
+
+static uint32_t *
+lost_of(struct sr_file *f, const struct sr_unit *u)
+{
+	return (f->parts ? &f->parts->lost[sr_unit_part(u)] : &f->lost);
+}
+
 /*
  * A file that did not pass in a bundle runs alone before it is judged: a
  * failure there may be another file's doing, and a crash, a timeout or an
@@ -212,15 +224,50 @@ bundle_lost(struct coord *c, struct sr_unit *u)
 	sr_co_unit_done(c, u);
 }
 
+/* A unit's agent is gone while f was the unit's next file: count the
+ * loss (a restart if the unit ran); whether f has had its share. */
+static bool
+lost_ends(struct coord *c, struct sr_file *f, const struct sr_unit *u, bool ran)
+{
+	uint32_t *restarts = restarts_of(f, u);
+
+	if (++*lost_of(f, u) > c->cfg->max_restarts + LOST_SLACK ||
+	    (ran && *restarts >= c->cfg->max_restarts))
+		return (true);
+	if (ran)
+		(*restarts)++;
+	return (false);
+}
+
+/* f ends crashed: its agents were lost. */
+static void
+settle_lost(struct coord *c, struct sr_file *f, struct sr_unit *u)
+{
+	struct sr_attempt at = {0};
+
+	at.outcome = SHARDRUN__OUTCOME__CRASHED;
+	at.exit_code = -1;
+	at.agent = (char *) ((struct arec *) u->agent)->name;
+	at.slot = (int) u->slot;
+	at.message = "its agent was lost on every attempt";
+	at.start_s = u->dispatched - c->t0;
+	at.part = sr_unit_part(u);
+	sr_file_add_attempt(f, &at);
+	settle(c, f, u, SR_FINAL_CRASHED);
+}
+
 /* The unit's agent is gone: files without a result this attempt go back to
  * the queue. Losing an agent counts as a restart of the file that was
  * running (ran: the unit was its slot's oldest without a verdict), so a
  * file that kills its agent every time still ends; units queued behind it
- * go back uncharged. */
+ * go back without a restart. A file that starts unannounced behind one whose
+ * result was still on its way is not the slot's oldest: every loss of an
+ * agent that held a file counts too, and LOST_SLACK more of those than
+ * restarts allowed end it as well, so no file takes down agents without
+ * bound. */
 static void
 unit_lost(struct coord *c, struct sr_unit *u, bool ran)
 {
-	const char *name = ((struct arec *) u->agent)->name;
 	bool first = true;
 
 	if (sr_co_twin_drop(c, u))
@@ -234,24 +281,10 @@ unit_lost(struct coord *c, struct sr_unit *u, bool ran)
 
 		if (*sr_unit_got(u, i) || f->final != SR_FINAL_PENDING)
 			continue;
-		first = first && ran;
-		if (first && *restarts_of(f, u) >= c->cfg->max_restarts) {
-			struct sr_attempt at = {0};
-
-			at.outcome = SHARDRUN__OUTCOME__CRASHED;
-			at.exit_code = -1;
-			at.agent = (char *) name;
-			at.slot = (int) u->slot;
-			at.message = "its agent was lost on every attempt";
-			at.start_s = u->dispatched - c->t0;
-			at.part = sr_unit_part(u);
-			sr_file_add_attempt(f, &at);
-			settle(c, f, u, SR_FINAL_CRASHED);
-		} else {
-			if (first)
-				(*restarts_of(f, u))++;
+		if (first && lost_ends(c, f, u, ran))
+			settle_lost(c, f, u);
+		else
 			requeue(c, u, sr_unit_file(u, i), NULL);
-		}
 		first = false;
 	}
 	sr_co_unit_done(c, u);

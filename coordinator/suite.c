@@ -45,6 +45,7 @@ parts_free(struct sr_parts *p)
 	free(p->final);
 	free(p->restarts);
 	free(p->reruns);
+	free(p->lost);
 	free(p);
 }
 
@@ -167,7 +168,8 @@ sr_file_split(struct sr_file *f, uint32_t n)
 
 	if (p == NULL || n < 2 || (p->final = calloc(n, sizeof(int))) == NULL ||
 	    (p->restarts = calloc(n, sizeof(uint32_t))) == NULL ||
-	    (p->reruns = calloc(n, sizeof(uint32_t))) == NULL) {
+	    (p->reruns = calloc(n, sizeof(uint32_t))) == NULL ||
+	    (p->lost = calloc(n, sizeof(uint32_t))) == NULL) {
 		parts_free(p);
 		return (n < 2 ? SR_EINVAL : SR_ENOMEM);
 	}

@@ -57,6 +57,7 @@ struct sr_parts {
 	int *final;         /* per part, enum sr_final */
 	uint32_t *restarts; /* per part: crash requeues used */
 	uint32_t *reruns;   /* per part: failure reruns used */
+	uint32_t *lost;     /* per part: agents lost while they held it */
 };
 
 struct sr_file {
@@ -73,6 +74,8 @@ struct sr_file {
 	size_t natt;
 	uint32_t restarts;      /* crash requeues used */
 	uint32_t reruns;        /* failure reruns used */
+	uint32_t lost;          /* agents lost while they held it (ran it or
+	                         * had it queued) */
 	struct sr_parts *parts; /* NULL unless split (below) */
 	bool leak;              /* failed in a bundle, passed alone */
 };

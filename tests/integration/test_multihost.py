@@ -219,9 +219,11 @@ class MultiHost(srtest.TestCase):
         self.assertIn("agent a2 lost", err)
         self.assertEqual(len(res["files"]), 48)
         crashed = [f for f in res["files"] if f["outcome"] != "passed"]
-        self.assertLessEqual(len(crashed), 2, crashed)
+        self.assertIn(len(crashed), (1, 2), crashed)
         for f in crashed:
             self.assertEqual((f["outcome"], f["agent"]), ("crashed", "a2"))
+        self.assertEqual(len({f["slot"] for f in crashed}), len(crashed),
+                         crashed)
         self.assertEqual(code, 1 if crashed else 0, err)
 
     def test_backup_attempt_goes_to_another_agent(self):
