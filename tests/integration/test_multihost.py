@@ -88,9 +88,16 @@ class MultiHost(srtest.TestCase):
             log.close()
         super().tearDown()
 
-    def suite(self, n, sleep):
+    def suite(self, n, sleep, known=False):
+        """n files that sleep; known: their durations in the history."""
         for i in range(n):
             self.ws.write("tests/test_%02d.py" % i, BODY.format(sleep=sleep))
+        if known:
+            self.ws.write(".shardrun/durations.json", json.dumps({
+                "version": 1, "files": {
+                    "tests/test_%02d.py" % i: {"duration_s": sleep,
+                                               "runs": 1}
+                    for i in range(n)}}))
 
     def env(self, name):
         return srtest.env_for_tests({"SR_DONE_LOG": self.done_log,
@@ -191,11 +198,7 @@ class MultiHost(srtest.TestCase):
         # Bundles of short files; the agent that dies was running some.
         # Which file was to blame is unknown, so none is charged: with no
         # restart allowed, a charged file would end "crashed".
-        self.suite(48, 0.25)
-        hist = {"version": 1, "files": {
-            "tests/test_%02d.py" % i: {"duration_s": 0.25, "runs": 1}
-            for i in range(48)}}
-        self.ws.write(".shardrun/durations.json", json.dumps(hist))
+        self.suite(48, 0.25, known=True)
         res = self.kill_a2_mid_run(48, ["--bundle", "1", "--max-restarts",
                                         "0"])
         self.assertTrue(any(f["bundled"] for f in res["files"]), res)
@@ -206,11 +209,7 @@ class MultiHost(srtest.TestCase):
         # slots ran, not against what waited behind: with no restart
         # allowed, at most two files (a2's two slots) end "crashed", each
         # one a2 ran; the files queued there run elsewhere and pass.
-        self.suite(48, 0.25)
-        hist = {"version": 1, "files": {
-            "tests/test_%02d.py" % i: {"duration_s": 0.25, "runs": 1}
-            for i in range(48)}}
-        self.ws.write(".shardrun/durations.json", json.dumps(hist))
+        self.suite(48, 0.25, known=True)
         c = self.coordinator(extra=["--max-restarts", "0"])
         agents = [self.agent(i) for i in (1, 2, 3)]
         self.wait_for_completions(3)
