@@ -294,7 +294,8 @@ unit_lost(struct coord *c, struct sr_unit *u, bool ran)
  * the one the slot was running, as far as the coordinator can tell. A slot
  * runs its units in the order they came; one behind may have started
  * unannounced only if the result of the one before is still on its way,
- * and then the one before is charged, as it would be anyway. */
+ * and then the one before is charged instead (lost_ends bounds what the
+ * other may cost). */
 static bool
 slot_head(struct coord *c, const struct arec *a, const struct sr_unit *u)
 {
