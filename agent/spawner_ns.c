@@ -28,6 +28,11 @@
 #include "sr/err.h"
 #include "sr/util.h"
 
+/* What the helper changed that an attempt gets back: SIGINT and SIGPIPE
+ * ignored, the others blocked (read from a signalfd). */
+static const int changed_sigs[] = {SIGINT, SIGPIPE, SIGTERM, SIGHUP, SIGCHLD};
+#define NCHANGED (sizeof(changed_sigs) / sizeof(changed_sigs[0]))
+
 int
 sp_posix_spawn(const struct spawn_args *a, pid_t *pid)
 {
@@ -43,11 +48,8 @@ sp_posix_spawn(const struct spawn_args *a, pid_t *pid)
 	 * per signal in the child): ignored SIGINT and SIGPIPE, and the
 	 * blocked signals, which the empty mask releases. */
 	sigemptyset(&all);
-	sigaddset(&all, SIGINT);
-	sigaddset(&all, SIGPIPE);
-	sigaddset(&all, SIGTERM);
-	sigaddset(&all, SIGHUP);
-	sigaddset(&all, SIGCHLD);
+	for (size_t i = 0; i < NCHANGED; i++)
+		sigaddset(&all, changed_sigs[i]);
 	sigemptyset(&none);
 	posix_spawnattr_setsigdefault(&at, &all);
 	posix_spawnattr_setsigmask(&at, &none);
@@ -266,7 +268,6 @@ static int
 lane_child_main(void *arg)
 {
 	struct lane_child *c = arg;
-	const int sigs[] = {SIGINT, SIGPIPE, SIGTERM, SIGHUP, SIGCHLD};
 	sigset_t none;
 	int fd;
 
@@ -274,8 +275,8 @@ lane_child_main(void *arg)
 	    setsid() < 0)
 		goto fail;
 	lane_set_main(getpid());
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		signal(sigs[i], SIG_DFL);
+	for (size_t i = 0; i < NCHANGED; i++)
+		signal(changed_sigs[i], SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	if ((fd = open("/dev/null", O_RDONLY)) < 0 || dup2(fd, 0) < 0)
