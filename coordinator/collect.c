@@ -476,11 +476,13 @@ cmp_path(const void *a, const void *b)
 	               ((const struct sr_file *) b)->path));
 }
 
-/* Move the files of in to out, but for those out already has; sorted. */
+/* Move the files of in to out, but for those out already has (their paths
+ * copied into out's pool); sorted. in is left empty. */
 static int
 suite_append(struct sr_suite *out, struct sr_suite *in)
 {
 	size_t had = out->n;
+	int rv = 0;
 
 	if (out->n + in->n > out->cap) {
 		size_t cap = out->n + in->n;
@@ -492,15 +494,20 @@ suite_append(struct sr_suite *out, struct sr_suite *in)
 		out->cap = cap;
 	}
 	sr_suite_sort(out);
-	for (size_t i = 0; i < in->n; i++)
-		if (had > 0 && bsearch(&in->files[i], out->files, had,
-		                       sizeof(*out->files), cmp_path) != NULL)
-			free(in->files[i].path); /* no attempts yet */
+	for (size_t i = 0; i < in->n && rv == 0; i++) {
+		struct sr_file f = in->files[i]; /* no attempts, no parts yet */
+
+		if (had > 0 && bsearch(&f, out->files, had, sizeof(*out->files),
+		                       cmp_path) != NULL)
+			continue;
+		if ((f.path = sr_strpool_add(&out->paths, f.path)) == NULL)
+			rv = SR_ENOMEM;
 		else
-			out->files[out->n++] = in->files[i];
+			out->files[out->n++] = f;
+	}
 	in->n = 0;
 	sr_suite_sort(out);
-	return (0);
+	return (rv);
 }
 
 int

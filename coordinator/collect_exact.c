@@ -302,7 +302,6 @@ fold_files(struct sr_suite *s)
 		prev->ntests += s->files[i].ntests;
 		prev->serial |= s->files[i].serial;
 		prev->exclusive |= s->files[i].exclusive;
-		free(s->files[i].path);
 	}
 	s->n = j;
 }

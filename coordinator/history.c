@@ -43,17 +43,17 @@ sr_history_init(struct sr_history *h)
 	h->tests = NULL;
 	h->ntests = 0;
 	h->tests_cap = 0;
+	sr_strpool_init(&h->paths);
 }
 
 void
 sr_history_free(struct sr_history *h)
 {
-	for (size_t i = 0; i < h->n; i++)
-		free(h->e[i].path);
 	for (size_t i = 0; i < h->ntests; i++)
 		sr_hist_tests_free(h->tests[i]);
 	free(h->e);
 	free(h->tests);
+	sr_strpool_free(&h->paths);
 	sr_history_init(h);
 }
 
@@ -89,7 +89,7 @@ insert_at(struct sr_history *h, size_t i, const char *path, double dur,
 
 	if (sr_grow(&h->e, &h->cap, h->n, sizeof(*h->e), 64) != 0)
 		return (SR_ENOMEM);
-	if ((copy = strdup(path)) == NULL)
+	if ((copy = sr_strpool_add(&h->paths, path)) == NULL)
 		return (SR_ENOMEM);
 	memmove(&h->e[i + 1], &h->e[i], (h->n - i) * sizeof(h->e[0]));
 	h->e[i].path = copy;

@@ -29,9 +29,9 @@
  * one per known file): a table hangs off the history, in a side array the
  * entry indexes with a 32-bit slot that fits its padding.
  *
- * Ownership: sr_history owns its entries and every per-test table; the
- * coordinator borrows it (sr_coord_cfg.history) to split long files. Not
- * thread safe.
+ * Ownership: sr_history owns its entries (their paths in its string
+ * pool) and every per-test table; the coordinator borrows it
+ * (sr_coord_cfg.history) to split long files. Not thread safe.
  */
 #ifndef SR_HISTORY_H
 #define SR_HISTORY_H
@@ -72,6 +72,7 @@ struct sr_history {
 	struct sr_hist_tests **tests;
 	size_t ntests;
 	size_t tests_cap;
+	struct sr_strpool paths; /* the entries' paths */
 };
 
 void sr_history_init(struct sr_history *h);

@@ -72,6 +72,9 @@ struct sr_unit {
 	                       queued, but not taken meanwhile */
 	bool one_got;       /* nfiles == 1: result received this attempt */
 };
+/* One per file, as struct sr_file (suite.h). */
+_Static_assert(sizeof(void *) != 8 || sizeof(struct sr_unit) <= 64,
+               "struct sr_unit outgrew 64 bytes");
 
 /* The suite index of the unit's i-th file. */
 static inline uint32_t

@@ -56,7 +56,7 @@ sr_progress_file(struct sr_progress *p, const struct sr_file *f)
 		p->failed++;
 	if (f->final != SR_FINAL_PASSED) {
 		clear_line(p);
-		fprintf(stderr, "%s%-7s%s %s (%.2fs, %zu attempt%s)\n",
+		fprintf(stderr, "%s%-7s%s %s (%.2fs, %u attempt%s)\n",
 		        paint(p, f->final), sr_final_name(f->final),
 		        p->color ? RESET : "", f->path,
 		        at ? at->duration_s : 0.0, f->natt,

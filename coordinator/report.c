@@ -359,7 +359,7 @@ print_attempts(FILE *out, const struct sr_file *f)
 {
 	const struct sr_attempt *a = sr_file_last(f);
 
-	fprintf(out, "%zu attempt%s", f->natt, f->natt == 1 ? "" : "s");
+	fprintf(out, "%u attempt%s", f->natt, f->natt == 1 ? "" : "s");
 	for (size_t i = 0; i < f->natt; i++)
 		fprintf(out, "%s%s", i ? ", " : " (",
 		        sr_outcome_name(f->att[i].outcome));

@@ -125,7 +125,7 @@ add_properties(xmlNodePtr suite, const struct sr_file *f)
 	                     "shardrun.agent",    a != NULL ? a->agent : NULL};
 	int rv = 0;
 
-	snprintf(natt, sizeof(natt), "%zu", f->natt);
+	snprintf(natt, sizeof(natt), "%u", f->natt);
 	while (props != NULL && !sr_junit_is(props, "properties"))
 		props = props->next;
 	if (props == NULL) {

@@ -3,7 +3,8 @@
  *
  * A growable array of sr_file. Every string is copied in, so callers may
  * free or reuse what they pass; sr_suite_free releases it all, attempts
- * included.
+ * included. Paths live in the suite's string pool (a million of them is
+ * the planning target), the rest is malloc'd per file.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@ sr_suite_init(struct sr_suite *s)
 	s->files = NULL;
 	s->n = 0;
 	s->cap = 0;
+	sr_strpool_init(&s->paths);
 }
 
 static void
@@ -58,10 +60,10 @@ sr_suite_free(struct sr_suite *s)
 		for (size_t j = 0; j < f->natt; j++)
 			attempt_free(&f->att[j]);
 		free(f->att);
-		free(f->path);
 		parts_free(f->parts);
 	}
 	free(s->files);
+	sr_strpool_free(&s->paths);
 	sr_suite_init(s);
 }
 
@@ -73,7 +75,7 @@ sr_suite_add(struct sr_suite *s, const char *path, size_t *idx)
 
 	if (sr_grow(&s->files, &s->cap, s->n, sizeof(*s->files), 64) != 0)
 		return (SR_ENOMEM);
-	if ((copy = strdup(path)) == NULL)
+	if ((copy = sr_strpool_add(&s->paths, path)) == NULL)
 		return (SR_ENOMEM);
 	f = &s->files[s->n];
 	memset(f, 0, sizeof(*f));

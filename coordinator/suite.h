@@ -5,7 +5,8 @@
  * files (path, test count, markers), history.c fills the estimates, run.c
  * records attempts and the final result. report.c only reads it.
  *
- * Ownership: the suite owns every string and array below; sr_suite_free
+ * Ownership: the suite owns every string and array below (the paths in
+ * its string pool, so a file's path is never freed alone); sr_suite_free
  * releases all of it. Not thread safe: one run, one thread.
  */
 #ifndef SR_SUITE_H
@@ -14,6 +15,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "sr/util.h"
 
 /* A file's final result. Exactly one per file once the run is over. */
 enum sr_final {
@@ -61,29 +64,32 @@ struct sr_parts {
 };
 
 struct sr_file {
-	char *path;      /* relative to the workspace, as collected */
-	uint32_t ntests; /* tests found by collection, 0 if unknown */
-	bool serial;     /* in the serial group */
-	bool exclusive;  /* must run alone on its machine */
-	uint8_t config;  /* its pytest configuration (collect.h), 0: unknown */
-	double est_s;    /* estimated duration */
-	bool est_known;  /* estimate came from history */
-
-	int final;              /* enum sr_final */
+	char *path;             /* relative to the workspace, as collected */
+	double est_s;           /* estimated duration */
 	struct sr_attempt *att; /* every attempt, in order */
-	size_t natt;
-	uint32_t restarts;      /* crash requeues used */
-	uint32_t reruns;        /* failure reruns used */
-	uint32_t lost;          /* agents lost while they held it (ran it or
-	                         * had it queued) */
 	struct sr_parts *parts; /* NULL unless split (below) */
-	bool leak;              /* failed in a bundle, passed alone */
+	uint32_t natt;
+	uint32_t ntests;   /* tests found by collection, 0 if unknown */
+	int final;         /* enum sr_final */
+	uint32_t restarts; /* crash requeues used */
+	uint32_t reruns;   /* failure reruns used */
+	uint32_t lost;     /* agents lost while they held it (ran it or had it
+	                    * queued) */
+	bool serial;       /* in the serial group */
+	bool exclusive;    /* must run alone on its machine */
+	uint8_t config; /* its pytest configuration (collect.h), 0: unknown */
+	bool est_known; /* estimate came from history */
+	bool leak;      /* failed in a bundle, passed alone */
 };
+/* A million of them is the planning target (bench/, under 300 MB). */
+_Static_assert(sizeof(void *) != 8 || sizeof(struct sr_file) <= 64,
+               "struct sr_file outgrew 64 bytes");
 
 struct sr_suite {
 	struct sr_file *files;
 	size_t n;
 	size_t cap;
+	struct sr_strpool paths; /* every file's path */
 };
 
 void sr_suite_init(struct sr_suite *s);

@@ -1,5 +1,6 @@
 /*
- * util.c - clock, string vectors, byte buffers, file helpers.
+ * util.c - clock, string vectors, string pools, byte buffers, file
+ * helpers.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -111,6 +112,68 @@ sr_strv_free(struct sr_strv *sv)
 		free(sv->v[i]);
 	free(sv->v);
 	sr_strv_init(sv);
+}
+
+struct sr_strblk {
+	struct sr_strblk *prev;
+	size_t used;
+	size_t cap;
+	char data[];
+};
+
+void
+sr_strpool_init(struct sr_strpool *p)
+{
+	p->blk = NULL;
+}
+
+/* A new block of at least need bytes, linked in front of the pool's
+ * current one unless it is taken whole (the current one stays in use). */
+static struct sr_strblk *
+strpool_grow(struct sr_strpool *p, size_t need)
+{
+	size_t cap = need > SR_STRPOOL_BLOCK ? need : SR_STRPOOL_BLOCK;
+	struct sr_strblk *b = malloc(sizeof(*b) + cap);
+
+	if (b == NULL)
+		return (NULL);
+	b->used = 0;
+	b->cap = cap;
+	if (cap == need && p->blk != NULL) { /* full at once: keep p->blk */
+		b->prev = p->blk->prev;
+		p->blk->prev = b;
+	} else {
+		b->prev = p->blk;
+		p->blk = b;
+	}
+	return (b);
+}
+
+char *
+sr_strpool_add(struct sr_strpool *p, const char *s)
+{
+	size_t len = strlen(s) + 1;
+	struct sr_strblk *b = p->blk;
+	char *out;
+
+	if (b == NULL || b->cap - b->used < len)
+		if ((b = strpool_grow(p, len)) == NULL)
+			return (NULL);
+	out = b->data + b->used;
+	memcpy(out, s, len);
+	b->used += len;
+	return (out);
+}
+
+void
+sr_strpool_free(struct sr_strpool *p)
+{
+	while (p->blk != NULL) {
+		struct sr_strblk *prev = p->blk->prev;
+
+		free(p->blk);
+		p->blk = prev;
+	}
 }
 
 bool
