@@ -1247,13 +1247,14 @@ def drop_ahead():
         AHEAD = None
 
 
-def below_us(spare):
+def below_us(spare, deep=True):
     """The pids (as seen here) of our living descendants but those in
     spare (a set) and those below them: everything an attempt started,
     since we adopt what its processes orphan (a child subreaper). A walk
     of the children lists, not a look at every process of the machine.
     /proc is the agent's: the pids it lists are as the agent sees them
-    (NSpid: as seen in each namespace, ours last)."""
+    (NSpid: as seen in each namespace, ours last). Not deep: our children
+    only, whose pids cannot be reused before we reap them."""
     found, todo = [], [int(os.readlink("/proc/self"))]
     while todo:
         pid = todo.pop()
@@ -1270,7 +1271,8 @@ def below_us(spare):
             for kid in kids:
                 here, zombie = seen_here(kid)
                 if here is not None and here not in spare:
-                    todo.append(kid)
+                    if deep:
+                        todo.append(kid)
                     if not zombie:
                         found.append(here)
     return found
@@ -1296,9 +1298,14 @@ def seen_here(pid):
 def signal_all(sig, namespaced, pid):
     """Signal the attempt: in a PID namespace of our own, everything below
     us (but a child forked ahead); else the child's process group (the
-    child itself before it made its group). Returns how many processes,
-    but the child, are still alive below us. (Not kill(-1): the front and
-    the other servers share the namespace.)"""
+    child itself before it made its group) and our other children (but a
+    child forked ahead): what the attempt orphaned, which we adopted -
+    what they started comes to us once they end. Returns how many
+    processes, but the child, are still alive below us (of our children,
+    without a namespace) and were reached: not those we may not signal
+    (another user's, through a setuid program). (Not kill(-1): the front
+    and the other servers share the namespace; without one, a pid below
+    our children may be reused by then.)"""
     if not namespaced:
         try:
             os.killpg(pid, sig)
@@ -1307,14 +1314,16 @@ def signal_all(sig, namespaced, pid):
                 os.kill(pid, sig)
             except OSError:
                 pass
-        return 0
-    targets = below_us({AHEAD.pid} if AHEAD is not None else set())
+    targets = below_us({AHEAD.pid} if AHEAD is not None else set(),
+                       deep=namespaced)
+    reached = 0
     for target in targets:
         try:
             os.kill(target, sig)
-        except OSError:  # gone meanwhile
+            reached += target != pid  # pid: exiting, maybe
+        except OSError:  # gone meanwhile, or not ours to signal
             pass
-    return len([t for t in targets if t != pid])  # pid: exiting, maybe
+    return reached
 
 
 def sweep(pid, namespaced):
@@ -1729,20 +1738,24 @@ def reap_any():
 def sweep_orphans():
     """Once a server ended: kill what it left, which we adopted (a child
     subreaper): everything below us but the servers and what is below
-    them. Up to a second; what a look missed, the next one finds. Returns
-    whether its last look's reap took anything: a server that ended
-    meanwhile, whose leftovers no look may have seen yet."""
+    them (without a namespace, our children: what they started comes to
+    us once they end). Up to a second, until a look finds none we may
+    signal; what a look missed, the next one finds. Returns whether its
+    last look's reap took anything: a server that ended meanwhile, whose
+    leftovers no look may have seen yet."""
     deadline = time.monotonic() + 1.0
     reaped = False
     while True:
-        targets = below_us({s.pid for s in SERVERS.values()})
-        if not targets or time.monotonic() > deadline:
-            return reaped
-        for target in targets:
+        reached = 0
+        for target in below_us({s.pid for s in SERVERS.values()},
+                               deep=NAMESPACED):
             try:
                 os.kill(target, signal.SIGKILL)
-            except OSError:
+                reached += 1
+            except OSError:  # gone meanwhile, or not ours to signal
                 pass
+        if not reached or time.monotonic() > deadline:
+            return reaped
         time.sleep(0.001)
         reaped = reap_any()
 

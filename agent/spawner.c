@@ -762,10 +762,8 @@ is_attempt(const struct helper *h, pid_t pid)
 	return (false);
 }
 
-/* Kill our direct children that are not running attempts: escaped
- * orphans reparented to us. Returns how many were signalled. */
-static int
-sweep(struct helper *h)
+int
+sp_kill_children(bool (*spare)(pid_t pid, void *arg), void *arg)
 {
 	char path[64];
 	char buf[512];
@@ -781,7 +779,7 @@ sweep(struct helper *h)
 		int ppid = 0;
 		FILE *f;
 
-		if (pid <= 0 || is_attempt(h, pid))
+		if (pid <= 0 || (spare != NULL && spare(pid, arg)))
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
 		if ((f = fopen(path, "r")) == NULL)
@@ -792,12 +790,26 @@ sweep(struct helper *h)
 		fclose(f);
 		if (ppid == getpid()) {
 			kill(-pid, SIGKILL);
-			kill(pid, SIGKILL);
-			killed++;
+			if (kill(pid, SIGKILL) == 0)
+				killed++;
 		}
 	}
 	closedir(d);
 	return (killed);
+}
+
+static bool
+is_attempt_of(pid_t pid, void *h)
+{
+	return (is_attempt(h, pid));
+}
+
+/* Kill our direct children that are not running attempts: escaped
+ * orphans reparented to us. Returns how many were signalled. */
+static int
+sweep(struct helper *h)
+{
+	return (sp_kill_children(is_attempt_of, h));
 }
 
 /* The next child that has ended, not reaped yet (0: none). An attempt

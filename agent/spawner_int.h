@@ -77,6 +77,13 @@ bool sp_probe_pidns(void);
 /* The chain's rule, on the wait status of the attempt it followed:
  * whether its exit code is one of the hold mask's. */
 bool sp_held(const uint8_t hold[32], int status, int err);
+/* SIGKILL each child of this process (found by the parent named in
+ * /proc/N/stat) but those spare(pid, arg) keeps (spare may be NULL), and
+ * its process group: what escaped an attempt and came to us, a child
+ * subreaper. Only children: their pids, and so their groups' ids, stay
+ * theirs until we reap them. How many the kill reached (not those we may
+ * not signal). */
+int sp_kill_children(bool (*spare)(pid_t pid, void *arg), void *arg);
 /* Start a lane: the init of a new PID namespace (pidns), or a plain
  * process that writes its running attempt's pid to *main (a page shared
  * with the helper; 0 between attempts). fd is its end of the helper's

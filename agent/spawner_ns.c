@@ -359,6 +359,29 @@ empty_namespace(void)
 	}
 }
 
+/* Without a namespace: kill and reap what the lane adopted. A child
+ * subreaper, it gets whatever its attempt orphaned, in a session of its
+ * own or not, as a namespace's init would. Round after round, since a
+ * child killed hands its own children to the lane before it can be
+ * reaped. The wait is for one the kill reached; one it could not reach
+ * (another user's, through a setuid program) stays the lane's child until
+ * it ends, as it would have stayed the helper's. */
+static void
+empty_adopted(void)
+{
+	for (;;) {
+		pid_t w;
+
+		while ((w = waitpid(-1, NULL, WNOHANG)) > 0)
+			;
+		if ((w < 0 && errno == ECHILD) ||
+		    sp_kill_children(NULL, NULL) == 0)
+			return; /* ECHILD: none, without a look at /proc */
+		while (waitpid(-1, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+}
+
 /* A frame from the helper (malloc'd); false when the helper is gone. */
 static bool
 read_frame(int fd, uint8_t **p, uint32_t *len)
@@ -513,8 +536,9 @@ lane_follow(int fd, uint64_t id, struct lane_next *next, struct lane_report *r)
 }
 
 /* One attempt after another from a plain SPAWN: each followed by an
- * empty namespace (with process groups, lane_reap killed its group), its
- * report, and the request handed over for it if any. */
+ * empty namespace (with process groups: lane_reap killed its group, then
+ * what it orphaned is killed), its report, and the request handed over
+ * for it if any. */
 static void
 lane_attempts(int fd, int sigfd, const uint8_t *p, size_t len)
 {
@@ -530,6 +554,8 @@ lane_attempts(int fd, int sigfd, const uint8_t *p, size_t len)
 			lane_watch(fd, sigfd, pid, id, &r, &next);
 		if (lane_ns)
 			empty_namespace();
+		else
+			empty_adopted();
 		take = lane_follow(fd, id, &next, &r);
 		if (write(fd, &r, sizeof(r)) != (ssize_t) sizeof(r))
 			_exit(0);
@@ -547,13 +573,15 @@ struct lane_arg {
 };
 
 /* A lane: attempts one at a time, each followed by an empty namespace (or
- * its process group killed); ends when the helper closes the channel. A
- * SPAWN still chained (handed over too late to follow its attempt) is not
- * started: the helper sends it again, plain. A lane without a namespace
- * keeps the helper's signal handling (SIGINT ignored, SIGTERM and SIGHUP
- * blocked), and no death signal: when the helper dies, the lane sees its
- * channel close and kills its attempt's group before it exits (its
- * attempt's main process dies with it anyway, lane_child_main). */
+ * its process group and what it orphaned killed: a lane without a
+ * namespace is a child subreaper); ends when the helper closes the
+ * channel. A SPAWN still chained (handed over too late to follow its
+ * attempt) is not started: the helper sends it again, plain. A lane
+ * without a namespace keeps the helper's signal handling (SIGINT ignored,
+ * SIGTERM and SIGHUP blocked), and no death signal: when the helper dies,
+ * the lane sees its channel close and kills its attempt's group before it
+ * exits (its attempt's main process dies with it anyway,
+ * lane_child_main). */
 static int
 lane_init(void *arg)
 {
@@ -571,6 +599,7 @@ lane_init(void *arg)
 		become_init(fd);
 	} else {
 		keep_only(fd);
+		prctl(PR_SET_CHILD_SUBREAPER, 1);
 	}
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);

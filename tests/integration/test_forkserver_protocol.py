@@ -273,6 +273,30 @@ def alive(pid):
     return status_of(pid).get("State", "Z")[0] != "Z"
 
 
+def children_of(pid):
+    """The pids of pid's children."""
+    found = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+            found += [int(kid) for kid in f.read().split()]
+    return found
+
+
+def fds_named(pid, name):
+    """The /proc paths of pid's descriptors whose link holds name (those
+    the server opens for a moment, as it reads /proc, may close while we
+    look)."""
+    found = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        path = "/proc/%d/fd/%s" % (pid, fd)
+        try:
+            if name in os.readlink(path):
+                found.append(path)
+        except FileNotFoundError:
+            pass
+    return found
+
+
 def kill_sleep(pid):
     """Kill pid if it is still one of the tests' `sleep 1000`s."""
     try:
@@ -327,12 +351,7 @@ class Server:
     def servers(self):
         """The pids of the servers a front forked (one per shape), once
         the server has become one."""
-        pid = self.proc.pid
-        found = []
-        for tid in os.listdir("/proc/%d/task" % pid):
-            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
-                found += [int(kid) for kid in f.read().split()]
-        return found
+        return children_of(self.proc.pid)
 
     def close(self):
         self.argv = []  # the server's and those it forked, after execs
@@ -688,13 +707,9 @@ class ForkServerProtocol(unittest.TestCase):
             while not any("ahead" in m for _, m in server.seen[-2:]):
                 server.recv()  # the child forked for a third file
             ahead = [m["ahead"] for _, m in server.seen if "ahead" in m][-1]
-            pid = server.proc.pid
-            noted = [os.stat("/proc/%d/fd/%s" % (pid, fd))
-                     for fd in os.listdir("/proc/%d/fd" % pid)
-                     if "shardrun-touched" in os.readlink(
-                         "/proc/%d/fd/%s" % (pid, fd))]
+            noted = fds_named(server.proc.pid, "shardrun-touched")
             self.assertEqual(len(noted), 1)
-            pages = noted[0].st_size // 8
+            pages = os.stat(noted[0]).st_size // 8
             self.assertGreater(pages, 100)
             deadline = time.monotonic() + wait_s
             while time.monotonic() < deadline:
@@ -827,10 +842,13 @@ class ForkServerProtocol(unittest.TestCase):
                             ["tests/a/test_a.py"]])
         self.assertEqual(codes, [0, 0, 0])
 
-    def test_front_kills_what_an_ended_server_left(self):
-        """A server of the front ends (killed between files): the daemon
-        its file left, adopted by the front, is killed; the other
-        server, the daemon below it and its files go on."""
+    def test_a_server_of_the_front_ends_between_files(self):
+        """Each server of the front kills the daemon its file left before
+        it says it is idle (a child subreaper, it adopted it; without a
+        PID namespace it kills its children round after round). A server
+        killed between files takes the child it forked ahead with it; the
+        front makes a new one for its next file, and the other server
+        goes on."""
         mark = self.more_env["SR_MARK"] = os.path.join(self.tmp, "mark")
         server = self.started()
         try:
@@ -843,28 +861,30 @@ class ForkServerProtocol(unittest.TestCase):
                 daemons = {k: int(v) for k, v in (line.split() for line in f)}
             for pid in daemons.values():
                 self.addCleanup(kill_sleep, pid)
-            e_daemon = daemons["tests/e/test_daemon.py"]
+            # e's server said idle before a's file went to a's server.
+            self.assertFalse(alive(daemons["tests/e/test_daemon.py"]))
             a_daemon = daemons["tests/a/test_daemon.py"]
-            # Each left below its server (a child subreaper).
-            e_server = int(status_of(e_daemon)["PPid"])
-            a_server = int(status_of(a_daemon)["PPid"])
-            self.assertEqual(sorted(server.servers()),
-                             sorted([e_server, a_server]))
-            os.kill(e_server, signal.SIGKILL)
             deadline = time.monotonic() + 3
-            while (alive(e_daemon) or len(server.servers()) > 1) and \
+            while alive(a_daemon) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            self.assertFalse(alive(a_daemon))
+            servers = server.servers()
+            self.assertEqual(len(servers), 2)
+            killed, other = servers
+            below = children_of(killed)
+            os.kill(killed, signal.SIGKILL)
+            deadline = time.monotonic() + 3
+            while (any(alive(p) for p in below) or
+                   len(server.servers()) > 1) and \
                     time.monotonic() < deadline:
                 time.sleep(0.02)
-            self.assertFalse(alive(e_daemon))
-            self.assertTrue(alive(a_daemon))
-            self.assertEqual(int(status_of(a_daemon)["PPid"]), a_server)
-            self.assertEqual(server.servers(), [a_server])
+            self.assertEqual([p for p in below if alive(p)], [])
+            self.assertEqual(server.servers(), [other])
             for n, f in enumerate(["tests/a/test_a.py", "tests/e/test_e.py"]):
                 req = self.request([f], os.path.join(self.tmp, "t.log"), n)
                 self.assertEqual(server.run(req), 0, f)
-            self.assertIn(a_server, server.servers())
+            self.assertIn(other, server.servers())
             self.assertEqual(len(server.servers()), 2)
-            self.assertTrue(alive(a_daemon))
         finally:
             server.close()
 
@@ -952,13 +972,10 @@ class ForkServerProtocol(unittest.TestCase):
 
     def touched_note(self, server):
         """The pages the server's note (TOUCHED) holds."""
-        pid = server.proc.pid
-        for fd in os.listdir("/proc/%d/fd" % pid):
-            link = "/proc/%d/fd/%s" % (pid, fd)
-            if "shardrun-touched" in os.readlink(link):
-                with open(link, "rb") as f:
-                    data = f.read()
-                return [p for (p,) in struct.iter_unpack("Q", data)]
+        for link in fds_named(server.proc.pid, "shardrun-touched"):
+            with open(link, "rb") as f:
+                data = f.read()
+            return [p for (p,) in struct.iter_unpack("Q", data)]
         self.fail("the server has no note")
 
     def next_files_through_children_forked_ahead(self, server):

@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -674,6 +676,134 @@ test_a_lane_dying_mid_start_takes_its_attempt(void **state)
 	sr_spawner_stop(s);
 }
 
+/* What an attempt orphans in a session of its own, out of its process
+ * group's reach, ends with it: before its EXITED, so before the lane's
+ * next attempt (a namespace's init kills it; a lane without one adopts
+ * it, a child subreaper). */
+static void
+test_what_an_attempt_orphans_ends_with_it(void **state)
+{
+	struct sr_spawner *s = start(state);
+	pid_t lane;
+	pid_t main_pid;
+	pid_t daemon;
+	bool ended;
+	int st;
+
+	spawn_sh(s, 270, 1, "setsid sleep 604 & exec sleep 0.5");
+	assert_true((lane = wait_child(sr_spawner_pid(s))) > 0);
+	assert_true((main_pid = wait_child(lane)) > 0);
+	assert_true((daemon = wait_child(main_pid)) > 0);
+	expect_exit(s, 270, &st);
+	assert_int_equal(WEXITSTATUS(st), 0);
+	ended = gone(&daemon);
+	if (!ended)
+		kill(daemon, SIGKILL);
+	assert_true(ended);
+	spawn_sh(s, 271, 1, "exit 7");
+	expect_exit(s, 271, &st);
+	assert_int_equal(WEXITSTATUS(st), 7);
+	expect_no_event(s);
+	sr_spawner_stop(s);
+}
+
+/* In a child process of the test: the spawner's next event within
+ * timeout_ms (no cmocka assertion may run there). */
+static bool
+child_event(struct sr_spawner *s, struct sr_spawn_ev *ev, int timeout_ms)
+{
+	struct pollfd p = {sr_spawner_fd(s), POLLIN, 0};
+
+	while (sr_spawner_read(s, ev) == SR_EAGAIN)
+		if (poll(&p, 1, timeout_ms) <= 0)
+			return (false);
+	return (true);
+}
+
+enum { SPAWNER_UID = 64001, OTHER_UID = 64002 };
+
+/* As SPAWNER_UID, in work (writable to it): a lane's attempt orphans a
+ * process of OTHER_UID in a session of its own (run, setuid). Exit 0 when
+ * the attempt's EXITED and the lane's next attempt's come. */
+static int
+unkillable_orphan(const char *work, const char *run)
+{
+	char script[512];
+	char log[128];
+	const char *argv[] = {"/bin/sh", "-c", script, NULL};
+	const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
+	struct sr_spawn_req r = {
+	    .argv = argv, .envp = envp, .cwd = work, .log = log, .lane = 1};
+	struct sr_spawner *s = NULL;
+	struct sr_spawn_ev ev;
+	int rv = 0;
+
+	if (setgroups(0, NULL) != 0 ||
+	    setresgid(SPAWNER_UID, SPAWNER_UID, SPAWNER_UID) != 0 ||
+	    setresuid(SPAWNER_UID, SPAWNER_UID, SPAWNER_UID) != 0)
+		return (10);
+	setenv("SHARDRUN_NO_PIDNS", "1", 1);
+	if (sr_spawner_start(&s) != 0)
+		return (11);
+	snprintf(log, sizeof(log), "%s/log", work);
+	snprintf(script, sizeof(script),
+	         "setsid %s sleep 605 & echo $! > daemon.pid; sleep 0.3", run);
+	r.id = 280;
+	if (sr_spawner_spawn(s, &r) != 0 || !child_event(s, &ev, 5000) ||
+	    ev.id != 280 || ev.type != SR_SPAWN_EXITED)
+		rv = 12; /* the lane waits on what it could not kill */
+	snprintf(script, sizeof(script), "exit 7");
+	r.id = 281;
+	if (rv == 0 &&
+	    (sr_spawner_spawn(s, &r) != 0 || !child_event(s, &ev, 5000) ||
+	     ev.id != 281 || WEXITSTATUS(ev.status) != 7))
+		rv = 13;
+	sr_spawner_stop(s);
+	return (rv);
+}
+
+/* An orphan the lane may not signal (another user's, as through sudo)
+ * does not hold the attempt's report or the lane's next attempt: it stays
+ * the lane's child until it ends. Needs root, to be two other users. */
+static void
+test_an_orphan_the_lane_cannot_kill_holds_nothing(void **state)
+{
+	const char *built = getenv("SR_SETUID_RUN");
+	char work[96], run[128], cmd[512], pidbuf[32];
+	pid_t child, daemon = 0;
+	FILE *f;
+	int st;
+
+	(void) state;
+	if (geteuid() != 0 || built == NULL)
+		skip();
+	snprintf(work, sizeof(work), "/tmp/sr-spawner-other-XXXXXX");
+	assert_non_null(mkdtemp(work)); /* not in dir: only root may enter */
+	snprintf(run, sizeof(run), "%s/setuid-run", work);
+	assert_int_equal(chown(work, SPAWNER_UID, SPAWNER_UID), 0);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", built, run);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(chown(run, OTHER_UID, OTHER_UID), 0);
+	assert_int_equal(chmod(run, 04755), 0);
+	assert_true((child = fork()) >= 0);
+	if (child == 0)
+		_exit(unkillable_orphan(work, run));
+	assert_int_equal(waitpid(child, &st, 0), child);
+	snprintf(cmd, sizeof(cmd), "%s/daemon.pid", work);
+	if ((f = fopen(cmd, "r")) != NULL) {
+		if (fgets(pidbuf, sizeof(pidbuf), f) != NULL)
+			daemon = (pid_t) atoi(pidbuf);
+		fclose(f);
+	}
+	if (daemon > 0)
+		kill(daemon, SIGKILL); /* we are root */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", work);
+	assert_int_equal(system(cmd), 0);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_true(daemon > 0);
+}
+
 /* A helper killed outright takes the attempts of its lanes with it,
  * whatever they started. */
 static void
@@ -738,6 +868,8 @@ main(void)
 	    BOTH(test_a_dead_lane_takes_its_attempt),
 	    BOTH(test_a_lane_dying_mid_start_takes_its_attempt),
 	    BOTH(test_a_dead_helper_takes_the_lanes_attempts),
+	    BOTH(test_what_an_attempt_orphans_ends_with_it),
+	    cmocka_unit_test(test_an_orphan_the_lane_cannot_kill_holds_nothing),
 	};
 
 	return (cmocka_run_group_tests(tests, setup, teardown));
