@@ -605,6 +605,32 @@ ends(pid_t pid, int timeout_ms)
 	return (within(timeout_ms, gone, &pid));
 }
 
+/* The processes of lane 1's running attempt, polled for: the lane, the
+ * attempt's main process, and the first child of that. */
+static void
+lane_attempt_tree(struct sr_spawner *s, pid_t *lane, pid_t *main_pid,
+                  pid_t *child)
+{
+	assert_true((*lane = wait_child(sr_spawner_pid(s))) > 0);
+	assert_true((*main_pid = wait_child(*lane)) > 0);
+	assert_true((*child = wait_child(*main_pid)) > 0);
+}
+
+/* Lane 1's next attempt (id) runs and ends with its own status, nothing
+ * else happens; s stops. */
+static void
+lane_goes_on_then_stop(struct sr_spawner *s, uint64_t id)
+{
+	int st;
+
+	spawn_sh(s, id, 1, "exit 6");
+	expect_exit(s, id, &st);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 6);
+	expect_no_event(s);
+	sr_spawner_stop(s);
+}
+
 /* A lane that dies takes its attempt with it, whatever the attempt
  * started: one EXITED (killed), every process of it ends, and the lane's
  * next attempt runs. */
@@ -618,20 +644,14 @@ test_a_dead_lane_takes_its_attempt(void **state)
 	int st;
 
 	spawn_sh(s, 240, 1, "sleep 600 & exec sleep 601");
-	assert_true((lane = wait_child(sr_spawner_pid(s))) > 0);
-	assert_true((main_pid = wait_child(lane)) > 0);
-	assert_true((bg = wait_child(main_pid)) > 0);
+	lane_attempt_tree(s, &lane, &main_pid, &bg);
 	assert_int_equal(kill(lane, SIGKILL), 0);
 	expect_exit(s, 240, &st);
 	assert_true(WIFSIGNALED(st));
 	assert_int_equal(WTERMSIG(st), SIGKILL);
 	assert_true(ends(main_pid, 3000));
 	assert_true(ends(bg, 3000));
-	spawn_sh(s, 241, 1, "exit 6");
-	expect_exit(s, 241, &st);
-	assert_int_equal(WEXITSTATUS(st), 6);
-	expect_no_event(s);
-	sr_spawner_stop(s);
+	lane_goes_on_then_stop(s, 241);
 }
 
 /* A lane killed while its attempt is still being set up (here: blocked
@@ -691,20 +711,14 @@ test_what_an_attempt_orphans_ends_with_it(void **state)
 	int st;
 
 	spawn_sh(s, 270, 1, "setsid sleep 604 & exec sleep 0.5");
-	assert_true((lane = wait_child(sr_spawner_pid(s))) > 0);
-	assert_true((main_pid = wait_child(lane)) > 0);
-	assert_true((daemon = wait_child(main_pid)) > 0);
+	lane_attempt_tree(s, &lane, &main_pid, &daemon);
 	expect_exit(s, 270, &st);
 	assert_int_equal(WEXITSTATUS(st), 0);
 	ended = gone(&daemon);
 	if (!ended)
 		kill(daemon, SIGKILL);
 	assert_true(ended);
-	spawn_sh(s, 271, 1, "exit 7");
-	expect_exit(s, 271, &st);
-	assert_int_equal(WEXITSTATUS(st), 7);
-	expect_no_event(s);
-	sr_spawner_stop(s);
+	lane_goes_on_then_stop(s, 271);
 }
 
 /* In a child process of the test: the spawner's next event within
@@ -815,9 +829,7 @@ test_a_dead_helper_takes_the_lanes_attempts(void **state)
 	pid_t bg;
 
 	spawn_sh(s, 260, 1, "sleep 600 & exec sleep 603");
-	assert_true((lane = wait_child(sr_spawner_pid(s))) > 0);
-	assert_true((main_pid = wait_child(lane)) > 0);
-	assert_true((bg = wait_child(main_pid)) > 0);
+	lane_attempt_tree(s, &lane, &main_pid, &bg);
 	assert_int_equal(kill(sr_spawner_pid(s), SIGKILL), 0);
 	assert_true(ends(lane, 3000));
 	assert_true(ends(main_pid, 3000));
