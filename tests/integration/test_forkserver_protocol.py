@@ -153,6 +153,17 @@ FILES = {
             BIG = bytearray(1 << 29)  # written: the exit frees it
             assert False
         """,
+    "tests/e/test_big_daemon.py": """
+        import os
+        import subprocess
+
+        def test_big_daemon():
+            global BIG
+            BIG = bytearray(1 << 29)  # written: the exit takes a while
+            p = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+            with open(os.environ["SR_MARK"], "a") as f:
+                f.write("%d\\n" % p.pid)
+        """,
     "tests/e/test_sleep.py": """
         import time
 
@@ -842,13 +853,11 @@ class ForkServerProtocol(unittest.TestCase):
                             ["tests/a/test_a.py"]])
         self.assertEqual(codes, [0, 0, 0])
 
-    def test_a_server_of_the_front_ends_between_files(self):
+    def test_servers_of_the_front_kill_what_their_files_left(self):
         """Each server of the front kills the daemon its file left before
         it says it is idle (a child subreaper, it adopted it; without a
-        PID namespace it kills its children round after round). A server
-        killed between files takes the child it forked ahead with it; the
-        front makes a new one for its next file, and the other server
-        goes on."""
+        PID namespace it kills its children round after round), so before
+        the front hands the next file to another server."""
         mark = self.more_env["SR_MARK"] = os.path.join(self.tmp, "mark")
         server = self.started()
         try:
@@ -861,30 +870,39 @@ class ForkServerProtocol(unittest.TestCase):
                 daemons = {k: int(v) for k, v in (line.split() for line in f)}
             for pid in daemons.values():
                 self.addCleanup(kill_sleep, pid)
-            # e's server said idle before a's file went to a's server.
             self.assertFalse(alive(daemons["tests/e/test_daemon.py"]))
             a_daemon = daemons["tests/a/test_daemon.py"]
             deadline = time.monotonic() + 3
             while alive(a_daemon) and time.monotonic() < deadline:
                 time.sleep(0.02)
             self.assertFalse(alive(a_daemon))
-            servers = server.servers()
-            self.assertEqual(len(servers), 2)
-            killed, other = servers
-            below = children_of(killed)
-            os.kill(killed, signal.SIGKILL)
-            deadline = time.monotonic() + 3
-            while (any(alive(p) for p in below) or
-                   len(server.servers()) > 1) and \
-                    time.monotonic() < deadline:
-                time.sleep(0.02)
-            self.assertEqual([p for p in below if alive(p)], [])
-            self.assertEqual(server.servers(), [other])
-            for n, f in enumerate(["tests/a/test_a.py", "tests/e/test_e.py"]):
-                req = self.request([f], os.path.join(self.tmp, "t.log"), n)
-                self.assertEqual(server.run(req), 0, f)
-            self.assertIn(other, server.servers())
             self.assertEqual(len(server.servers()), 2)
+        finally:
+            server.close()
+
+    def test_what_a_killed_server_left_comes_to_the_front(self):
+        """A server killed right after its file's status, its child still
+        exiting (freeing 512 MiB) with a daemon of its own below it: the
+        daemon comes to the front once the child is gone, and the front
+        kills it (sweep_orphans), then goes on."""
+        mark = self.more_env["SR_MARK"] = os.path.join(self.tmp, "mark")
+        server = self.started()
+        try:
+            req = self.became_front(server)
+            (e_server,) = server.servers()
+            big = self.request(["tests/e/test_big_daemon.py"],
+                               os.path.join(self.tmp, "b.log"), 1)
+            self.assertEqual(server.run(big), 0)
+            os.kill(e_server, signal.SIGKILL)
+            with open(mark) as f:
+                daemon = int(f.read().split()[-1])
+            self.addCleanup(kill_sleep, daemon)
+            deadline = time.monotonic() + 5
+            while alive(daemon) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            self.assertFalse(alive(daemon))
+            self.assertEqual(server.run(req), 0)
+            self.assertNotIn(e_server, server.servers())
         finally:
             server.close()
 
