@@ -164,6 +164,16 @@ FILES = {
             with open(os.environ["SR_MARK"], "a") as f:
                 f.write("%d\\n" % p.pid)
         """,
+    "tests/e/test_other_user.py": """
+        import os
+        import subprocess
+
+        def test_other_user():
+            p = subprocess.Popen([os.environ["SR_SETUID_RUN"], "sleep",
+                                  "1000"], start_new_session=True)
+            with open(os.environ["SR_MARK"], "a") as f:
+                f.write("%d\\n" % p.pid)
+        """,
     "tests/e/test_sleep.py": """
         import time
 
@@ -320,17 +330,22 @@ def kill_sleep(pid):
 
 
 class Server:
-    def __init__(self, root, tmp, preload=("registry",), env=None):
+    def __init__(self, root, tmp, preload=("registry",), env=None,
+                 user=None):
         path = self.path = os.path.join(tmp, "fs.sock")
         self.lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.lsock.bind(path)
         self.lsock.listen(1)
         self.log = open(os.path.join(tmp, "server.log"), "w")
+        if user is not None:  # it may connect
+            os.chown(path, user, user)
         self.proc = subprocess.Popen([PY, SERVER, path, root] +
                                      list(preload),
                                      stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=self.log,
-                                     env=env)
+                                     env=env, user=user, group=user,
+                                     extra_groups=None if user is None
+                                     else [])
         self.lsock.settimeout(30)
         self.sock, _ = self.lsock.accept()
         self.sock.settimeout(60)
@@ -410,11 +425,11 @@ class ForkServerProtocol(unittest.TestCase):
         return {"args": args, "files": files, "cwd": self.ws, "log": log,
                 "env": env}
 
-    def started(self, preload=("registry",), **env):
+    def started(self, preload=("registry",), user=None, **env):
         """A server started as the agent starts it, ready."""
         server = self.server = Server(
             self.ws, self.tmp, preload,
-            env=dict(os.environ, PYTHONPATH=self.plugins, **env))
+            env=dict(os.environ, PYTHONPATH=self.plugins, **env), user=user)
         self.assertEqual(server.recv(), {"ready": True})
         return server
 
@@ -852,6 +867,44 @@ class ForkServerProtocol(unittest.TestCase):
         codes = self.serve([["threads/test_t.py"], ["threads/test_t.py"],
                             ["tests/a/test_a.py"]])
         self.assertEqual(codes, [0, 0, 0])
+
+    def test_an_orphan_the_server_cannot_kill_holds_nothing(self):
+        """A file leaves a daemon of another user (started through a
+        setuid program, as sudo would): the server cannot kill it and
+        does not wait for it (it used to, up to a second per sweep, two
+        sweeps a file); it stays the server's child. Needs root, to be two
+        other users."""
+        built = os.environ.get("SR_SETUID_RUN")
+        if os.geteuid() != 0 or not built:
+            self.skipTest("needs root and SR_SETUID_RUN")
+        server_uid, other_uid = 64001, 64002
+        for root, dirs, files in os.walk(self.tmp):
+            for name in dirs + files:
+                os.chown(os.path.join(root, name), server_uid, server_uid)
+        os.chown(self.tmp, server_uid, server_uid)
+        run = os.path.join(self.tmp, "setuid-run")
+        shutil.copy(built, run)
+        os.chown(run, other_uid, other_uid)
+        os.chmod(run, 0o4755)
+        mark = self.more_env["SR_MARK"] = os.path.join(self.tmp, "mark")
+        self.more_env["SR_SETUID_RUN"] = run
+        server = self.started(user=server_uid)
+        try:
+            req = self.request(["tests/e/test_other_user.py"],
+                               os.path.join(self.tmp, "o.log"), 0)
+            self.assertEqual(server.run(req), 0)
+            with open(mark) as f:
+                daemon = int(f.read().split()[-1])
+            self.addCleanup(kill_sleep, daemon)
+            req = self.request(["tests/e/test_e.py"],
+                               os.path.join(self.tmp, "e.log"), 1)
+            start = time.monotonic()
+            self.assertEqual(server.run(req), 0)
+            self.assertLess(time.monotonic() - start, 1.0)
+            self.assertTrue(alive(daemon))
+            self.assertEqual(int(status_of(daemon)["PPid"]), server.proc.pid)
+        finally:
+            server.close()
 
     def test_servers_of_the_front_kill_what_their_files_left(self):
         """Each server of the front kills the daemon its file left before
