@@ -605,15 +605,25 @@ ends(pid_t pid, int timeout_ms)
 	return (within(timeout_ms, gone, &pid));
 }
 
-/* The processes of lane 1's running attempt, polled for: the lane, the
+/* An attempt in lane 1 and what it started, as polled for: the lane, the
  * attempt's main process, and the first child of that. */
-static void
-lane_attempt_tree(struct sr_spawner *s, pid_t *lane, pid_t *main_pid,
-                  pid_t *child)
+struct lane_tree {
+	pid_t lane;
+	pid_t main;
+	pid_t child;
+};
+
+/* Start script as attempt id in lane 1; its processes once all are up. */
+static struct lane_tree
+start_in_lane(struct sr_spawner *s, uint64_t id, const char *script)
 {
-	assert_true((*lane = wait_child(sr_spawner_pid(s))) > 0);
-	assert_true((*main_pid = wait_child(*lane)) > 0);
-	assert_true((*child = wait_child(*main_pid)) > 0);
+	struct lane_tree t;
+
+	spawn_sh(s, id, 1, script);
+	assert_true((t.lane = wait_child(sr_spawner_pid(s))) > 0);
+	assert_true((t.main = wait_child(t.lane)) > 0);
+	assert_true((t.child = wait_child(t.main)) > 0);
+	return (t);
 }
 
 /* Lane 1's next attempt (id) runs and ends with its own status, nothing
@@ -638,19 +648,16 @@ static void
 test_a_dead_lane_takes_its_attempt(void **state)
 {
 	struct sr_spawner *s = start(state);
-	pid_t lane;
-	pid_t main_pid;
-	pid_t bg;
+	struct lane_tree t =
+	    start_in_lane(s, 240, "sleep 600 & exec sleep 601");
 	int st;
 
-	spawn_sh(s, 240, 1, "sleep 600 & exec sleep 601");
-	lane_attempt_tree(s, &lane, &main_pid, &bg);
-	assert_int_equal(kill(lane, SIGKILL), 0);
+	assert_int_equal(kill(t.lane, SIGKILL), 0);
 	expect_exit(s, 240, &st);
 	assert_true(WIFSIGNALED(st));
 	assert_int_equal(WTERMSIG(st), SIGKILL);
-	assert_true(ends(main_pid, 3000));
-	assert_true(ends(bg, 3000));
+	assert_true(ends(t.main, 3000));
+	assert_true(ends(t.child, 3000));
 	lane_goes_on_then_stop(s, 241);
 }
 
@@ -704,19 +711,16 @@ static void
 test_what_an_attempt_orphans_ends_with_it(void **state)
 {
 	struct sr_spawner *s = start(state);
-	pid_t lane;
-	pid_t main_pid;
-	pid_t daemon;
+	struct lane_tree t =
+	    start_in_lane(s, 270, "setsid sleep 604 & exec sleep 0.5");
 	bool ended;
 	int st;
 
-	spawn_sh(s, 270, 1, "setsid sleep 604 & exec sleep 0.5");
-	lane_attempt_tree(s, &lane, &main_pid, &daemon);
 	expect_exit(s, 270, &st);
 	assert_int_equal(WEXITSTATUS(st), 0);
-	ended = gone(&daemon);
+	ended = gone(&t.child); /* the daemon */
 	if (!ended)
-		kill(daemon, SIGKILL);
+		kill(t.child, SIGKILL);
 	assert_true(ended);
 	lane_goes_on_then_stop(s, 271);
 }
@@ -824,16 +828,13 @@ static void
 test_a_dead_helper_takes_the_lanes_attempts(void **state)
 {
 	struct sr_spawner *s = start(state);
-	pid_t lane;
-	pid_t main_pid;
-	pid_t bg;
+	struct lane_tree t =
+	    start_in_lane(s, 260, "sleep 600 & exec sleep 603");
 
-	spawn_sh(s, 260, 1, "sleep 600 & exec sleep 603");
-	lane_attempt_tree(s, &lane, &main_pid, &bg);
 	assert_int_equal(kill(sr_spawner_pid(s), SIGKILL), 0);
-	assert_true(ends(lane, 3000));
-	assert_true(ends(main_pid, 3000));
-	assert_true(ends(bg, 3000));
+	assert_true(ends(t.lane, 3000));
+	assert_true(ends(t.main, 3000));
+	assert_true(ends(t.child, 3000));
 	sr_spawner_stop(s);
 }
 
